@@ -1,0 +1,273 @@
+//! JSON documents exchanged between the provider and an agent (DESIGN.md §4).
+//!
+//! The same documents travel over HTTP(S) and over SSH `stdio`. Deserialising one validates
+//! every name, size and stack in it, so an agent handler only ever sees valid input.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::{LayerStack, NodeName, ResourceName, Size, StoragePoolName};
+
+/// Highest volume number accepted; LINSTOR's `<rd>_<vol:05>` naming leaves room for more, but
+/// no real resource has this many volumes.
+pub const MAX_VOLUME_NUMBER: u32 = 99;
+
+/// A LUKS passphrase on the wire. `Debug` and `Display` redact it; the agent hands it to
+/// cryptsetup on stdin only, and never stores it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Passphrase(SecretString);
+
+impl Passphrase {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Passphrase(SecretString::from(secret.into()))
+    }
+
+    /// The only way to the plaintext: for cryptsetup's stdin and for the request body.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.expose_secret().is_empty()
+    }
+}
+
+impl Serialize for Passphrase {
+    /// Serialised only into the request body sent to an agent over TLS or SSH.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.expose_secret())
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase([REDACTED])")
+    }
+}
+
+/// What one node must converge to for one resource definition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredResource {
+    pub name: ResourceName,
+    pub layer_stack: LayerStack,
+    pub volumes: Vec<VolumeSpec>,
+    pub storage: StorageSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub luks: Option<LuksSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drbd: Option<DrbdSpec>,
+    #[serde(default)]
+    pub props: BTreeMap<String, String>,
+    /// Bumped by the provider on every change; the agent records the last one applied.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    pub number: u32,
+    pub size_kib: Size,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSpec {
+    pub pool: StoragePoolName,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LuksSpec {
+    pub passphrase: Passphrase,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrbdSpec {
+    pub node_id: u32,
+    pub port: u16,
+    /// One minor per volume, in the order of `volumes`.
+    pub minors: Vec<u32>,
+    pub peers: Vec<DrbdPeer>,
+    /// `A`, `B` or `C`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    pub shared_secret: Passphrase,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// This node's replication address.
+    pub address: String,
+}
+
+fn default_protocol() -> String {
+    "C".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrbdPeer {
+    pub name: NodeName,
+    pub node_id: u32,
+    pub address: String,
+    pub port: u16,
+}
+
+/// What a node actually has for one resource, read from the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedResource {
+    pub name: ResourceName,
+    pub node: NodeName,
+    pub layer_stack: LayerStack,
+    pub volumes: Vec<ObservedVolume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drbd: Option<ObservedDrbd>,
+    /// The generation of the last DesiredResource applied, 0 when never applied here.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedVolume {
+    pub number: u32,
+    /// Size of the backing volume, in KiB; `None` when it is missing.
+    pub size_kib: Option<u64>,
+    /// e.g. `/dev/loop3`, `/dev/vg0/db_00000`.
+    pub backing_device: Option<String>,
+    /// The topmost device a user mounts: `/dev/drbd1000`, `/dev/mapper/db-0-luks`, or the
+    /// backing device for `["STORAGE"]`. `None` while a layer above is not active.
+    pub device_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub luks: Option<ObservedLuks>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedLuks {
+    pub uuid: String,
+    pub open: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObservedDrbd {
+    pub node_id: u32,
+    pub port: u16,
+    pub minors: Vec<u32>,
+    pub res_file: String,
+    pub up: bool,
+}
+
+/// `GET /v1/node`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: NodeName,
+    pub versions: Versions,
+    pub pools: Vec<PoolInfo>,
+    pub used_minors: Vec<u32>,
+    pub used_ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Versions {
+    pub agent: String,
+    pub cryptsetup: Option<String>,
+    pub drbd_kernel: Option<String>,
+    pub drbd_utils: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolInfo {
+    pub name: StoragePoolName,
+    /// `loopfile`, `lvm`, `lvm-thin` or `zfs`.
+    pub backend: String,
+    pub free_kib: u64,
+    pub total_kib: u64,
+}
+
+/// `POST /v1/resources/{rd}/plan`: the steps apply would run, secrets shown as `<redacted>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedSteps {
+    pub steps: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    /// `STORAGE`, `LUKS` or `DRBD`.
+    pub layer: String,
+    pub argv: Vec<String>,
+}
+
+/// Every error an agent returns: a stable code, a message that says what to do, and the
+/// DesiredResource field it concerns (the provider maps it to a Terraform attribute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct AgentError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// One request line in SSH `stdio` mode; the response line is the same JSON the HTTP route
+/// returns on success, or `{"error": AgentError}`. No bearer token: the SSH login already
+/// authenticated the caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum StdioRequest {
+    Node,
+    Apply {
+        resource: DesiredResource,
+    },
+    Plan {
+        resource: DesiredResource,
+    },
+    Get {
+        name: ResourceName,
+    },
+    Delete {
+        name: ResourceName,
+    },
+    List,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired_json(name: &str) -> String {
+        format!(
+            r#"{{"name":"{name}","layer_stack":["luks","storage"],"volumes":[{{"number":0,"size_kib":65536}}],
+               "storage":{{"pool":"files"}},"luks":{{"passphrase":"s3cret-pass"}}}}"#
+        )
+    }
+
+    #[test]
+    fn desired_resource_round_trips_and_normalises() {
+        let d: DesiredResource = serde_json::from_str(&desired_json("db")).unwrap();
+        assert_eq!(d.layer_stack.names(), ["LUKS", "STORAGE"]);
+        let back = serde_json::to_string(&d).unwrap();
+        assert!(back.contains("\"passphrase\":\"s3cret-pass\""));
+    }
+
+    #[test]
+    fn debug_never_shows_the_passphrase() {
+        let d: DesiredResource = serde_json::from_str(&desired_json("db")).unwrap();
+        assert!(!format!("{d:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn hostile_names_fail_at_deserialisation() {
+        assert!(serde_json::from_str::<DesiredResource>(&desired_json("../x")).is_err());
+        assert!(serde_json::from_str::<DesiredResource>(&desired_json("all")).is_err());
+    }
+
+    #[test]
+    fn stdio_requests_are_tagged_by_op() {
+        let r: StdioRequest = serde_json::from_str(r#"{"op":"get","name":"db"}"#).unwrap();
+        assert!(matches!(r, StdioRequest::Get { name } if name.as_str() == "db"));
+    }
+}
