@@ -3,11 +3,28 @@
 //! * [`names`], [`size`], [`layer_stack`]: validated value types. A value that exists is valid
 //!   (parse, don't validate), so an unchecked name can never reach a path, a device name or argv.
 //! * [`wire`]: the JSON documents exchanged between provider and agent (DESIGN.md §4).
+//! * `tfplugin6`, `goplugin` (feature `tfplugin`): the generated Terraform plugin protocol.
 
 pub mod layer_stack;
 pub mod names;
 pub mod size;
 pub mod wire;
+
+/// Terraform plugin protocol 6.8 (package `tfplugin6`): messages and the `Provider` service.
+/// Generated from `proto/tfplugin6.proto`; 6.8 is a wire superset of the 6.0 Terraform 1.0.3 speaks.
+#[cfg(feature = "tfplugin")]
+#[allow(clippy::all, missing_docs)]
+pub mod tfplugin6 {
+    tonic::include_proto!("tfplugin6");
+}
+
+/// go-plugin's own gRPC services (package `plugin`): `GRPCController` (Shutdown) and
+/// `GRPCStdio` (StreamStdio), served next to the provider in the same plugin process.
+#[cfg(feature = "tfplugin")]
+#[allow(clippy::all, missing_docs)]
+pub mod goplugin {
+    tonic::include_proto!("plugin");
+}
 
 pub use layer_stack::{Layer, LayerStack, LayerStackError};
 pub use names::{NameError, NodeName, ResourceName, StoragePoolName};
