@@ -33,6 +33,9 @@ mod tfplugin {
             .build_server(true)
             .build_client(true)
             .build_transport(false)
+            // RPCs a provider does not override answer UNIMPLEMENTED, which Terraform handles for
+            // every post-6.0 RPC (GetMetadata, functions, ephemeral resources, MoveResourceState).
+            .generate_default_stubs(true)
             .emit_rerun_if_changed(false)
             .compile_fds(descriptors)
         {
