@@ -119,7 +119,12 @@ impl AgentProcess {
 
     /// `GET path` with the bearer token: (status code, body).
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        http_get(self.addr, path, &self.config.token)
+        http_get(self.addr, path, Some(&self.config.token))
+    }
+
+    /// `GET path` without any `Authorization` header: (status code, body).
+    pub fn get_without_token(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_get(self.addr, path, None)
     }
 
     /// Backing files in the pool whose name starts with `prefix` (e.g. the RD name).
@@ -200,12 +205,15 @@ pub fn free_loopback_addr() -> SocketAddr {
 }
 
 /// A minimal HTTP/1.1 GET: enough for a readiness probe without an HTTP client dependency.
-fn http_get(addr: SocketAddr, path: &str, token: &str) -> std::io::Result<(u16, String)> {
+fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\
          Accept: application/json\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();

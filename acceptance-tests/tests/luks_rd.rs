@@ -28,6 +28,11 @@ resource "blockstor_resource_definition" "secret" {{
     number = 0
     size   = "64MiB"
   }}
+  # pbkdf2 with a 1 ms target: the header is real, the test stays fast.
+  props = {{
+    "Luks/pbkdf"     = "pbkdf2"
+    "Luks/iter-time" = "1"
+  }}
 }}
 "#
     )

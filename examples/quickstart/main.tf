@@ -37,4 +37,10 @@ resource "blockstor_resource_definition" "encrypted" {
     number = 0
     size   = "64MiB"
   }
+  # Fast key derivation for a demo: drop these two props for production volumes
+  # (cryptsetup's default is argon2id with a 2 s unlock time).
+  props = {
+    "Luks/pbkdf"     = "pbkdf2"
+    "Luks/iter-time" = "100"
+  }
 }
