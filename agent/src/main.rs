@@ -1,1 +1,99 @@
-fn main() {}
+//! `blockstor-agent`: `serve --config FILE` (HTTP), `stdio --config FILE` (one request, for
+//! SSH), `check` (tools and kernel features present).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use blockstor_agent::config::Config;
+use blockstor_agent::engine::Engine;
+use blockstor_agent::host::RealHost;
+use blockstor_agent::runner::SystemRunner;
+use blockstor_agent::store::Store;
+use blockstor_agent::{api, check};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "blockstor-agent", version, about = "blockstor node agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the agent API over HTTP(S).
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Answer one JSON request line from stdin on stdout (SSH mode).
+    Stdio {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print which tools and kernel features are present, and what to install.
+    Check,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Logs go to stderr: stdout carries the stdio answer.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLOCKSTOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("blockstor-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    match cli.command {
+        Cmd::Check => {
+            let items = check::probe(&SystemRunner, &RealHost).await;
+            print!("{}", check::render(&items));
+            Ok(())
+        }
+        Cmd::Serve { config } => {
+            let config = Config::load(&config)?;
+            let token = config.token()?;
+            let listen = config.http.listen;
+            let tls = config
+                .http
+                .tls_cert
+                .clone()
+                .zip(config.http.tls_key.clone());
+            let engine = engine(config)?;
+            api::http::serve(engine, token, listen, tls).await?;
+            Ok(())
+        }
+        Cmd::Stdio { config } => {
+            let engine = engine(Config::load(&config)?)?;
+            api::stdio::serve_one(&engine, tokio::io::stdin(), tokio::io::stdout()).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Opens the store, reports steps a previous run left unfinished, and builds the engine.
+fn engine(config: Config) -> Result<Engine, Box<dyn std::error::Error>> {
+    let store = Store::open(&config.state_dir)?;
+    for (rd, entry) in store.reconcile()? {
+        tracing::warn!(%rd, layer = %entry.layer, action = %entry.action,
+            "step interrupted by a restart; the next apply re-observes and converges");
+    }
+    Ok(Engine::new(
+        config,
+        Arc::new(SystemRunner),
+        Arc::new(RealHost),
+        store,
+    ))
+}

@@ -1,0 +1,158 @@
+//! HTTP(S) front end: axum routes of DESIGN.md §4, a bearer token on every route (compared in
+//! constant time), errors as `{code,message,field}` with their HTTP status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use blockstor_proto::ResourceName;
+use subtle::ConstantTimeEq;
+
+use crate::engine::Engine;
+use crate::error::{Error, Kind};
+
+/// Shared state of the HTTP server.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    token: Arc<String>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(code = self.code, message = %self.message, "request failed");
+        }
+        (status, Json(self.to_wire())).into_response()
+    }
+}
+
+/// The router with every route behind the bearer-token check.
+pub fn router(engine: Engine, token: String) -> Router {
+    let state = AppState {
+        engine,
+        token: Arc::new(token),
+    };
+    Router::new()
+        .route("/v1/node", get(node))
+        .route("/v1/resources", get(list))
+        .route("/v1/resources/{rd}", get(get_one).put(apply).delete(delete))
+        .route("/v1/resources/{rd}/plan", post(plan))
+        .fallback(|| async {
+            Error::new(
+                Kind::NotFound,
+                "not_found",
+                "no such route; see DESIGN.md §4",
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) && !given.is_empty() {
+        next.run(req).await
+    } else {
+        Error::new(
+            Kind::Unauthorized,
+            "unauthorized",
+            "missing or wrong bearer token: send `Authorization: Bearer <token>` with the agent's token",
+        )
+        .into_response()
+    }
+}
+
+fn rd_param(raw: &str) -> Result<ResourceName, Error> {
+    raw.parse().map_err(|e: blockstor_proto::NameError| {
+        Error::invalid("invalid_name", "name", e.to_string())
+    })
+}
+
+/// Parses the body and checks it names the same resource as the path.
+fn desired_for(rd: &str, body: &[u8]) -> Result<blockstor_proto::wire::DesiredResource, Error> {
+    let rd = rd_param(rd)?;
+    let d = super::parse_desired(body)?;
+    if d.name != rd {
+        return Err(Error::invalid(
+            "name_mismatch",
+            "name",
+            format!(
+                "the path names {rd} but the body names {}; they must be equal",
+                d.name
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+async fn node(State(s): State<AppState>) -> Result<Response, Error> {
+    Ok(Json(s.engine.node().await?).into_response())
+}
+
+async fn list(State(s): State<AppState>) -> Result<Response, Error> {
+    Ok(Json(s.engine.list().await?).into_response())
+}
+
+async fn get_one(State(s): State<AppState>, Path(rd): Path<String>) -> Result<Response, Error> {
+    Ok(Json(s.engine.get(&rd_param(&rd)?).await?).into_response())
+}
+
+async fn apply(
+    State(s): State<AppState>,
+    Path(rd): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let d = desired_for(&rd, &body)?;
+    Ok(Json(s.engine.apply(d).await?).into_response())
+}
+
+async fn plan(
+    State(s): State<AppState>,
+    Path(rd): Path<String>,
+    body: Bytes,
+) -> Result<Response, Error> {
+    let d = desired_for(&rd, &body)?;
+    Ok(Json(s.engine.plan(d).await?).into_response())
+}
+
+async fn delete(State(s): State<AppState>, Path(rd): Path<String>) -> Result<Response, Error> {
+    Ok(Json(s.engine.delete(&rd_param(&rd)?).await?).into_response())
+}
+
+/// Serves until the process ends: plain HTTP on loopback, HTTPS (rustls) when `tls` is set.
+pub async fn serve(
+    engine: Engine,
+    token: String,
+    listen: SocketAddr,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> std::io::Result<()> {
+    let app = router(engine, token);
+    match tls {
+        Some((cert, key)) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            tracing::info!(%listen, "serving HTTPS");
+            axum_server::bind_rustls(listen, config)
+                .serve(app.into_make_service())
+                .await
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            tracing::info!(listen = %listener.local_addr()?, "serving HTTP");
+            axum::serve(listener, app).await
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Loop-file pool: a sparse file `<directory>/<rd>_<vol:05>.img` of the exact size, attached to a
+//! loop device. Re-apply finds the existing attachment with `losetup -j`, so the device stays
+//! the same. Grow = larger file + `losetup -c`; never shrinks.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use blockstor_proto::Layer;
+
+use super::{volume_name, Backend};
+use crate::error::{Error, Kind, Result};
+use crate::layers::{Backing, Cx};
+use crate::runner::Command;
+
+/// A pool of loop files in one directory.
+#[derive(Debug, Clone)]
+pub struct LoopFile {
+    pub directory: PathBuf,
+}
+
+impl LoopFile {
+    /// The file behind volume `vol`.
+    pub fn file(&self, cx: &Cx<'_>, vol: u32) -> PathBuf {
+        self.directory
+            .join(format!("{}.img", volume_name(&cx.rd, vol)))
+    }
+
+    /// Loop devices `file` is attached to, from `losetup -j FILE` (`/dev/loop3: []: (/p/f)`).
+    async fn attachments(&self, cx: &Cx<'_>, file: &Path) -> Result<Vec<String>> {
+        let out = cx
+            .observe(&Command::new("losetup", ["-j", &path_str(file)?]))
+            .await?;
+        if !out.success() {
+            return Err(Error::new(
+                Kind::Internal,
+                "tool_failed",
+                format!(
+                    "`losetup -j {}` failed: {}",
+                    file.display(),
+                    out.stderr.trim()
+                ),
+            ));
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.split_once(':').map(|(dev, _)| dev.trim().to_owned()))
+            .filter(|d| d.starts_with("/dev/"))
+            .collect())
+    }
+
+    async fn attach(&self, cx: &mut Cx<'_>, file: &Path) -> Result<String> {
+        let out = cx
+            .act(
+                Layer::Storage,
+                &Command::new("losetup", ["-f", "--show", &path_str(file)?]),
+            )
+            .await?;
+        let dev = out.stdout.trim().to_owned();
+        if cx.dry_run {
+            return Ok(format!("<loop device of {}>", file.display()));
+        }
+        if !dev.starts_with("/dev/") {
+            return Err(Error::new(
+                Kind::Internal,
+                "tool_failed",
+                format!(
+                    "`losetup -f --show {}` printed {dev:?}, not a device",
+                    file.display()
+                ),
+            ));
+        }
+        Ok(dev)
+    }
+}
+
+fn path_str(p: &Path) -> Result<String> {
+    p.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::internal(format!("path {} is not UTF-8", p.display())))
+}
+
+#[async_trait]
+impl Backend for LoopFile {
+    fn kind(&self) -> &'static str {
+        "loopfile"
+    }
+
+    async fn observe(&self, cx: &mut Cx<'_>, vol: u32) -> Result<Option<Backing>> {
+        let file = self.file(cx, vol);
+        let size = cx
+            .host
+            .file_size(&file)
+            .map_err(|e| Error::internal(format!("cannot stat {}: {e}", file.display())))?;
+        let Some(bytes) = size else {
+            return Ok(None);
+        };
+        let device = self.attachments(cx, &file).await?.into_iter().next();
+        Ok(Some(Backing {
+            device,
+            size_kib: bytes / 1024,
+        }))
+    }
+
+    async fn create(&self, cx: &mut Cx<'_>, vol: u32, size_kib: u64) -> Result<Backing> {
+        let file = self.file(cx, vol);
+        let dir = self.directory.clone();
+        if !cx.dry_run {
+            cx.host.create_dir_all(&dir).map_err(|e| {
+                Error::internal(format!(
+                    "cannot create pool directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        // truncate makes a sparse file of exactly this size (set_len).
+        cx.act(
+            Layer::Storage,
+            &Command::new(
+                "truncate",
+                [format!("--size={}", size_kib * 1024), path_str(&file)?],
+            ),
+        )
+        .await?;
+        let device = self.attach(cx, &file).await?;
+        Ok(Backing {
+            device: Some(device),
+            size_kib,
+        })
+    }
+
+    async fn activate(&self, cx: &mut Cx<'_>, vol: u32, backing: Backing) -> Result<Backing> {
+        if backing.device.is_some() {
+            return Ok(backing);
+        }
+        let file = self.file(cx, vol);
+        let device = self.attach(cx, &file).await?;
+        Ok(Backing {
+            device: Some(device),
+            ..backing
+        })
+    }
+
+    async fn grow(
+        &self,
+        cx: &mut Cx<'_>,
+        vol: u32,
+        current: Backing,
+        size_kib: u64,
+    ) -> Result<Backing> {
+        let file = self.file(cx, vol);
+        cx.act(
+            Layer::Storage,
+            &Command::new(
+                "truncate",
+                [format!("--size={}", size_kib * 1024), path_str(&file)?],
+            ),
+        )
+        .await?;
+        if let Some(dev) = &current.device {
+            cx.act(
+                Layer::Storage,
+                &Command::new("losetup", ["-c", dev.as_str()]),
+            )
+            .await?;
+        }
+        Ok(Backing {
+            size_kib,
+            ..current
+        })
+    }
+
+    async fn remove(&self, cx: &mut Cx<'_>, vol: u32, current: Option<Backing>) -> Result<()> {
+        let file = self.file(cx, vol);
+        if current.is_none() && cx.host.file_size(&file).ok().flatten().is_none() {
+            return Ok(());
+        }
+        for dev in self.attachments(cx, &file).await? {
+            cx.act(
+                Layer::Storage,
+                &Command::new("losetup", ["-d", dev.as_str()]),
+            )
+            .await?;
+        }
+        let shown = path_str(&file)?;
+        cx.act_host(Layer::Storage, vec!["(agent) remove".into(), shown], |h| {
+            h.remove_file(&file)
+        })
+    }
+
+    async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
+        let dir = path_str(&self.directory)?;
+        // The pool directory may not exist before the first volume: measure its parent then.
+        let probe = if cx.host.exists(&self.directory) {
+            dir
+        } else {
+            path_str(self.directory.parent().unwrap_or(Path::new("/")))?
+        };
+        let out = cx
+            .runner
+            .run_ok(&Command::new(
+                "df",
+                ["--output=avail,size", "-k", probe.as_str()],
+            ))
+            .await?;
+        let line = out.stdout.lines().nth(1).unwrap_or_default();
+        let mut nums = line
+            .split_whitespace()
+            .filter_map(|n| n.parse::<u64>().ok());
+        match (nums.next(), nums.next()) {
+            (Some(free), Some(total)) => Ok((free, total)),
+            _ => Err(Error::internal(format!(
+                "cannot parse `df` output {:?}",
+                out.stdout
+            ))),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! ZFS pools: zvols `<dataset>/<rd>_<vol:05>`, device `/dev/zvol/<dataset>/<rd>_<vol:05>`.
+
+use async_trait::async_trait;
+use blockstor_proto::Layer;
+
+use super::{parse_kib, volume_name, Backend};
+use crate::error::{Error, Result};
+use crate::layers::{Backing, Cx};
+use crate::runner::Command;
+
+/// zvols under one dataset.
+#[derive(Debug, Clone)]
+pub struct Zfs {
+    pub dataset: String,
+}
+
+impl Zfs {
+    fn zvol(&self, cx: &Cx<'_>, vol: u32) -> String {
+        format!("{}/{}", self.dataset, volume_name(&cx.rd, vol))
+    }
+}
+
+#[async_trait]
+impl Backend for Zfs {
+    fn kind(&self) -> &'static str {
+        "zfs"
+    }
+
+    async fn observe(&self, cx: &mut Cx<'_>, vol: u32) -> Result<Option<Backing>> {
+        let zvol = self.zvol(cx, vol);
+        let out = cx
+            .observe(&Command::new(
+                "zfs",
+                ["get", "-H", "-p", "-o", "value", "volsize", zvol.as_str()],
+            ))
+            .await?;
+        if !out.success() {
+            // "dataset does not exist"
+            return Ok(None);
+        }
+        let bytes = parse_kib(&out.stdout)
+            .ok_or_else(|| Error::internal(format!("cannot parse zfs volsize {:?}", out.stdout)))?;
+        Ok(Some(Backing {
+            device: Some(format!("/dev/zvol/{zvol}")),
+            size_kib: bytes / 1024,
+        }))
+    }
+
+    async fn create(&self, cx: &mut Cx<'_>, vol: u32, size_kib: u64) -> Result<Backing> {
+        let zvol = self.zvol(cx, vol);
+        cx.act(
+            Layer::Storage,
+            &Command::new(
+                "zfs",
+                [
+                    "create".to_owned(),
+                    "-V".into(),
+                    format!("{}", size_kib * 1024),
+                    zvol.clone(),
+                ],
+            ),
+        )
+        .await?;
+        Ok(Backing {
+            device: Some(format!("/dev/zvol/{zvol}")),
+            size_kib,
+        })
+    }
+
+    async fn grow(
+        &self,
+        cx: &mut Cx<'_>,
+        vol: u32,
+        current: Backing,
+        size_kib: u64,
+    ) -> Result<Backing> {
+        let zvol = self.zvol(cx, vol);
+        cx.act(
+            Layer::Storage,
+            &Command::new(
+                "zfs",
+                [
+                    "set".to_owned(),
+                    format!("volsize={}", size_kib * 1024),
+                    zvol,
+                ],
+            ),
+        )
+        .await?;
+        Ok(Backing {
+            size_kib,
+            ..current
+        })
+    }
+
+    async fn remove(&self, cx: &mut Cx<'_>, vol: u32, current: Option<Backing>) -> Result<()> {
+        if current.is_none() {
+            return Ok(());
+        }
+        let zvol = self.zvol(cx, vol);
+        cx.act(
+            Layer::Storage,
+            &Command::new("zfs", ["destroy", zvol.as_str()]),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
+        let out = cx
+            .runner
+            .run_ok(&Command::new(
+                "zfs",
+                [
+                    "get",
+                    "-H",
+                    "-p",
+                    "-o",
+                    "value",
+                    "available,used",
+                    self.dataset.as_str(),
+                ],
+            ))
+            .await?;
+        let nums: Vec<u64> = out.stdout.lines().filter_map(parse_kib).collect();
+        match nums[..] {
+            [avail, used] => Ok((avail / 1024, (avail + used) / 1024)),
+            _ => Err(Error::internal(format!(
+                "cannot parse zfs output {:?}",
+                out.stdout
+            ))),
+        }
+    }
+}

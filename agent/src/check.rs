@@ -1,0 +1,103 @@
+//! `blockstor-agent check`: which tools and kernel features this node has, and what to install.
+
+use std::path::Path;
+
+use crate::host::Host;
+use crate::runner::{Command, Runner};
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub name: &'static str,
+    /// Version or detail when present, `None` when missing.
+    pub found: Option<String>,
+    /// What to install (Debian package) or load when missing.
+    pub fix: &'static str,
+}
+
+/// Probes tools (by running them with `--version`) and kernel features (by paths).
+pub async fn probe(runner: &dyn Runner, host: &dyn Host) -> Vec<Item> {
+    let tools: [(&str, &str, &[&str], &str); 6] = [
+        (
+            "cryptsetup",
+            "cryptsetup",
+            &["--version"],
+            "apt-get install cryptsetup-bin",
+        ),
+        (
+            "losetup",
+            "losetup",
+            &["--version"],
+            "apt-get install mount",
+        ),
+        (
+            "drbdadm",
+            "drbdadm",
+            &["--version"],
+            "apt-get install drbd-utils",
+        ),
+        ("lvm", "lvm", &["version"], "apt-get install lvm2"),
+        (
+            "zfs",
+            "zfs",
+            &["version"],
+            "apt-get install zfsutils-linux (contrib)",
+        ),
+        (
+            "truncate",
+            "truncate",
+            &["--version"],
+            "apt-get install coreutils",
+        ),
+    ];
+    let mut items = Vec::new();
+    for (name, program, args, fix) in tools {
+        let found = match runner
+            .run(&Command::new(program, args.iter().copied()))
+            .await
+        {
+            Ok(o) if o.success() || !o.stdout.is_empty() => Some(
+                o.stdout
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("present")
+                    .trim()
+                    .to_owned(),
+            ),
+            _ => None,
+        };
+        items.push(Item { name, found, fix });
+    }
+    let feature = |present: bool, what: &str| present.then(|| what.to_owned());
+    items.push(Item {
+        name: "loop devices",
+        found: feature(
+            host.exists(Path::new("/dev/loop-control")),
+            "/dev/loop-control",
+        ),
+        fix: "modprobe loop",
+    });
+    items.push(Item {
+        name: "device-mapper (dm-crypt)",
+        found: feature(host.device_mapper_available(), "/dev/mapper/control"),
+        fix: "modprobe dm_crypt (kernel modules package)",
+    });
+    items.push(Item {
+        name: "drbd kernel module",
+        found: feature(host.drbd_available(), "/proc/drbd"),
+        fix: "modprobe drbd (Debian kernels ship DRBD 8.4; DRBD 9 needs drbd-dkms)",
+    });
+    items
+}
+
+/// The report as text: one line per item, `ok` or `MISSING` with the fix.
+pub fn render(items: &[Item]) -> String {
+    let mut out = String::new();
+    for i in items {
+        match &i.found {
+            Some(v) => out.push_str(&format!("ok       {:<26} {v}\n", i.name)),
+            None => out.push_str(&format!("MISSING  {:<26} install: {}\n", i.name, i.fix)),
+        }
+    }
+    out
+}

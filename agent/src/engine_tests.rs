@@ -1,0 +1,595 @@
+//! Engine behaviour against a recording runner and a fake host: exact argv sequences,
+//! idempotence, refusal before any process runs, and secrets kept out of argv, errors and store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use blockstor_proto::wire::DesiredResource;
+
+use super::*;
+use crate::config::Config;
+use crate::host::FakeHost;
+use crate::runner::{Output, RecordingRunner};
+
+const PASS: &str = "correct horse battery staple";
+const LOOP: &str = "/dev/loop7";
+const MIB64: u64 = 64 * 1024 * 1024;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    pool: PathBuf,
+    runner: Arc<RecordingRunner>,
+    host: Arc<FakeHost>,
+    engine: Engine,
+}
+
+fn rig() -> Rig {
+    rig_with(FakeHost::new())
+}
+
+fn rig_with(host: FakeHost) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let pool = dir.path().join("pool");
+    let config = Config::parse(&format!(
+        "node_name = \"n1\"\nstate_dir = {state:?}\n[[pool]]\nname = \"files\"\nbackend = \"loopfile\"\ndirectory = {pool:?}\n"
+    ))
+    .unwrap();
+    let runner = Arc::new(RecordingRunner::new());
+    let host = Arc::new(host);
+    let store = Store::open(&state).unwrap();
+    let engine = Engine::new(config, runner.clone(), host.clone(), store);
+    Rig {
+        _dir: dir,
+        state,
+        pool,
+        runner,
+        host,
+        engine,
+    }
+}
+
+impl Rig {
+    fn file(&self) -> String {
+        self.pool.join("db_00000.img").display().to_string()
+    }
+
+    /// After a first apply: the file exists, is attached to LOOP and carries a LUKS header.
+    fn system_has_luks_volume(&self, size: u64, uuid: &str, open: bool) {
+        self.host.put(self.file(), size, true);
+        self.host.put(LOOP, size, false);
+        self.runner.on(
+            &["losetup", "-j"],
+            Output::ok(format!("{LOOP}: []: ({})\n", self.file())),
+        );
+        self.runner.on(&["cryptsetup", "isLuks"], Output::ok(""));
+        self.runner
+            .on(&["cryptsetup", "luksUUID"], Output::ok(format!("{uuid}\n")));
+        if open {
+            self.host.put("/dev/mapper/db-0-luks", size, false);
+        }
+    }
+
+    fn assert_no_secret_anywhere(&self) {
+        for c in self.runner.calls() {
+            assert!(
+                !c.argv.join(" ").contains(PASS),
+                "secret in argv: {:?}",
+                c.argv
+            );
+        }
+        let bytes = std::fs::read(self.state.join("agent.redb")).unwrap();
+        let needle = PASS.as_bytes();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "secret in the store file"
+        );
+    }
+}
+
+fn desired(stack: &str, size: &str, passphrase: Option<&str>) -> DesiredResource {
+    let luks = passphrase
+        .map(|p| format!(r#","luks":{{"passphrase":"{p}"}}"#))
+        .unwrap_or_default();
+    serde_json::from_str(&format!(
+        r#"{{"name":"db","layer_stack":{stack},"volumes":[{{"number":0,"size_kib":{size}}}],
+            "storage":{{"pool":"files"}},"props":{{"Luks/pbkdf":"pbkdf2"}},"generation":1{luks}}}"#
+    ))
+    .unwrap()
+}
+
+fn luks_stack() -> &'static str {
+    r#"["LUKS","STORAGE"]"#
+}
+
+fn uuid_of(cmd: &str) -> String {
+    cmd.split_whitespace()
+        .find_map(|a| a.strip_prefix("--uuid="))
+        .expect("luksFormat sets --uuid")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn apply_layers_luks_format_and_open_on_first_activation() {
+    let r = rig();
+    r.runner.on(
+        &["losetup", "-f", "--show"],
+        Output::ok(format!("{LOOP}\n")),
+    );
+    r.runner.on(&["cryptsetup", "isLuks"], Output::fail(1, ""));
+    let observed = r
+        .engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+
+    let cmds = r.runner.commands();
+    let uuid = uuid_of(&cmds[3]);
+    let file = r.file();
+    assert_eq!(
+        cmds,
+        [
+            format!("truncate --size={MIB64} {file}"),
+            format!("losetup -f --show {file}"),
+            format!("cryptsetup isLuks {LOOP}"),
+            format!(
+                "cryptsetup luksFormat --type luks2 --batch-mode --uuid={uuid} --pbkdf=pbkdf2 --key-file=- {LOOP}"
+            ),
+            format!("cryptsetup open --type luks2 --key-file=- {LOOP} db-0-luks"),
+        ]
+    );
+    // The passphrase went to stdin of luksFormat and open, and nowhere else.
+    let stdins: Vec<Option<String>> = r.runner.calls().into_iter().map(|c| c.stdin).collect();
+    assert_eq!(
+        stdins,
+        [None, None, None, Some(PASS.into()), Some(PASS.into())]
+    );
+    r.assert_no_secret_anywhere();
+
+    let v = &observed.volumes[0];
+    assert_eq!(v.backing_device.as_deref(), Some(LOOP));
+    assert_eq!(v.device_path.as_deref(), Some("/dev/mapper/db-0-luks"));
+    assert_eq!(v.size_kib, Some(65536));
+    assert_eq!(
+        v.luks.as_ref().map(|l| (l.uuid.as_str(), l.open)),
+        Some((uuid.as_str(), true))
+    );
+    assert_eq!(observed.generation, 1);
+    let record = r.engine.store.get(&"db".parse().unwrap()).unwrap().unwrap();
+    assert!(record.volumes[&0].created_by_agent);
+    assert!(!record.volumes[&0].awaiting_luks_format);
+    assert!(record
+        .journal
+        .iter()
+        .all(|e| e.state == crate::store::StepState::Done));
+}
+
+#[tokio::test]
+async fn apply_skips_drbd_when_layer_stack_omits() {
+    let r = rig();
+    r.runner.on(
+        &["losetup", "-f", "--show"],
+        Output::ok(format!("{LOOP}\n")),
+    );
+    // A drbd section is present but the stack omits DRBD: it must be ignored.
+    let mut d = desired(r#"["STORAGE"]"#, "65536", None);
+    d.drbd = Some(
+        serde_json::from_str(
+            r#"{"node_id":0,"port":7000,"minors":[1000],"peers":[],"shared_secret":"s","address":"10.0.0.1"}"#,
+        )
+        .unwrap(),
+    );
+    let observed = r.engine.apply(d).await.unwrap();
+    let file = r.file();
+    assert_eq!(
+        r.runner.commands(),
+        [
+            format!("truncate --size={MIB64} {file}"),
+            format!("losetup -f --show {file}")
+        ]
+    );
+    assert!(r
+        .runner
+        .commands()
+        .iter()
+        .all(|c| !c.starts_with("drbdadm") && !c.starts_with("cryptsetup")));
+    assert_eq!(observed.volumes[0].device_path.as_deref(), Some(LOOP));
+    assert!(observed.drbd.is_none());
+    assert!(
+        find_files(&r.state, "res").is_empty(),
+        "no .res may be rendered"
+    );
+}
+
+#[tokio::test]
+async fn apply_luks_fails_without_passphrase() {
+    for pass in [None, Some("")] {
+        let r = rig();
+        let err = r
+            .engine
+            .apply(desired(luks_stack(), "65536", pass))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            ("luks_passphrase_missing", Some("passphrase"))
+        );
+        assert_eq!(err.status(), 400);
+        assert!(
+            r.runner.calls().is_empty(),
+            "no process may run: {:?}",
+            r.runner.commands()
+        );
+        assert!(r.engine.store.list().unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn reapply_runs_only_observing_commands() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-1", true);
+    let observed = r
+        .engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    // A first apply by this agent (no record yet) on an open device: nothing to verify or do.
+    let file = r.file();
+    let observe_only = [
+        format!("losetup -j {file}"),
+        format!("cryptsetup isLuks {LOOP}"),
+        format!("cryptsetup luksUUID {LOOP}"),
+    ];
+    assert_eq!(r.runner.commands(), observe_only);
+    r.runner.clear();
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    assert_eq!(r.runner.commands(), observe_only);
+    assert_eq!(observed.volumes[0].luks.as_ref().unwrap().uuid, "u-1");
+}
+
+#[tokio::test]
+async fn grow_extends_the_file_then_the_loop_device_then_the_luks_mapping() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-1", true);
+    let observed = r
+        .engine
+        .apply(desired(luks_stack(), "131072", Some(PASS)))
+        .await
+        .unwrap();
+    let file = r.file();
+    let cmds = r.runner.commands();
+    assert_eq!(
+        cmds,
+        [
+            format!("losetup -j {file}"),
+            format!("truncate --size={} {file}", 2 * MIB64),
+            format!("losetup -c {LOOP}"),
+            format!("cryptsetup isLuks {LOOP}"),
+            format!("cryptsetup luksUUID {LOOP}"),
+            "cryptsetup resize --key-file=- db-0-luks".to_owned(),
+        ]
+    );
+    assert_eq!(r.runner.calls()[5].stdin.as_deref(), Some(PASS));
+    assert_eq!(observed.volumes[0].size_kib, Some(131072));
+    r.assert_no_secret_anywhere();
+}
+
+#[tokio::test]
+async fn shrink_is_refused_and_changes_nothing() {
+    let r = rig();
+    r.system_has_luks_volume(2 * MIB64, "u-1", true);
+    let err = r
+        .engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.field.as_deref()),
+        ("shrink_refused", Some("volumes[0].size_kib"))
+    );
+    assert!(r
+        .runner
+        .commands()
+        .iter()
+        .all(|c| c.starts_with("losetup -j")));
+}
+
+#[tokio::test]
+async fn wrong_passphrase_is_a_clear_error_and_changes_nothing() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-1", false);
+    r.runner.on(
+        &["cryptsetup", "open", "--test-passphrase"],
+        Output::fail(2, "No key available with this passphrase.\n"),
+    );
+    let err = r
+        .engine
+        .apply(desired(luks_stack(), "65536", Some("wrong-pass")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.field.as_deref()),
+        ("luks_passphrase_mismatch", Some("passphrase"))
+    );
+    assert_eq!(err.status(), 422);
+    assert!(!err.message.contains("wrong-pass"));
+    let file = r.file();
+    assert_eq!(
+        r.runner.commands(),
+        [
+            format!("losetup -j {file}"),
+            format!("cryptsetup isLuks {LOOP}"),
+            format!("cryptsetup luksUUID {LOOP}"),
+            format!("cryptsetup open --test-passphrase --key-file=- {LOOP}"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn existing_header_is_verified_then_opened_never_reformatted() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-1", false);
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    let cmds = r.runner.commands();
+    assert_eq!(
+        cmds[3],
+        format!("cryptsetup open --test-passphrase --key-file=- {LOOP}")
+    );
+    assert_eq!(
+        cmds[4],
+        format!("cryptsetup open --type luks2 --key-file=- {LOOP} db-0-luks")
+    );
+    assert!(cmds.iter().all(|c| !c.contains("luksFormat")));
+}
+
+#[tokio::test]
+async fn foreign_data_is_never_formatted() {
+    let r = rig();
+    r.host.put(r.file(), MIB64, false);
+    r.host.put(LOOP, MIB64, false); // first 16 MiB not zero
+    r.runner.on(
+        &["losetup", "-j"],
+        Output::ok(format!("{LOOP}: []: ({})\n", r.file())),
+    );
+    r.runner.on(&["cryptsetup", "isLuks"], Output::fail(1, ""));
+    let err = r
+        .engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap_err();
+    assert_eq!((err.code, err.status()), ("luks_foreign_data", 409));
+    assert!(r
+        .runner
+        .commands()
+        .iter()
+        .all(|c| !c.contains("luksFormat")));
+}
+
+#[tokio::test]
+async fn missing_device_mapper_fails_at_open_after_the_header_is_written() {
+    let mut host = FakeHost::new();
+    host.device_mapper = false;
+    let r = rig_with(host);
+    r.runner.on(
+        &["losetup", "-f", "--show"],
+        Output::ok(format!("{LOOP}\n")),
+    );
+    r.runner.on(&["cryptsetup", "isLuks"], Output::fail(1, ""));
+    let err = r
+        .engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap_err();
+    assert_eq!((err.code, err.status()), ("kernel_feature_missing", 422));
+    for word in ["device-mapper", "dm_crypt", LOOP, "LUKS header written"] {
+        assert!(
+            err.message.contains(word),
+            "{word} missing in: {}",
+            err.message
+        );
+    }
+    let cmds = r.runner.commands();
+    assert!(cmds.last().unwrap().contains("luksFormat"), "{cmds:?}");
+    // A retry after loading the module reuses everything: the record says formatting is done.
+    let record = r.engine.store.get(&"db".parse().unwrap()).unwrap().unwrap();
+    assert!(!record.volumes[&0].awaiting_luks_format);
+}
+
+#[tokio::test]
+async fn delete_tears_down_top_down_and_is_idempotent() {
+    let r = rig();
+    r.runner.on(
+        &["losetup", "-f", "--show"],
+        Output::ok(format!("{LOOP}\n")),
+    );
+    r.runner
+        .once(&["cryptsetup", "isLuks"], Output::fail(1, ""));
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    r.system_has_luks_volume(MIB64, "u-1", true);
+    r.runner.clear();
+
+    let done = r.engine.delete(&"db".parse().unwrap()).await.unwrap();
+    assert!(done.deleted);
+    let file = r.file();
+    assert_eq!(
+        r.runner.commands(),
+        [
+            format!("losetup -j {file}"),
+            format!("cryptsetup isLuks {LOOP}"),
+            format!("cryptsetup luksUUID {LOOP}"),
+            "cryptsetup close db-0-luks".to_owned(),
+            format!("cryptsetup erase --batch-mode {LOOP}"),
+            format!("losetup -j {file}"),
+            format!("losetup -d {LOOP}"),
+        ]
+    );
+    assert_eq!(*r.host.zeroed.lock().unwrap(), [PathBuf::from(LOOP)]);
+    assert!(!r.host.exists(Path::new(&file)));
+    assert!(r
+        .engine
+        .store
+        .get(&"db".parse().unwrap())
+        .unwrap()
+        .is_none());
+
+    r.runner.clear();
+    let again = r.engine.delete(&"db".parse().unwrap()).await.unwrap();
+    assert!(!again.deleted);
+    assert!(r.runner.calls().is_empty());
+}
+
+#[tokio::test]
+async fn plan_lists_steps_with_secrets_redacted_and_runs_nothing() {
+    let r = rig();
+    let plan = r
+        .engine
+        .plan(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    assert!(r.runner.calls().is_empty(), "{:?}", r.runner.commands());
+    let text = serde_json::to_string(&plan).unwrap();
+    assert!(!text.contains(PASS));
+    let layers: Vec<&str> = plan.steps.iter().map(|s| s.layer.as_str()).collect();
+    assert_eq!(layers, ["STORAGE", "STORAGE", "LUKS", "LUKS"]);
+    assert_eq!(plan.steps[2].argv[1], "luksFormat");
+    assert_eq!(plan.steps[3].argv.last().unwrap(), "<redacted>");
+    assert!(
+        r.engine
+            .store
+            .get(&"db".parse().unwrap())
+            .unwrap()
+            .is_none(),
+        "plan stores nothing"
+    );
+}
+
+#[tokio::test]
+async fn get_reads_the_system_and_unknown_is_not_found() {
+    let r = rig();
+    let err = r.engine.get(&"db".parse().unwrap()).await.unwrap_err();
+    assert_eq!((err.code, err.status()), ("not_found", 404));
+    r.system_has_luks_volume(MIB64, "u-1", true);
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    // The mapping disappears behind the agent's back: get shows it.
+    r.host
+        .remove_file(Path::new("/dev/mapper/db-0-luks"))
+        .unwrap();
+    let o = r.engine.get(&"db".parse().unwrap()).await.unwrap();
+    assert_eq!(o.volumes[0].luks.as_ref().map(|l| l.open), Some(false));
+    assert_eq!(o.volumes[0].device_path, None);
+    assert_eq!(r.engine.list().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn invalid_requests_are_refused_before_any_process_runs() {
+    let r = rig();
+    let mut d = desired(luks_stack(), "65536", Some(PASS));
+    d.storage.pool = "other".parse().unwrap();
+    let err = r.engine.apply(d).await.unwrap_err();
+    assert_eq!(
+        (err.code, err.field.as_deref()),
+        ("unknown_pool", Some("storage.pool"))
+    );
+
+    let mut d = desired(luks_stack(), "65536", Some(PASS));
+    d.volumes.push(d.volumes[0].clone());
+    let err = r.engine.apply(d).await.unwrap_err();
+    assert_eq!(
+        (err.code, err.field.as_deref()),
+        ("invalid_volumes", Some("volumes[1].number"))
+    );
+
+    let mut d = desired(luks_stack(), "65536", Some(PASS));
+    d.props.insert("Luks/pbkdf".into(), "--help".into());
+    let err = r.engine.apply(d).await.unwrap_err();
+    assert_eq!(err.code, "invalid_prop");
+    assert!(r.runner.calls().is_empty());
+}
+
+#[tokio::test]
+async fn drbd_minor_and_port_collisions_are_conflicts() {
+    let r = rig();
+    r.runner.on(
+        &["losetup", "-f", "--show"],
+        Output::ok(format!("{LOOP}\n")),
+    );
+    let with_drbd = |name: &str, minor: u32, port: u16| {
+        let mut d = desired(r#"["STORAGE"]"#, "65536", None);
+        d.name = name.parse().unwrap();
+        d.drbd = Some(
+            serde_json::from_str(&format!(
+                r#"{{"node_id":0,"port":{port},"minors":[{minor}],"peers":[],"shared_secret":"s","address":"10.0.0.1"}}"#
+            ))
+            .unwrap(),
+        );
+        d
+    };
+    r.engine.apply(with_drbd("aa", 1000, 7000)).await.unwrap();
+    let err = r
+        .engine
+        .apply(with_drbd("bb", 1000, 7001))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.status(), err.field.as_deref()),
+        ("minor_in_use", 409, Some("drbd.minors[0]"))
+    );
+    let err = r
+        .engine
+        .apply(with_drbd("bb", 1001, 7000))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code, err.field.as_deref()),
+        ("port_in_use", Some("drbd.port"))
+    );
+    let node = r.engine.node().await.unwrap();
+    assert_eq!(
+        (node.used_minors, node.used_ports),
+        (vec![1000], vec![7000])
+    );
+}
+
+#[tokio::test]
+async fn changing_the_layer_stack_in_place_is_a_conflict() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-1", true);
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    let err = r
+        .engine
+        .apply(desired(r#"["STORAGE"]"#, "65536", None))
+        .await
+        .unwrap_err();
+    assert_eq!((err.code, err.status()), ("layer_stack_changed", 409));
+}
+
+fn find_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(find_files(&p, ext));
+            } else if p.extension().is_some_and(|x| x == ext) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,105 @@
+//! The agent's error: a stable code, a message that says what to do, the DesiredResource field
+//! it concerns, and the HTTP status class. At the API edge it becomes [`AgentError`].
+
+use blockstor_proto::wire::AgentError;
+
+use crate::runner::RunError;
+
+/// How an error maps to HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 400: the request is malformed or refers to something this node does not have.
+    Invalid,
+    /// 401: missing or wrong bearer token.
+    Unauthorized,
+    /// 404: nothing of this resource exists here.
+    NotFound,
+    /// 409: collides with what exists (minor/port in use, foreign data, changed stack).
+    Conflict,
+    /// 422: the request is well-formed but the system refuses it (wrong passphrase, missing
+    /// kernel feature).
+    Unprocessable,
+    /// 500: a tool failed or the agent itself broke.
+    Internal,
+}
+
+/// An error with a stable code. Never carries a secret: messages are built from argv (which holds
+/// none) and tool stderr.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Error {
+    pub kind: Kind,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+/// Shorthand for agent results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: Kind, code: &'static str, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// Names the DesiredResource field this error concerns.
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn invalid(
+        code: &'static str,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::new(Kind::Invalid, code, message).field(field)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::new(Kind::Internal, "internal", message)
+    }
+
+    /// The HTTP status code for this error.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            Kind::Invalid => 400,
+            Kind::Unauthorized => 401,
+            Kind::NotFound => 404,
+            Kind::Conflict => 409,
+            Kind::Unprocessable => 422,
+            Kind::Internal => 500,
+        }
+    }
+
+    /// The wire form.
+    pub fn to_wire(&self) -> AgentError {
+        AgentError {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+            field: self.field.clone(),
+        }
+    }
+}
+
+impl From<RunError> for Error {
+    fn from(e: RunError) -> Self {
+        let code = match e {
+            RunError::NotInstalled { .. } => "tool_missing",
+            RunError::Timeout { .. } => "tool_timeout",
+            RunError::Spawn { .. } | RunError::Failed { .. } => "tool_failed",
+        };
+        Error::new(Kind::Internal, code, e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        Error::new(Kind::Internal, "store_failed", e.to_string())
+    }
+}

@@ -1,0 +1,191 @@
+//! File-level access to the node: sizes, existence, the first 16 MiB of a device, kernel
+//! features. Processes go through [`crate::runner`]; plain file reads and writes go through
+//! [`Host`], so the engine runs against a fake node in tests.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Bytes zeroed after a LUKS header erase, and checked before a format of foreign devices.
+pub const HEAD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The node's files and kernel features.
+pub trait Host: Send + Sync {
+    /// Size in bytes of a regular file, `None` when it does not exist.
+    fn file_size(&self, path: &Path) -> io::Result<Option<u64>>;
+    fn exists(&self, path: &Path) -> bool;
+    /// Whether the first `len` bytes (or the whole device if shorter) are zero.
+    fn head_is_zero(&self, path: &Path, len: u64) -> io::Result<bool>;
+    /// Overwrites the first `len` bytes (bounded by the device size) with zeros and syncs.
+    fn zero_head(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Removes a file; a missing file is fine.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Whether the kernel has device-mapper (needed by `cryptsetup open`).
+    fn device_mapper_available(&self) -> bool {
+        self.exists(Path::new("/dev/mapper/control"))
+            || self.exists(Path::new("/sys/module/dm_mod"))
+    }
+    /// Whether the DRBD kernel module is loaded.
+    fn drbd_available(&self) -> bool {
+        self.exists(Path::new("/proc/drbd")) || self.exists(Path::new("/sys/module/drbd"))
+    }
+}
+
+/// The real node.
+#[derive(Debug, Default, Clone)]
+pub struct RealHost;
+
+impl Host for RealHost {
+    fn file_size(&self, path: &Path) -> io::Result<Option<u64>> {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn head_is_zero(&self, path: &Path, len: u64) -> io::Result<bool> {
+        let mut f = std::fs::File::open(path)?.take(len);
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(true);
+            }
+            if buf[..n].iter().any(|b| *b != 0) {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn zero_head(&self, path: &Path, len: u64) -> io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        // Block devices report 0 in metadata; seek to the end for their size.
+        let size = f.seek(SeekFrom::End(0))?;
+        f.seek(SeekFrom::Start(0))?;
+        let zeros = vec![0u8; 1024 * 1024];
+        let mut left = len.min(size);
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        f.sync_all()
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+}
+
+/// An in-memory node for engine tests: known paths with a size and whether their head is zero.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    files: Mutex<BTreeMap<PathBuf, FakeFile>>,
+    /// Whether device-mapper is present.
+    pub device_mapper: bool,
+    /// Paths zeroed by `zero_head`, in order.
+    pub zeroed: Mutex<Vec<PathBuf>>,
+}
+
+/// One file or device of a [`FakeHost`].
+#[derive(Debug, Clone, Copy)]
+pub struct FakeFile {
+    pub size: u64,
+    pub zero_head: bool,
+}
+
+impl FakeHost {
+    /// A node with device-mapper.
+    pub fn new() -> Self {
+        FakeHost {
+            device_mapper: true,
+            ..Default::default()
+        }
+    }
+
+    /// Adds or replaces a path.
+    pub fn put(&self, path: impl Into<PathBuf>, size: u64, zero_head: bool) {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.into(), FakeFile { size, zero_head });
+    }
+}
+
+impl Host for FakeHost {
+    fn file_size(&self, path: &Path) -> io::Result<Option<u64>> {
+        Ok(self.files.lock().unwrap().get(path).map(|f| f.size))
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.files.lock().unwrap().contains_key(path)
+    }
+
+    fn head_is_zero(&self, path: &Path, _len: u64) -> io::Result<bool> {
+        self.files
+            .lock()
+            .unwrap()
+            .get(path)
+            .map(|f| f.zero_head)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such fake device"))
+    }
+
+    fn zero_head(&self, path: &Path, _len: u64) -> io::Result<()> {
+        self.zeroed.lock().unwrap().push(path.to_owned());
+        if let Some(f) = self.files.lock().unwrap().get_mut(path) {
+            f.zero_head = true;
+        }
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.files.lock().unwrap().remove(path);
+        Ok(())
+    }
+
+    fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn device_mapper_available(&self) -> bool {
+        self.device_mapper
+    }
+
+    fn drbd_available(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_host_zeroes_and_checks_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dev");
+        std::fs::write(&p, vec![7u8; 4096]).unwrap();
+        assert!(!RealHost.head_is_zero(&p, HEAD_BYTES).unwrap());
+        RealHost.zero_head(&p, HEAD_BYTES).unwrap();
+        assert!(RealHost.head_is_zero(&p, HEAD_BYTES).unwrap());
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            4096,
+            "zeroing never grows a file"
+        );
+    }
+}

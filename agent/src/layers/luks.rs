@@ -1,0 +1,338 @@
+//! LUKS: encryption at rest with `cryptsetup` (LUKS2). The passphrase goes on stdin only.
+//!
+//! Format only a device that is not LUKS *and* was created by this agent and never formatted
+//! (or is all zero in its first 16 MiB); anything else is foreign data and is refused. Before
+//! opening an existing header the passphrase is verified, so a wrong one changes nothing.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use blockstor_proto::wire::Passphrase;
+use blockstor_proto::Layer as L;
+
+use super::{Cx, Layer, LuksState, Vol};
+use crate::error::{Error, Kind, Result};
+use crate::host::HEAD_BYTES;
+use crate::runner::{Command, RunError};
+
+/// Props that tune the key derivation (tests use pbkdf2 to stay fast).
+pub const PROP_PBKDF: &str = "Luks/pbkdf";
+pub const PROP_ITER_TIME: &str = "Luks/iter-time";
+pub const PROP_FORCE_ITERATIONS: &str = "Luks/pbkdf-force-iterations";
+
+/// The dm-crypt mapping name of a volume: `<rd>-<vol>-luks`.
+pub fn mapper_name(cx: &Cx<'_>, vol: u32) -> String {
+    format!("{}-{vol}-luks", cx.rd)
+}
+
+fn mapper_path(name: &str) -> PathBuf {
+    PathBuf::from("/dev/mapper").join(name)
+}
+
+/// Checks the LUKS props of a request; returns the field and message of the first bad one.
+pub fn validate_props(props: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    let field = |k: &str| format!("props[\"{k}\"]");
+    if let Some(v) = props.get(PROP_PBKDF) {
+        if !["pbkdf2", "argon2i", "argon2id"].contains(&v.as_str()) {
+            return Err(Error::invalid(
+                "invalid_prop",
+                field(PROP_PBKDF),
+                format!("{PROP_PBKDF} is {v:?}; use pbkdf2, argon2i or argon2id"),
+            ));
+        }
+    }
+    for key in [PROP_ITER_TIME, PROP_FORCE_ITERATIONS] {
+        if let Some(v) = props.get(key) {
+            if v.parse::<u32>().map_or(true, |n| n == 0) {
+                return Err(Error::invalid(
+                    "invalid_prop",
+                    field(key),
+                    format!("{key} is {v:?}; use a positive whole number"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The encryption layer.
+pub struct Luks;
+
+impl Luks {
+    fn passphrase<'c>(cx: &'c Cx<'_>) -> Result<&'c Passphrase> {
+        cx.passphrase
+            .as_ref()
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                Error::invalid(
+                "luks_passphrase_missing",
+                "passphrase",
+                "the layer stack holds LUKS but no passphrase was given; set passphrase on the \
+                 resource definition or its resource group",
+            )
+            })
+    }
+
+    fn format_cmd(cx: &Cx<'_>, dev: &str, uuid: &str, pass: &Passphrase) -> Command {
+        let mut args: Vec<String> = vec![
+            "luksFormat".into(),
+            "--type".into(),
+            "luks2".into(),
+            "--batch-mode".into(),
+            format!("--uuid={uuid}"),
+        ];
+        if let Some(v) = cx.props.get(PROP_PBKDF) {
+            args.push(format!("--pbkdf={v}"));
+        }
+        if let Some(v) = cx.props.get(PROP_ITER_TIME) {
+            args.push(format!("--iter-time={v}"));
+        }
+        if let Some(v) = cx.props.get(PROP_FORCE_ITERATIONS) {
+            args.push(format!("--pbkdf-force-iterations={v}"));
+        }
+        args.push("--key-file=-".into());
+        args.push(dev.into());
+        Command::new("cryptsetup", args).with_secret(pass)
+    }
+
+    /// The error for a kernel without device-mapper, saying what was already done.
+    fn no_device_mapper(dev: &str, detail: &str) -> Error {
+        Error::new(
+            Kind::Unprocessable,
+            "kernel_feature_missing",
+            format!(
+                "cannot open the LUKS device: this kernel has no device-mapper/dm-crypt \
+                 ({detail}). Load the kernel module with `modprobe dm_crypt` (package: the \
+                 kernel's modules) and apply again. Everything before this step is done and \
+                 will be reused: backing volume, block device {dev}, LUKS header written."
+            ),
+        )
+        .field("layer_stack")
+    }
+}
+
+#[async_trait]
+impl Layer for Luks {
+    fn kind(&self) -> L {
+        L::Luks
+    }
+
+    async fn observe(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        for v in vols.iter_mut() {
+            v.luks = None;
+            let Some(dev) = v.backing.as_ref().and_then(|b| b.device.clone()) else {
+                continue;
+            };
+            if cx.dry_run && v.created_now {
+                continue; // planned device: nothing to look at yet
+            }
+            let is = cx
+                .observe(&Command::new("cryptsetup", ["isLuks", dev.as_str()]))
+                .await?;
+            if !is.success() {
+                continue;
+            }
+            let uuid = cx
+                .runner
+                .run_ok(&Command::new("cryptsetup", ["luksUUID", dev.as_str()]))
+                .await?
+                .stdout
+                .trim()
+                .to_owned();
+            let name = mapper_name(cx, v.number);
+            let open = cx.host.exists(&mapper_path(&name));
+            if open {
+                v.top = Some(mapper_path(&name).display().to_string());
+            } else {
+                v.top = None;
+            }
+            v.luks = Some(LuksState { uuid, open });
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        let pass = Self::passphrase(cx)?.clone();
+        for (i, v) in vols.iter_mut().enumerate() {
+            let dev = v
+                .backing
+                .as_ref()
+                .and_then(|b| b.device.clone())
+                .ok_or_else(|| {
+                    Error::internal(format!("volume {} has no block device", v.number))
+                })?;
+            let mut formatted_now = false;
+            if v.luks.is_none() {
+                let awaiting = cx
+                    .record
+                    .volumes
+                    .get(&v.number)
+                    .is_some_and(|r| r.awaiting_luks_format);
+                let blank = v.created_now
+                    || awaiting
+                    || (!cx.dry_run
+                        && cx
+                            .host
+                            .head_is_zero(dev.as_ref(), HEAD_BYTES)
+                            .map_err(|e| Error::internal(format!("cannot read {dev}: {e}")))?);
+                if !blank {
+                    return Err(Error::new(
+                        Kind::Conflict,
+                        "luks_foreign_data",
+                        format!(
+                            "{dev} (volume {}) holds data and no LUKS header; refusing to format \
+                             over it. Wipe it yourself if the data is unwanted, or use another \
+                             resource name",
+                            v.number
+                        ),
+                    )
+                    .field(format!("volumes[{i}]")));
+                }
+                let uuid = new_uuid();
+                cx.act(L::Luks, &Self::format_cmd(cx, &dev, &uuid, &pass))
+                    .await?;
+                cx.record.volume(v.number).awaiting_luks_format = false;
+                cx.persist()?;
+                v.luks = Some(LuksState { uuid, open: false });
+                formatted_now = true;
+            }
+            let name = mapper_name(cx, v.number);
+            let path = mapper_path(&name);
+            let was_open = v.luks.as_ref().is_some_and(|l| l.open);
+            if !was_open {
+                if !formatted_now && !cx.dry_run {
+                    let test = Command::new(
+                        "cryptsetup",
+                        ["open", "--test-passphrase", "--key-file=-", dev.as_str()],
+                    )
+                    .with_secret(&pass);
+                    let out = cx.observe(&test).await?;
+                    if !out.success() {
+                        // Exit code 2: no key slot opened with this passphrase.
+                        if out.status == 2 || out.stderr.contains("No key available") {
+                            return Err(Error::new(
+                                Kind::Unprocessable,
+                                "luks_passphrase_mismatch",
+                                format!(
+                                    "the passphrase does not open the LUKS header on {dev} \
+                                     (volume {}); nothing was changed. Use the passphrase the \
+                                     volume was created with",
+                                    v.number
+                                ),
+                            )
+                            .field("passphrase"));
+                        }
+                        return Err(RunError::Failed {
+                            command: test.to_string(),
+                            status: out.status,
+                            stderr: crate::runner::trim_stderr(&out.stderr),
+                        }
+                        .into());
+                    }
+                }
+                if !cx.dry_run && !cx.host.device_mapper_available() {
+                    return Err(Self::no_device_mapper(
+                        &dev,
+                        "/dev/mapper/control and /sys/module/dm_mod are missing",
+                    ));
+                }
+                let open = Command::new(
+                    "cryptsetup",
+                    [
+                        "open",
+                        "--type",
+                        "luks2",
+                        "--key-file=-",
+                        dev.as_str(),
+                        name.as_str(),
+                    ],
+                )
+                .with_secret(&pass);
+                match cx.act(L::Luks, &open).await {
+                    Ok(_) => {}
+                    Err(e) if mentions_missing_dm(&e.message) => {
+                        return Err(Self::no_device_mapper(&dev, "cryptsetup could not use it"))
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else if v.grew_now {
+                let resize = Command::new("cryptsetup", ["resize", "--key-file=-", name.as_str()])
+                    .with_secret(&pass);
+                cx.act(L::Luks, &resize).await?;
+            }
+            if let Some(l) = v.luks.as_mut() {
+                l.open = true;
+            }
+            v.top = Some(path.display().to_string());
+        }
+        Ok(())
+    }
+
+    async fn teardown(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        for v in vols.iter_mut() {
+            let name = mapper_name(cx, v.number);
+            if cx.host.exists(&mapper_path(&name)) {
+                cx.act(
+                    L::Luks,
+                    &Command::new("cryptsetup", ["close", name.as_str()]),
+                )
+                .await?;
+            }
+            let Some(dev) = v.backing.as_ref().and_then(|b| b.device.clone()) else {
+                continue;
+            };
+            if v.luks.is_some() {
+                cx.act(
+                    L::Luks,
+                    &Command::new("cryptsetup", ["erase", "--batch-mode", dev.as_str()]),
+                )
+                .await?;
+                let target = PathBuf::from(&dev);
+                cx.act_host(
+                    L::Luks,
+                    vec!["(agent) zero-first-16MiB".into(), dev.clone()],
+                    |h| h.zero_head(&target, HEAD_BYTES),
+                )?;
+            }
+            v.luks = None;
+            v.top = v.backing.as_ref().and_then(|b| b.device.clone());
+        }
+        Ok(())
+    }
+}
+
+/// cryptsetup's wording when the kernel lacks device-mapper or dm-crypt.
+fn mentions_missing_dm(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    s.contains("device-mapper")
+        || s.contains("dm-crypt")
+        || s.contains("dm_mod")
+        || s.contains("device mapper")
+}
+
+/// A random RFC 4122 version-4 UUID, so the header's UUID is known without asking cryptsetup.
+fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        // Fall back to time and pid entropy; a UUID only needs to be unique, not secret.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b = (t ^ ((std::process::id() as u128) << 64)).to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}

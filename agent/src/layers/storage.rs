@@ -1,0 +1,77 @@
+//! STORAGE: the backing volume of every volume, through the pool's [`Backend`].
+//! Create when missing, grow when smaller, never shrink; teardown removes it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Cx, Layer, Vol};
+use crate::backends::Backend;
+use crate::error::{Error, Result};
+
+/// The bottom layer.
+pub struct Storage {
+    pub backend: Arc<dyn Backend>,
+    /// Set when the stack holds LUKS: a volume created here may then be formatted.
+    pub luks_above: bool,
+}
+
+#[async_trait]
+impl Layer for Storage {
+    fn kind(&self) -> blockstor_proto::Layer {
+        blockstor_proto::Layer::Storage
+    }
+
+    async fn observe(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        for v in vols.iter_mut() {
+            v.backing = self.backend.observe(cx, v.number).await?;
+            v.top = v.backing.as_ref().and_then(|b| b.device.clone());
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        for (i, v) in vols.iter_mut().enumerate() {
+            let backing = match v.backing.take() {
+                None => {
+                    let b = self.backend.create(cx, v.number, v.size_kib).await?;
+                    v.created_now = true;
+                    let rec = cx.record.volume(v.number);
+                    rec.created_by_agent = true;
+                    rec.awaiting_luks_format = self.luks_above;
+                    cx.persist()?;
+                    b
+                }
+                Some(b) if b.size_kib > v.size_kib => {
+                    return Err(Error::invalid(
+                        "shrink_refused",
+                        format!("volumes[{i}].size_kib"),
+                        format!(
+                            "volume {} is {} KiB on this node and cannot shrink to {} KiB; \
+                             keep the size or create a new resource",
+                            v.number, b.size_kib, v.size_kib
+                        ),
+                    ))
+                }
+                Some(b) if b.size_kib < v.size_kib => {
+                    let b = self.backend.activate(cx, v.number, b).await?;
+                    v.grew_now = true;
+                    self.backend.grow(cx, v.number, b, v.size_kib).await?
+                }
+                Some(b) => self.backend.activate(cx, v.number, b).await?,
+            };
+            v.top = backing.device.clone();
+            v.backing = Some(backing);
+        }
+        Ok(())
+    }
+
+    async fn teardown(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        for v in vols.iter_mut() {
+            self.backend.remove(cx, v.number, v.backing.take()).await?;
+            cx.record.volumes.remove(&v.number);
+            v.top = None;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! blockstor node agent: builds STORAGE, LUKS (and DRBD) layers on its node (DESIGN.md §4–§7).
+//!
+//! * [`api`]: HTTP and stdio front ends over one set of handlers.
+//! * [`engine`]: walks the layer stack; validation, locks, journal.
+//! * [`layers`], [`backends`]: what each layer and storage backend does, as commands.
+//! * [`runner`]: the only place a process is spawned. [`host`]: plain file access.
+//! * [`store`]: the redb store (records, journal) and per-resource locks. [`config`]: TOML.
+
+pub mod api;
+pub mod backends;
+pub mod check;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod layers;
+pub mod runner;
+pub mod store;

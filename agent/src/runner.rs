@@ -1,0 +1,374 @@
+//! The only place a process is spawned.
+//!
+//! Layers and backends *describe* commands as [`Command`] values; a [`Runner`] runs them. The
+//! real runner uses an argv vector (never a shell), writes an optional secret to stdin and closes
+//! it, bounds every step with a timeout and captures stdout/stderr. Tests use
+//! [`RecordingRunner`], which records every argv and answers from a script.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use blockstor_proto::wire::Passphrase;
+use tokio::io::AsyncWriteExt;
+
+/// Default bound of one step; formatting or syncing a large device can take a while.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One process to run: program, argv (without the program) and an optional secret for stdin.
+#[derive(Clone)]
+pub struct Command {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Written to stdin, then stdin is closed. Never part of argv, logs or errors.
+    pub stdin: Option<Passphrase>,
+    pub timeout: Duration,
+}
+
+impl Command {
+    /// A command with no stdin and the default timeout.
+    pub fn new<I, S>(program: &str, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Command {
+            program: program.to_owned(),
+            args: args.into_iter().map(Into::into).collect(),
+            stdin: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Sends `secret` on stdin (for `--key-file=-`).
+    pub fn with_secret(mut self, secret: &Passphrase) -> Self {
+        self.stdin = Some(secret.clone());
+        self
+    }
+
+    /// Program followed by its arguments. Secrets never appear here: they travel on stdin.
+    pub fn argv(&self) -> Vec<String> {
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+}
+
+impl fmt::Display for Command {
+    /// The argv joined by spaces, for messages; the stdin secret is never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.argv().join(" "))
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("argv", &self.argv())
+            .field("stdin", &self.stdin.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What a finished process left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; `-1` when killed by a signal.
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Exit code 0 with this stdout.
+    pub fn ok(stdout: impl Into<String>) -> Self {
+        Output {
+            status: 0,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+
+    /// A failure with this exit code and stderr.
+    pub fn fail(status: i32, stderr: impl Into<String>) -> Self {
+        Output {
+            status,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// Why a command could not produce an [`Output`], or failed when success was required.
+/// Messages carry the argv and trimmed stderr, never the stdin secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("{program} is not installed (running `{command}`); run `blockstor-agent check` to see which package provides it")]
+    NotInstalled { program: String, command: String },
+    #[error("`{command}` did not finish within {secs} s and was killed")]
+    Timeout { command: String, secs: u64 },
+    #[error("could not run `{command}`: {error}")]
+    Spawn { command: String, error: String },
+    #[error("`{command}` failed with exit code {status}: {stderr}")]
+    Failed {
+        command: String,
+        status: i32,
+        stderr: String,
+    },
+}
+
+/// Runs commands. The real one spawns processes; the recording one is for tests.
+#[async_trait]
+pub trait Runner: Send + Sync {
+    /// Runs `cmd` to completion. A non-zero exit is an `Ok(Output)`: observing commands such as
+    /// `cryptsetup isLuks` answer through their exit code. Use [`Runner::run_ok`] to require 0.
+    async fn run(&self, cmd: &Command) -> Result<Output, RunError>;
+
+    /// Runs `cmd` and turns a non-zero exit into [`RunError::Failed`].
+    async fn run_ok(&self, cmd: &Command) -> Result<Output, RunError> {
+        let out = self.run(cmd).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(RunError::Failed {
+                command: cmd.to_string(),
+                status: out.status,
+                stderr: trim_stderr(&out.stderr),
+            })
+        }
+    }
+}
+
+/// Keeps error messages readable: the last lines of stderr, at most 1000 characters.
+pub fn trim_stderr(stderr: &str) -> String {
+    let t = stderr.trim();
+    if t.chars().count() <= 1000 {
+        return t.to_owned();
+    }
+    let tail: String = t
+        .chars()
+        .rev()
+        .take(1000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
+/// Spawns real processes with tokio.
+#[derive(Debug, Default, Clone)]
+pub struct SystemRunner;
+
+#[async_trait]
+impl Runner for SystemRunner {
+    async fn run(&self, cmd: &Command) -> Result<Output, RunError> {
+        let command = cmd.to_string();
+        tracing::debug!(%command, "run");
+        let mut child = tokio::process::Command::new(&cmd.program)
+            .args(&cmd.args)
+            .stdin(if cmd.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LC_ALL", "C")
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    RunError::NotInstalled {
+                        program: cmd.program.clone(),
+                        command: command.clone(),
+                    }
+                } else {
+                    RunError::Spawn {
+                        command: command.clone(),
+                        error: e.to_string(),
+                    }
+                }
+            })?;
+        if let (Some(secret), Some(mut stdin)) = (&cmd.stdin, child.stdin.take()) {
+            // A tool that exits early closes the pipe; its exit code tells what happened.
+            let _ = stdin.write_all(secret.expose().as_bytes()).await;
+            let _ = stdin.shutdown().await;
+            drop(stdin);
+        }
+        let waited = tokio::time::timeout(cmd.timeout, child.wait_with_output()).await;
+        let out = match waited {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                return Err(RunError::Spawn {
+                    command,
+                    error: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(RunError::Timeout {
+                    command,
+                    secs: cmd.timeout.as_secs(),
+                })
+            }
+        };
+        Ok(Output {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+/// One command seen by the [`RecordingRunner`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub argv: Vec<String>,
+    /// What was written to stdin. Kept in memory only, so tests can prove the secret went there.
+    pub stdin: Option<String>,
+}
+
+/// A scripted answer: argv prefix to match, the output, and whether it is used once.
+struct Rule {
+    prefix: Vec<String>,
+    output: Result<Output, RunError>,
+    once: bool,
+}
+
+/// A fake runner for tests: records every argv and answers from a script. The first matching
+/// rule (argv starts with its prefix) wins; `once` rules are consumed. Unmatched commands
+/// succeed with empty output.
+#[derive(Default)]
+pub struct RecordingRunner {
+    rules: Mutex<VecDeque<Rule>>,
+    calls: Mutex<Vec<Recorded>>,
+}
+
+impl RecordingRunner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every call whose argv starts with `prefix` answers `output`.
+    pub fn on(&self, prefix: &[&str], output: Output) -> &Self {
+        self.push(prefix, Ok(output), false)
+    }
+
+    /// The next call whose argv starts with `prefix` answers `output`; later ones fall through.
+    pub fn once(&self, prefix: &[&str], output: Output) -> &Self {
+        self.push(prefix, Ok(output), true)
+    }
+
+    /// Calls whose argv starts with `prefix` fail to run (e.g. tool not installed).
+    pub fn on_error(&self, prefix: &[&str], error: RunError) -> &Self {
+        self.push(prefix, Err(error), false)
+    }
+
+    fn push(&self, prefix: &[&str], output: Result<Output, RunError>, once: bool) -> &Self {
+        let rule = Rule {
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+            output,
+            once,
+        };
+        let mut rules = self.rules.lock().unwrap();
+        // `once` rules go first so they shadow a standing rule for the same prefix.
+        if once {
+            rules.push_front(rule);
+        } else {
+            rules.push_back(rule);
+        }
+        self
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Recorded> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Every argv so far, joined by spaces, in order.
+    pub fn commands(&self) -> Vec<String> {
+        self.calls().iter().map(|c| c.argv.join(" ")).collect()
+    }
+
+    /// Forgets the calls recorded so far (the script stays).
+    pub fn clear(&self) {
+        self.calls.lock().unwrap().clear();
+    }
+}
+
+#[async_trait]
+impl Runner for RecordingRunner {
+    async fn run(&self, cmd: &Command) -> Result<Output, RunError> {
+        let argv = cmd.argv();
+        self.calls.lock().unwrap().push(Recorded {
+            argv: argv.clone(),
+            stdin: cmd.stdin.as_ref().map(|s| s.expose().to_owned()),
+        });
+        let mut rules = self.rules.lock().unwrap();
+        let hit = rules.iter().position(|r| argv.starts_with(&r.prefix));
+        match hit {
+            Some(i) if rules[i].once => rules.remove(i).expect("index is valid").output,
+            Some(i) => rules[i].output.clone(),
+            None => Ok(Output::ok("")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn real_runner_passes_the_secret_on_stdin_only() {
+        let cmd = Command::new("cat", Vec::<String>::new()).with_secret(&Passphrase::new("pw-1"));
+        let out = SystemRunner.run_ok(&cmd).await.unwrap();
+        assert_eq!(out.stdout, "pw-1");
+        assert!(!cmd.to_string().contains("pw-1"));
+        assert!(!format!("{cmd:?}").contains("pw-1"));
+    }
+
+    #[tokio::test]
+    async fn real_runner_reports_command_and_trimmed_stderr_without_the_secret() {
+        let cmd = Command::new("sh", ["-c", "cat >/dev/null; echo '  boom  ' >&2; exit 3"])
+            .with_secret(&Passphrase::new("hidden-pw"));
+        let err = SystemRunner.run_ok(&cmd).await.unwrap_err().to_string();
+        assert!(
+            err.contains("exit code 3") && err.contains(": boom"),
+            "{err}"
+        );
+        assert!(!err.contains("hidden-pw"));
+    }
+
+    #[tokio::test]
+    async fn real_runner_times_out_and_names_the_command() {
+        let mut cmd = Command::new("sleep", ["5"]);
+        cmd.timeout = Duration::from_millis(100);
+        let err = SystemRunner.run(&cmd).await.unwrap_err();
+        assert!(matches!(err, RunError::Timeout { ref command, .. } if command == "sleep 5"));
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_reported_as_not_installed() {
+        let cmd = Command::new("blockstor-no-such-tool", ["x"]);
+        let err = SystemRunner.run(&cmd).await.unwrap_err();
+        assert!(matches!(err, RunError::NotInstalled { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn recording_runner_answers_once_rules_first_then_standing_ones() {
+        let r = RecordingRunner::new();
+        r.on(&["losetup", "-j"], Output::ok("standing"));
+        r.once(&["losetup", "-j"], Output::ok("first"));
+        let c = Command::new("losetup", ["-j", "/f"]);
+        assert_eq!(r.run(&c).await.unwrap().stdout, "first");
+        assert_eq!(r.run(&c).await.unwrap().stdout, "standing");
+        assert_eq!(r.commands(), ["losetup -j /f", "losetup -j /f"]);
+    }
+}

@@ -1,0 +1,323 @@
+//! The agent's embedded store (`redb`, in `state_dir`): one record per resource with the last
+//! desired state *without secrets*, the generation, what this agent created, and a journal of
+//! steps (intent → done). Also the per-resource locks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use blockstor_proto::wire::{DesiredResource, DrbdPeer, VolumeSpec};
+use blockstor_proto::{LayerStack, ResourceName, StoragePoolName};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const RESOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("resources");
+
+/// Journal entries kept per resource; older ones are dropped.
+const JOURNAL_KEEP: usize = 64;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Db(Box<redb::Error>),
+    #[error("store: corrupt record: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(Box::new(e.into())) }
+        }
+    )*};
+}
+db_err!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What the agent remembers about one resource. Holds no secret by construction: the passphrase
+/// and DRBD shared secret have no field here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub spec: StoredSpec,
+    /// The generation of the last DesiredResource applied completely; 0 while none was.
+    pub generation: u64,
+    pub volumes: BTreeMap<u32, VolumeRecord>,
+    pub journal: Vec<JournalEntry>,
+}
+
+/// A DesiredResource minus its secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSpec {
+    pub name: ResourceName,
+    pub layer_stack: LayerStack,
+    pub volumes: Vec<VolumeSpec>,
+    pub pool: StoragePoolName,
+    pub props: BTreeMap<String, String>,
+    pub drbd: Option<StoredDrbd>,
+}
+
+/// DRBD settings minus the shared secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDrbd {
+    pub node_id: u32,
+    pub port: u16,
+    pub minors: Vec<u32>,
+    pub peers: Vec<DrbdPeer>,
+    pub protocol: String,
+    pub address: String,
+}
+
+impl StoredSpec {
+    /// Drops every secret of `d`.
+    pub fn from_desired(d: &DesiredResource) -> Self {
+        StoredSpec {
+            name: d.name.clone(),
+            layer_stack: d.layer_stack.clone(),
+            volumes: d.volumes.clone(),
+            pool: d.storage.pool.clone(),
+            props: d.props.clone(),
+            drbd: d.drbd.as_ref().map(|x| StoredDrbd {
+                node_id: x.node_id,
+                port: x.port,
+                minors: x.minors.clone(),
+                peers: x.peers.clone(),
+                protocol: x.protocol.clone(),
+                address: x.address.clone(),
+            }),
+        }
+    }
+}
+
+/// What the agent knows about one backing volume beyond what the system shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    /// This agent created the backing volume (so it may delete it).
+    pub created_by_agent: bool,
+    /// Created by this agent and not yet LUKS-formatted: the one case where formatting a
+    /// non-zero device is allowed. Cleared once the header is written.
+    pub awaiting_luks_format: bool,
+}
+
+/// One step of the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub layer: String,
+    /// The argv of the step (holds no secret: those go on stdin).
+    pub action: String,
+    pub state: StepState,
+}
+
+/// Where a journalled step got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Intent,
+    Done,
+    /// Found as `Intent` after a restart: the process died mid-step. The next apply
+    /// re-observes the system and converges.
+    Interrupted,
+}
+
+impl ResourceRecord {
+    /// A fresh record for a first apply.
+    pub fn new(spec: StoredSpec) -> Self {
+        ResourceRecord {
+            spec,
+            generation: 0,
+            volumes: BTreeMap::new(),
+            journal: Vec::new(),
+        }
+    }
+
+    /// Appends an `Intent` entry and returns its sequence number.
+    pub fn intent(&mut self, layer: &str, action: String) -> u64 {
+        let seq = self.journal.last().map_or(1, |e| e.seq + 1);
+        self.journal.push(JournalEntry {
+            seq,
+            layer: layer.to_owned(),
+            action,
+            state: StepState::Intent,
+        });
+        if self.journal.len() > JOURNAL_KEEP {
+            let drop = self.journal.len() - JOURNAL_KEEP;
+            self.journal.drain(..drop);
+        }
+        seq
+    }
+
+    /// Marks entry `seq` done.
+    pub fn done(&mut self, seq: u64) {
+        if let Some(e) = self.journal.iter_mut().find(|e| e.seq == seq) {
+            e.state = StepState::Done;
+        }
+    }
+
+    /// The mutable per-volume record, created on first use.
+    pub fn volume(&mut self, number: u32) -> &mut VolumeRecord {
+        self.volumes.entry(number).or_default()
+    }
+}
+
+/// The redb database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens (or creates) `state_dir/agent.redb`.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(redb::StorageError::Io)?;
+        let db = Database::create(state_dir.join("agent.redb"))?;
+        let tx = db.begin_write()?;
+        tx.open_table(RESOURCES)?;
+        tx.commit()?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    pub fn get(&self, name: &ResourceName) -> Result<Option<ResourceRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RESOURCES)?;
+        let value = table.get(name.as_str())?;
+        Ok(match value {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Writes the record durably (redb commits are fsynced).
+    pub fn put(&self, record: &ResourceRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record)?;
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(RESOURCES)?;
+            table.insert(record.spec.name.as_str(), bytes.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &ResourceName) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(RESOURCES)?;
+            table.remove(name.as_str())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every record, ordered by name.
+    pub fn list(&self) -> Result<Vec<ResourceRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RESOURCES)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (_, v) = item?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// After a restart: every step left at `Intent` was cut short. Marks them `Interrupted` and
+    /// returns `(resource, entry)` pairs so the caller can log them; the next apply of each
+    /// resource re-observes the system and finishes the work.
+    pub fn reconcile(&self) -> Result<Vec<(ResourceName, JournalEntry)>, StoreError> {
+        let mut found = Vec::new();
+        for mut record in self.list()? {
+            let mut changed = false;
+            for e in record
+                .journal
+                .iter_mut()
+                .filter(|e| e.state == StepState::Intent)
+            {
+                e.state = StepState::Interrupted;
+                found.push((record.spec.name.clone(), e.clone()));
+                changed = true;
+            }
+            if changed {
+                self.put(&record)?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// One async lock per resource name: requests for one RD serialize, distinct RDs run in parallel.
+#[derive(Default, Clone)]
+pub struct Locks {
+    map: Arc<Mutex<HashMap<ResourceName, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Locks {
+    /// Waits for and holds the lock of `name` until the guard drops.
+    pub async fn lock(&self, name: &ResourceName) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = self
+            .map
+            .lock()
+            .expect("lock map poisoned")
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> StoredSpec {
+        StoredSpec {
+            name: name.parse().unwrap(),
+            layer_stack: LayerStack::parse(&["STORAGE"]).unwrap(),
+            volumes: vec![],
+            pool: "files".parse().unwrap(),
+            props: BTreeMap::new(),
+            drbd: None,
+        }
+    }
+
+    #[test]
+    fn records_survive_reopen_and_interrupted_steps_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut r = ResourceRecord::new(spec("db"));
+            let s1 = r.intent("STORAGE", "losetup -f --show /x".into());
+            r.done(s1);
+            r.intent("LUKS", "cryptsetup luksFormat".into());
+            store.put(&r).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let found = store.reconcile().unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1.layer, "LUKS");
+        let r = store.get(&"db".parse().unwrap()).unwrap().unwrap();
+        assert_eq!(r.journal[1].state, StepState::Interrupted);
+        assert!(store.reconcile().unwrap().is_empty());
+        store.remove(&"db".parse().unwrap()).unwrap();
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_resource_serializes_distinct_resources_do_not() {
+        let locks = Locks::default();
+        let a: ResourceName = "aa".parse().unwrap();
+        let b: ResourceName = "bb".parse().unwrap();
+        let _g = locks.lock(&a).await;
+        let other =
+            tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock(&b)).await;
+        assert!(other.is_ok(), "distinct resources run in parallel");
+        let same = tokio::time::timeout(std::time::Duration::from_millis(50), locks.lock(&a)).await;
+        assert!(same.is_err(), "one resource serializes");
+    }
+}
