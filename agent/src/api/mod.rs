@@ -49,3 +49,6 @@ pub async fn handle(engine: &Engine, req: StdioRequest) -> Result<serde_json::Va
 fn json<T: serde::Serialize>(v: Result<T>) -> Result<serde_json::Value> {
     serde_json::to_value(v?).map_err(|e| Error::internal(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,237 @@
+//! The HTTP routes and stdio mode over a recording runner: auth, status codes, error bodies,
+//! and refusal of hostile documents before any process runs.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::host::FakeHost;
+use crate::runner::{Output, RecordingRunner};
+use crate::store::Store;
+
+const TOKEN: &str = "s3cr3t-token";
+
+fn engine() -> (tempfile::TempDir, Engine, Arc<RecordingRunner>) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let pool = dir.path().join("pool");
+    let config = Config::parse(&format!(
+        "node_name = \"n1\"\nstate_dir = {state:?}\n[[pool]]\nname = \"files\"\nbackend = \"loopfile\"\ndirectory = {pool:?}\n"
+    ))
+    .unwrap();
+    let runner = Arc::new(RecordingRunner::new());
+    runner.on(&["losetup", "-f", "--show"], Output::ok("/dev/loop3\n"));
+    runner.on(&["df"], Output::ok("Avail 1K-blocks\n100 200\n"));
+    let engine = Engine::new(
+        config,
+        runner.clone(),
+        Arc::new(FakeHost::new()),
+        Store::open(&state).unwrap(),
+    );
+    (dir, engine, runner)
+}
+
+async fn call(
+    engine: &Engine,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    let resp = super::http::router(engine.clone(), TOKEN.into())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+fn doc(name: &str, stack: &str, luks: &str) -> String {
+    format!(
+        r#"{{"name":"{name}","layer_stack":{stack},"volumes":[{{"number":0,"size_kib":65536}}],"storage":{{"pool":"files"}}{luks}}}"#
+    )
+}
+
+#[tokio::test]
+async fn every_route_needs_the_bearer_token() {
+    let (_d, e, runner) = engine();
+    let routes = [
+        (Method::GET, "/v1/node"),
+        (Method::GET, "/v1/resources"),
+        (Method::GET, "/v1/resources/db"),
+        (Method::PUT, "/v1/resources/db"),
+        (Method::POST, "/v1/resources/db/plan"),
+        (Method::DELETE, "/v1/resources/db"),
+    ];
+    for (m, p) in routes {
+        for token in [None, Some("wrong"), Some("")] {
+            let (status, body) =
+                call(&e, m.clone(), p, token, &doc("db", r#"["STORAGE"]"#, "")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{m} {p} {token:?}");
+            assert_eq!(body["code"], "unauthorized");
+        }
+    }
+    assert!(runner.calls().is_empty());
+}
+
+#[tokio::test]
+async fn resources_round_trip_over_http() {
+    let (_d, e, runner) = engine();
+    let (s, b) = call(&e, Method::GET, "/v1/resources/db", Some(TOKEN), "").await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    let (s, b) = call(
+        &e,
+        Method::PUT,
+        "/v1/resources/db",
+        Some(TOKEN),
+        &doc("db", r#"["storage"]"#, ""),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["volumes"][0]["device_path"], "/dev/loop3");
+    assert_eq!(b["node"], "n1");
+
+    let (s, b) = call(&e, Method::GET, "/v1/resources", Some(TOKEN), "").await;
+    assert_eq!((s, b.as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+
+    let (s, b) = call(&e, Method::GET, "/v1/node", Some(TOKEN), "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["pools"][0]["free_kib"], 100);
+    assert_eq!(b["pools"][0]["backend"], "loopfile");
+
+    let (s, b) = call(&e, Method::DELETE, "/v1/resources/db", Some(TOKEN), "").await;
+    assert_eq!((s, b["deleted"].as_bool()), (StatusCode::OK, Some(true)));
+    let (s, b) = call(&e, Method::DELETE, "/v1/resources/db", Some(TOKEN), "").await;
+    assert_eq!((s, b["deleted"].as_bool()), (StatusCode::OK, Some(false)));
+    assert!(runner.commands().iter().any(|c| c.starts_with("truncate")));
+}
+
+#[tokio::test]
+async fn hostile_documents_are_rejected_before_any_process_runs() {
+    let (_d, e, runner) = engine();
+    let cases = [
+        (
+            "/v1/resources/db",
+            doc("other", r#"["STORAGE"]"#, ""),
+            "name_mismatch",
+            Some("name"),
+        ),
+        (
+            "/v1/resources/x%2F..",
+            doc("db", r#"["STORAGE"]"#, ""),
+            "invalid_name",
+            Some("name"),
+        ),
+        (
+            "/v1/resources/db",
+            doc("../etc", r#"["STORAGE"]"#, ""),
+            "invalid_request",
+            Some("name"),
+        ),
+        (
+            "/v1/resources/db",
+            doc("db", r#"["LUKS","DRBD"]"#, ""),
+            "invalid_request",
+            Some("layer_stack"),
+        ),
+        (
+            "/v1/resources/db",
+            doc("db", r#"["LUKS","STORAGE"]"#, ""),
+            "luks_passphrase_missing",
+            Some("passphrase"),
+        ),
+        (
+            "/v1/resources/db",
+            doc("db", r#"["STORAGE"]"#, "").replace("65536", "1"),
+            "invalid_request",
+            Some("volumes[0].size_kib"),
+        ),
+        (
+            "/v1/resources/db",
+            doc("db", r#"["STORAGE"]"#, "").replace(r#""pool":"files""#, r#""pool":"-rf""#),
+            "invalid_request",
+            Some("storage.pool"),
+        ),
+        (
+            "/v1/resources/db",
+            r#"{"name":"db","extra":1}"#.to_owned(),
+            "invalid_request",
+            None,
+        ),
+        (
+            "/v1/resources/db",
+            "not json".to_owned(),
+            "invalid_request",
+            None,
+        ),
+    ];
+    for (path, body, code, field) in cases {
+        for method in [Method::PUT, Method::POST] {
+            let p = if method == Method::POST {
+                format!("{path}/plan")
+            } else {
+                path.to_owned()
+            };
+            let (s, b) = call(&e, method.clone(), &p, Some(TOKEN), &body).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {p} {body}: {b}");
+            assert_eq!(b["code"], code, "{body}: {b}");
+            if let Some(f) = field {
+                assert_eq!(b["field"], f, "{body}: {b}");
+            }
+        }
+    }
+    assert!(runner.calls().is_empty(), "{:?}", runner.commands());
+}
+
+#[tokio::test]
+async fn stdio_answers_one_line_with_the_http_body_or_an_error() {
+    let (_d, e, _runner) = engine();
+    let req = format!(
+        "{{\"op\":\"apply\",\"resource\":{}}}\n",
+        doc("db", r#"["STORAGE"]"#, "")
+    );
+    let mut out = Vec::new();
+    super::stdio::serve_one(&e, req.as_bytes(), &mut out)
+        .await
+        .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["volumes"][0]["backing_device"], "/dev/loop3");
+
+    let mut out = Vec::new();
+    super::stdio::serve_one(&e, &b"{\"op\":\"get\",\"name\":\"nope\"}\n"[..], &mut out)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["error"]["code"], "not_found");
+
+    let mut out = Vec::new();
+    super::stdio::serve_one(&e, &b"{\"op\":\"get\",\"name\":\"a;b\"}\n"[..], &mut out)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        (v["error"]["code"].as_str(), v["error"]["field"].as_str()),
+        (Some("invalid_request"), Some("name"))
+    );
+}
