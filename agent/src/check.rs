@@ -79,7 +79,10 @@ pub async fn probe(runner: &dyn Runner, host: &dyn Host) -> Vec<Item> {
     });
     items.push(Item {
         name: "device-mapper (dm-crypt)",
-        found: feature(host.device_mapper_available(), "/dev/mapper/control"),
+        found: feature(
+            host.device_mapper_available(),
+            "device-mapper in the kernel",
+        ),
         fix: "modprobe dm_crypt (kernel modules package)",
     });
     items.push(Item {

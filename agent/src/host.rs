@@ -89,6 +89,13 @@ impl Host for RealHost {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
     }
+
+    fn device_mapper_available(&self) -> bool {
+        // A modular dm shows in /sys/module; a built-in one registers a misc device.
+        Path::new("/sys/module/dm_mod").exists()
+            || std::fs::read_to_string("/proc/misc")
+                .is_ok_and(|m| m.lines().any(|l| l.trim_end().ends_with(" device-mapper")))
+    }
 }
 
 /// An in-memory node for engine tests: known paths with a size and whether their head is zero.

@@ -118,7 +118,7 @@ async fn loop_file_pool_creates_reuses_grows_and_deletes_with_real_losetup() {
         8 << 20,
         "exact size"
     );
-    assert_eq!(attachments(&file), [dev.clone()]);
+    assert_eq!(attachments(&file), std::slice::from_ref(&dev));
     assert_eq!(first.volumes[0].device_path.as_deref(), Some(dev.as_str()));
 
     let again = e

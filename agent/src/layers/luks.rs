@@ -233,7 +233,7 @@ impl Layer for Luks {
                 if !cx.dry_run && !cx.host.device_mapper_available() {
                     return Err(Self::no_device_mapper(
                         &dev,
-                        "/dev/mapper/control and /sys/module/dm_mod are missing",
+                        "/sys/module/dm_mod is missing and /proc/misc lists no device-mapper",
                     ));
                 }
                 let open = Command::new(
