@@ -15,7 +15,7 @@ use crate::backends;
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
 use crate::host::Host;
-use crate::layers::{luks, storage, Cx, Layer, Vol};
+use crate::layers::{drbd, luks, storage, Cx, Layer, Vol};
 use crate::runner::{Command, Runner};
 use crate::store::{Locks, ResourceRecord, Store, StoredSpec};
 
@@ -61,10 +61,10 @@ impl Engine {
         record.spec = StoredSpec::from_desired(&d);
         record.generation = generation;
         self.store.put(&record)?;
-        let (vols, _) = self.walk_apply(&d, &mut record, false).await?;
+        let walk = self.walk_apply(&d, &mut record, false).await?;
         record.generation = d.generation;
         self.store.put(&record)?;
-        Ok(self.observed(&record, &vols))
+        Ok(self.observed(&record, &walk))
     }
 
     /// The steps `apply` would run now, as argv; changes nothing.
@@ -76,16 +76,16 @@ impl Engine {
         self.check_collisions(&d)?;
         let mut record =
             existing.unwrap_or_else(|| ResourceRecord::new(StoredSpec::from_desired(&d)));
-        let (_, steps) = self.walk_apply(&d, &mut record, true).await?;
-        Ok(PlannedSteps { steps })
+        let walk = self.walk_apply(&d, &mut record, true).await?;
+        Ok(PlannedSteps { steps: walk.steps })
     }
 
     /// The observed chain, read from the system. `not_found` when the agent has no record.
     pub async fn get(&self, name: &ResourceName) -> Result<ObservedResource> {
         let _guard = self.locks.lock(name).await;
         let mut record = self.store.get(name)?.ok_or_else(|| not_found(name))?;
-        let vols = self.observe_all(&mut record).await?;
-        Ok(self.observed(&record, &vols))
+        let walk = self.observe_all(&mut record).await?;
+        Ok(self.observed(&record, &walk))
     }
 
     /// Every resource this agent knows, observed.
@@ -224,6 +224,8 @@ impl Engine {
             rd,
             passphrase: d.and_then(|d| d.luks.as_ref().map(|l| l.passphrase.clone())),
             props,
+            desired: d.cloned(),
+            drbd: None,
             dry_run,
             steps: Vec::new(),
         }
@@ -247,14 +249,10 @@ impl Engine {
                     luks_above: stack.has(L::Luks),
                 })),
                 L::Luks => out.push(Box::new(luks::Luks)),
-                L::Drbd => {
-                    return Err(Error::new(
-                        Kind::Unprocessable,
-                        "layer_unsupported",
-                        "this agent build cannot apply the DRBD layer yet; use [\"LUKS\",\"STORAGE\"] or [\"STORAGE\"]",
-                    )
-                    .field("layer_stack"))
-                }
+                L::Drbd => out.push(Box::new(drbd::Drbd {
+                    res_dir: self.config.state_dir.join("drbd.d"),
+                    node: self.config.node_name.clone(),
+                })),
             }
         }
         Ok(out)
@@ -265,7 +263,7 @@ impl Engine {
         d: &DesiredResource,
         record: &mut ResourceRecord,
         dry_run: bool,
-    ) -> Result<(Vec<Vol>, Vec<blockstor_proto::wire::PlannedStep>)> {
+    ) -> Result<Walk> {
         let layers = self.layers(&d.layer_stack, &d.storage.pool)?;
         let mut vols: Vec<Vol> = d
             .volumes
@@ -281,21 +279,29 @@ impl Engine {
             layer.observe(&mut cx, &mut vols).await?;
             layer.apply(&mut cx, &mut vols).await?;
         }
-        let steps = std::mem::take(&mut cx.steps);
-        Ok((vols, steps))
+        Ok(Walk {
+            steps: std::mem::take(&mut cx.steps),
+            drbd: cx.drbd.take(),
+            vols,
+        })
     }
 
-    async fn observe_all(&self, record: &mut ResourceRecord) -> Result<Vec<Vol>> {
+    async fn observe_all(&self, record: &mut ResourceRecord) -> Result<Walk> {
         let layers = self.layers(&record.spec.layer_stack, &record.spec.pool)?;
         let mut vols = initial_vols(record);
         let mut cx = self.cx(record, None, true);
         for layer in &layers {
             layer.observe(&mut cx, &mut vols).await?;
         }
-        Ok(vols)
+        Ok(Walk {
+            steps: Vec::new(),
+            drbd: cx.drbd.take(),
+            vols,
+        })
     }
 
-    fn observed(&self, record: &ResourceRecord, vols: &[Vol]) -> ObservedResource {
+    fn observed(&self, record: &ResourceRecord, walk: &Walk) -> ObservedResource {
+        let vols = &walk.vols;
         ObservedResource {
             name: record.spec.name.clone(),
             node: self.config.node_name.clone(),
@@ -313,7 +319,7 @@ impl Engine {
                     }),
                 })
                 .collect(),
-            drbd: None,
+            drbd: walk.drbd.clone(),
             generation: record.generation,
         }
     }
@@ -370,6 +376,7 @@ impl Engine {
                     "the layer stack holds DRBD but the request has no drbd section",
                 ));
             };
+            drbd::render::validate(d, &self.config.node_name)?;
             if drbd.minors.len() != d.volumes.len() {
                 return Err(Error::invalid(
                     "invalid_drbd",
@@ -451,6 +458,13 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What one walk over the stack found and did.
+struct Walk {
+    vols: Vec<Vol>,
+    steps: Vec<blockstor_proto::wire::PlannedStep>,
+    drbd: Option<blockstor_proto::wire::ObservedDrbd>,
 }
 
 fn initial_vols(record: &ResourceRecord) -> Vec<Vol> {

@@ -593,3 +593,130 @@ fn find_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+const SHARED: &str = "c2hhcmVkLXNlY3JldA";
+
+fn drbd_desired(node_id: u32, peer_id: u32) -> DesiredResource {
+    serde_json::from_str(&format!(
+        r#"{{"name":"db","layer_stack":["DRBD","STORAGE"],"volumes":[{{"number":0,"size_kib":65536}}],
+            "storage":{{"pool":"files"}},"generation":1,
+            "drbd":{{"node_id":{node_id},"port":7000,"minors":[1000],"address":"10.0.0.1",
+                     "peers":[{{"name":"n2","node_id":{peer_id},"address":"10.0.0.2","port":7000}}],
+                     "shared_secret":"{SHARED}"}}}}"#
+    ))
+    .unwrap()
+}
+
+fn drbd_rig(module: bool) -> Rig {
+    let mut host = FakeHost::new();
+    host.drbd = module;
+    let r = rig_with(host);
+    r.runner.on(
+        &["losetup", "-f", "--show"],
+        Output::ok(format!("{LOOP}\n")),
+    );
+    r.runner.on(
+        &["drbdadm", "--version"],
+        Output::ok("DRBD_KERNEL_VERSION_CODE=0x090200\nDRBDADM_VERSION_CODE=0x091600\n"),
+    );
+    r
+}
+
+fn position(cmds: &[String], prefix: &str) -> usize {
+    cmds.iter()
+        .position(|c| c.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{prefix} not run: {cmds:#?}"))
+}
+
+#[tokio::test]
+async fn drbd_first_creation_renders_creates_metadata_adjusts_and_forces_the_lowest_node_primary() {
+    let r = drbd_rig(true);
+    r.runner.on(
+        &["drbdsetup", "status"],
+        Output::fail(10, "'db' not defined"),
+    );
+    r.runner
+        .on(&["drbdmeta"], Output::fail(1, "No valid meta data found"));
+    let o = r.engine.apply(drbd_desired(0, 1)).await.unwrap();
+    let cmds = r.runner.commands();
+    let res = r.state.join("drbd.d/db.res").display().to_string();
+    let order = [
+        "losetup -f --show".to_owned(),
+        format!("drbdmeta --force 1000 v09 {LOOP} internal dump-md"),
+        format!("drbdadm -c {res} --max-peers=7 -- --force create-md db/0"),
+        format!("drbdadm -c {res} adjust db"),
+        format!("drbdadm -c {res} primary --force db"),
+        format!("drbdadm -c {res} secondary db"),
+    ];
+    let at: Vec<usize> = order.iter().map(|p| position(&cmds, p)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{cmds:#?}");
+    assert!(cmds
+        .iter()
+        .all(|c| !c.contains(SHARED) && !c.starts_with("cryptsetup")));
+    let text = r.host.texts.lock().unwrap()[&r.state.join("drbd.d/db.res")].clone();
+    assert!(
+        text.contains(&format!("shared-secret \"{SHARED}\";"))
+            && text.contains(&format!("disk {LOOP};"))
+    );
+    assert_eq!(o.volumes[0].device_path.as_deref(), Some("/dev/drbd1000"));
+    assert_eq!(
+        o.drbd.as_ref().map(|d| (d.minors.clone(), d.up)),
+        Some((vec![1000], true))
+    );
+    let bytes = std::fs::read(r.state.join("agent.redb")).unwrap();
+    assert!(
+        !bytes.windows(SHARED.len()).any(|w| w == SHARED.as_bytes()),
+        "no shared secret in the store"
+    );
+}
+
+#[tokio::test]
+async fn drbd_reapply_when_up_only_adjusts_and_a_higher_node_id_never_forces_primary() {
+    let r = drbd_rig(true);
+    r.runner
+        .on(&["drbdsetup", "status"], Output::ok("db role:Secondary"));
+    r.runner.on(&["drbdmeta"], Output::ok(""));
+    r.engine.apply(drbd_desired(1, 0)).await.unwrap();
+    let cmds = r.runner.commands();
+    assert!(
+        cmds.iter()
+            .all(|c| !c.contains("create-md") && !c.contains("primary")),
+        "{cmds:#?}"
+    );
+    position(&cmds, "drbdadm -c");
+}
+
+#[tokio::test]
+async fn drbd_without_the_kernel_module_stops_before_adjust_with_a_clear_error() {
+    let r = drbd_rig(false);
+    r.runner
+        .on(&["drbdmeta"], Output::fail(1, "No valid meta data found"));
+    let err = r.engine.apply(drbd_desired(0, 1)).await.unwrap_err();
+    assert_eq!((err.code, err.status()), ("kernel_feature_missing", 422));
+    assert!(err.message.contains("modprobe drbd"), "{}", err.message);
+    let cmds = r.runner.commands();
+    position(&cmds, "drbdadm -c");
+    assert!(cmds.iter().all(|c| !c.contains(" adjust ")), "{cmds:#?}");
+}
+
+#[tokio::test]
+async fn drbd_delete_goes_down_before_the_storage_goes() {
+    let r = drbd_rig(true);
+    r.runner
+        .on(&["drbdsetup", "status"], Output::ok("db role:Secondary"));
+    r.runner.on(&["drbdmeta"], Output::ok(""));
+    r.engine.apply(drbd_desired(0, 1)).await.unwrap();
+    r.host.put(r.file(), MIB64, true);
+    r.runner.on(
+        &["losetup", "-j"],
+        Output::ok(format!("{LOOP}: []: ({})\n", r.file())),
+    );
+    r.runner.clear();
+    r.engine.delete(&"db".parse().unwrap()).await.unwrap();
+    let cmds = r.runner.commands();
+    assert!(
+        position(&cmds, "drbdsetup down db") < position(&cmds, "losetup -d"),
+        "{cmds:#?}"
+    );
+    assert!(!r.host.exists(&r.state.join("drbd.d/db.res")));
+}

@@ -22,6 +22,11 @@ pub trait Host: Send + Sync {
     /// Removes a file; a missing file is fine.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// A text file's content, `None` when it does not exist.
+    fn read_to_string(&self, path: &Path) -> io::Result<Option<String>>;
+    /// Writes a file readable by root only (a `.res` file holds the DRBD shared secret),
+    /// atomically (temporary file + rename).
+    fn write_private(&self, path: &Path, content: &str) -> io::Result<()>;
     /// Whether the kernel has device-mapper (needed by `cryptsetup open`).
     fn device_mapper_available(&self) -> bool {
         self.exists(Path::new("/dev/mapper/control"))
@@ -90,6 +95,31 @@ impl Host for RealHost {
         std::fs::create_dir_all(path)
     }
 
+    fn read_to_string(&self, path: &Path) -> io::Result<Option<String>> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_private(&self, path: &Path, content: &str) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
     fn device_mapper_available(&self) -> bool {
         // A modular dm shows in /sys/module; a built-in one registers a misc device.
         Path::new("/sys/module/dm_mod").exists()
@@ -106,6 +136,10 @@ pub struct FakeHost {
     pub device_mapper: bool,
     /// Paths zeroed by `zero_head`, in order.
     pub zeroed: Mutex<Vec<PathBuf>>,
+    /// Text files written with `write_private`.
+    pub texts: Mutex<BTreeMap<PathBuf, String>>,
+    /// Whether the DRBD kernel module is loaded.
+    pub drbd: bool,
 }
 
 /// One file or device of a [`FakeHost`].
@@ -140,6 +174,7 @@ impl Host for FakeHost {
 
     fn exists(&self, path: &Path) -> bool {
         self.files.lock().unwrap().contains_key(path)
+            || self.texts.lock().unwrap().contains_key(path)
     }
 
     fn head_is_zero(&self, path: &Path, _len: u64) -> io::Result<bool> {
@@ -161,10 +196,23 @@ impl Host for FakeHost {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.files.lock().unwrap().remove(path);
+        self.texts.lock().unwrap().remove(path);
         Ok(())
     }
 
     fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn read_to_string(&self, path: &Path) -> io::Result<Option<String>> {
+        Ok(self.texts.lock().unwrap().get(path).cloned())
+    }
+
+    fn write_private(&self, path: &Path, content: &str) -> io::Result<()> {
+        self.texts
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), content.to_owned());
         Ok(())
     }
 
@@ -173,7 +221,7 @@ impl Host for FakeHost {
     }
 
     fn drbd_available(&self) -> bool {
-        false
+        self.drbd
     }
 }
 

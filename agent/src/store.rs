@@ -103,6 +103,10 @@ pub struct VolumeRecord {
     /// Created by this agent and not yet LUKS-formatted: the one case where formatting a
     /// non-zero device is allowed. Cleared once the header is written.
     pub awaiting_luks_format: bool,
+    /// DRBD metadata was created by this agent and the initial sync has not been started:
+    /// the one case where the lowest node id forces itself primary.
+    #[serde(default)]
+    pub awaiting_initial_sync: bool,
 }
 
 /// One step of the journal.

@@ -2,13 +2,14 @@
 //! they act through. A layer *describes* steps; [`Cx::act`] journals and runs them (or, when
 //! planning, only records them).
 
+pub mod drbd;
 pub mod luks;
 pub mod storage;
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use blockstor_proto::wire::{Passphrase, PlannedStep};
+use blockstor_proto::wire::{DesiredResource, ObservedDrbd, Passphrase, PlannedStep};
 use blockstor_proto::ResourceName;
 
 use crate::error::Result;
@@ -47,6 +48,8 @@ pub struct Vol {
     pub luks: Option<LuksState>,
     /// The topmost active device so far.
     pub top: Option<String>,
+    /// The device DRBD sits on (the top before the DRBD layer), set by DRBD's observe.
+    pub below_drbd: Option<String>,
 }
 
 /// A backing volume as observed.
@@ -74,6 +77,10 @@ pub struct Cx<'a> {
     /// The LUKS passphrase of this request (apply only).
     pub passphrase: Option<Passphrase>,
     pub props: BTreeMap<String, String>,
+    /// The request being applied (`None` for get and delete).
+    pub desired: Option<DesiredResource>,
+    /// The DRBD layer's resource-level observation.
+    pub drbd: Option<ObservedDrbd>,
     /// Planning: mutating steps are recorded, not run.
     pub dry_run: bool,
     /// Mutating steps, in order, for `plan` (and a log of what apply did).

@@ -1,0 +1,289 @@
+//! DRBD: replication above LUKS or STORAGE. Renders `<state_dir>/drbd.d/<rd>.res` for the
+//! node's DRBD version ([`render`]), creates metadata only where none exists, brings the
+//! resource up with `drbdadm adjust` (idempotent), and on first creation forces the lowest node
+//! id to be the initial sync source. Teardown: `drbdsetup down`, then the `.res` goes.
+
+pub mod render;
+pub mod version;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use blockstor_proto::wire::ObservedDrbd;
+use blockstor_proto::{Layer as L, NodeName};
+
+use super::{Cx, Layer, Vol};
+use crate::error::{Error, Kind, Result};
+use crate::runner::Command;
+use render::{Dialect, LocalVolume};
+
+/// Peers a DRBD 9 bitmap has room for; more than the product places, fewer than the default
+/// 31 so metadata stays small.
+const MAX_PEERS: u32 = 7;
+
+/// The replication layer.
+pub struct Drbd {
+    /// `<state_dir>/drbd.d`.
+    pub res_dir: PathBuf,
+    pub node: NodeName,
+}
+
+impl Drbd {
+    fn res_file(&self, cx: &Cx<'_>) -> PathBuf {
+        self.res_dir.join(format!("{}.res", cx.rd))
+    }
+
+    fn res_arg(path: &Path) -> String {
+        path.display().to_string()
+    }
+
+    async fn is_up(cx: &Cx<'_>) -> Result<bool> {
+        let out = cx
+            .observe(&Command::new("drbdsetup", ["status", cx.rd.as_str()]))
+            .await?;
+        Ok(out.success())
+    }
+
+    /// Whether `disk` carries DRBD metadata (`drbdmeta … dump-md` exits 0).
+    async fn has_metadata(cx: &Cx<'_>, minor: u32, disk: &str, dialect: Dialect) -> Result<bool> {
+        let fmt = if dialect == Dialect::V9 { "v09" } else { "v08" };
+        let out = cx
+            .observe(&Command::new(
+                "drbdmeta",
+                [
+                    "--force".to_owned(),
+                    minor.to_string(),
+                    fmt.into(),
+                    disk.into(),
+                    "internal".into(),
+                    "dump-md".into(),
+                ],
+            ))
+            .await?;
+        if out.success() {
+            return Ok(true);
+        }
+        if out.stderr.contains("No valid meta data found") || out.status == 1 || out.status == 255 {
+            return Ok(false);
+        }
+        Err(Error::new(
+            Kind::Internal,
+            "tool_failed",
+            format!(
+                "cannot tell whether {disk} has DRBD metadata: {}",
+                out.stderr.trim()
+            ),
+        ))
+    }
+
+    fn no_module(done: &str) -> Error {
+        Error::new(
+            Kind::Unprocessable,
+            "kernel_feature_missing",
+            format!(
+                "cannot bring DRBD up: the drbd kernel module is not loaded. Run `modprobe drbd` \
+                 (Debian kernels ship DRBD 8.4; DRBD 9 needs drbd-dkms) and apply again. Already \
+                 done and reused: {done}."
+            ),
+        )
+        .field("layer_stack")
+    }
+}
+
+#[async_trait]
+impl Layer for Drbd {
+    fn kind(&self) -> L {
+        L::Drbd
+    }
+
+    async fn observe(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        let res = self.res_file(cx);
+        for v in vols.iter_mut() {
+            v.below_drbd = v.top.take();
+        }
+        let Some(spec) = cx.record.spec.drbd.clone() else {
+            return Ok(());
+        };
+        let up = if cx.host.exists(&res) || cx.host.drbd_available() {
+            Self::is_up(cx).await?
+        } else {
+            false
+        };
+        for (v, minor) in vols.iter_mut().zip(&spec.minors) {
+            v.top = up.then(|| format!("/dev/drbd{minor}"));
+        }
+        cx.drbd = Some(ObservedDrbd {
+            node_id: spec.node_id,
+            port: spec.port,
+            minors: spec.minors.clone(),
+            res_file: Self::res_arg(&res),
+            up,
+        });
+        Ok(())
+    }
+
+    async fn apply(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        let d = cx
+            .desired
+            .clone()
+            .ok_or_else(|| Error::internal("DRBD apply without a request"))?;
+        let x = d.drbd.clone().ok_or_else(|| {
+            Error::invalid(
+                "drbd_missing",
+                "drbd",
+                "the layer stack holds DRBD but the request has no drbd section",
+            )
+        })?;
+        let versions = version::detect(cx).await?;
+        let dialect = versions.dialect();
+        let locals: Vec<LocalVolume> = vols
+            .iter()
+            .zip(&x.minors)
+            .map(|(v, minor)| {
+                let disk = v.below_drbd.clone().ok_or_else(|| {
+                    Error::internal(format!("volume {} has no lower device", v.number))
+                })?;
+                Ok(LocalVolume {
+                    number: v.number,
+                    minor: *minor,
+                    disk,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let text = render::render(&d, &x, &self.node, &locals, dialect)?;
+        let res = self.res_file(cx);
+        let current = cx
+            .host
+            .read_to_string(&res)
+            .map_err(|e| Error::internal(format!("cannot read {}: {e}", res.display())))?;
+        if current.as_deref() != Some(text.as_str()) {
+            // The content holds the shared secret: the plan and journal show only the path.
+            let path = res.clone();
+            cx.act_host(
+                L::Drbd,
+                vec!["(agent) write".into(), Self::res_arg(&res)],
+                move |h| h.write_private(&path, &text),
+            )?;
+        }
+        let res_arg = Self::res_arg(&res);
+        let up = !cx.dry_run && cx.host.drbd_available() && Self::is_up(cx).await?;
+        if !up {
+            for (v, l) in vols.iter().zip(&locals) {
+                let fresh = v.created_now && cx.dry_run;
+                if fresh || !Self::has_metadata(cx, l.minor, &l.disk, dialect).await? {
+                    let target = format!("{}/{}", cx.rd, l.number);
+                    let mut args = vec!["-c".to_owned(), res_arg.clone()];
+                    if dialect == Dialect::V9 {
+                        args.push(format!("--max-peers={MAX_PEERS}"));
+                    }
+                    args.extend([
+                        "--".to_owned(),
+                        "--force".into(),
+                        "create-md".into(),
+                        target,
+                    ]);
+                    cx.act(L::Drbd, &Command::new("drbdadm", args)).await?;
+                    cx.record.volume(v.number).awaiting_initial_sync = true;
+                    cx.persist()?;
+                }
+            }
+            if !cx.dry_run && !cx.host.drbd_available() {
+                return Err(Self::no_module(&format!(
+                    "lower devices, {} written, DRBD metadata present",
+                    res.display()
+                )));
+            }
+        }
+        cx.act(
+            L::Drbd,
+            &Command::new(
+                "drbdadm",
+                ["-c", res_arg.as_str(), "adjust", cx.rd.as_str()],
+            ),
+        )
+        .await?;
+        let lowest = x.peers.iter().all(|p| p.node_id > x.node_id);
+        let awaiting = vols.iter().any(|v| {
+            cx.record
+                .volumes
+                .get(&v.number)
+                .is_some_and(|r| r.awaiting_initial_sync)
+        });
+        if awaiting {
+            if lowest {
+                let force: Vec<String> = match dialect {
+                    Dialect::V9 => vec!["primary".into(), "--force".into(), cx.rd.to_string()],
+                    Dialect::V84 => vec![
+                        "--".into(),
+                        "--overwrite-data-of-peer".into(),
+                        "primary".into(),
+                        cx.rd.to_string(),
+                    ],
+                };
+                let mut args = vec!["-c".to_owned(), res_arg.clone()];
+                args.extend(force);
+                cx.act(L::Drbd, &Command::new("drbdadm", args)).await?;
+                cx.act(
+                    L::Drbd,
+                    &Command::new(
+                        "drbdadm",
+                        ["-c", res_arg.as_str(), "secondary", cx.rd.as_str()],
+                    ),
+                )
+                .await?;
+            }
+            for v in vols.iter() {
+                cx.record.volume(v.number).awaiting_initial_sync = false;
+            }
+            cx.persist()?;
+        }
+        for v in vols.iter().filter(|v| v.grew_now) {
+            // DRBD 9 only grows once every replica's lower device has grown; the provider
+            // applies the growth on all replicas first, then this resize succeeds.
+            let target = format!("{}/{}", cx.rd, v.number);
+            cx.act(
+                L::Drbd,
+                &Command::new(
+                    "drbdadm",
+                    ["-c", res_arg.as_str(), "resize", target.as_str()],
+                ),
+            )
+            .await?;
+        }
+        for (v, l) in vols.iter_mut().zip(&locals) {
+            v.top = Some(format!("/dev/drbd{}", l.minor));
+        }
+        cx.drbd = Some(ObservedDrbd {
+            node_id: x.node_id,
+            port: x.port,
+            minors: x.minors.clone(),
+            res_file: res_arg,
+            up: true,
+        });
+        Ok(())
+    }
+
+    async fn teardown(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        if cx.drbd.as_ref().is_some_and(|o| o.up) {
+            cx.act(
+                L::Drbd,
+                &Command::new("drbdsetup", ["down", cx.rd.as_str()]),
+            )
+            .await?;
+        }
+        let res = self.res_file(cx);
+        if cx.host.exists(&res) {
+            let path = res.clone();
+            cx.act_host(
+                L::Drbd,
+                vec!["(agent) remove".into(), Self::res_arg(&res)],
+                move |h| h.remove_file(&path),
+            )?;
+        }
+        cx.drbd = None;
+        for v in vols.iter_mut() {
+            v.top = None;
+        }
+        Ok(())
+    }
+}
