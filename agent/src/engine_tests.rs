@@ -720,3 +720,20 @@ async fn drbd_delete_goes_down_before_the_storage_goes() {
     );
     assert!(!r.host.exists(&r.state.join("drbd.d/db.res")));
 }
+
+#[tokio::test]
+async fn a_grow_cut_short_before_losetup_c_is_finished_on_the_next_apply() {
+    let r = rig();
+    r.system_has_luks_volume(2 * MIB64, "u-1", true);
+    r.host.put(LOOP, MIB64, false); // the kernel still sees the old size
+    r.engine
+        .apply(desired(luks_stack(), "131072", Some(PASS)))
+        .await
+        .unwrap();
+    let cmds = r.runner.commands();
+    assert!(cmds.contains(&format!("losetup -c {LOOP}")), "{cmds:#?}");
+    assert!(
+        cmds.contains(&"cryptsetup resize --key-file=- db-0-luks".to_owned()),
+        "{cmds:#?}"
+    );
+}

@@ -22,6 +22,8 @@ pub trait Host: Send + Sync {
     /// Removes a file; a missing file is fine.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Size in bytes of a block device (or file), `None` when it does not exist.
+    fn device_size(&self, path: &Path) -> io::Result<Option<u64>>;
     /// A text file's content, `None` when it does not exist.
     fn read_to_string(&self, path: &Path) -> io::Result<Option<String>>;
     /// Writes a file readable by root only (a `.res` file holds the DRBD shared secret),
@@ -93,6 +95,15 @@ impl Host for RealHost {
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
+    }
+
+    fn device_size(&self, path: &Path) -> io::Result<Option<u64>> {
+        // Block devices report 0 in metadata: seek to the end instead.
+        match std::fs::File::open(path) {
+            Ok(mut f) => Ok(Some(f.seek(SeekFrom::End(0))?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn read_to_string(&self, path: &Path) -> io::Result<Option<String>> {
@@ -202,6 +213,10 @@ impl Host for FakeHost {
 
     fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
         Ok(())
+    }
+
+    fn device_size(&self, path: &Path) -> io::Result<Option<u64>> {
+        self.file_size(path)
     }
 
     fn read_to_string(&self, path: &Path) -> io::Result<Option<String>> {

@@ -360,6 +360,7 @@ fn http_apply_of_luks_over_storage_through_the_real_binary() {
             .args(["serve", "--config"])
             .arg(&cfg)
             .env_remove("BLOCKSTOR_AGENT_TOKEN")
+            .env("BLOCKSTOR_LOG", "warn")
             .spawn()
             .unwrap(),
     );

@@ -96,9 +96,15 @@ impl Backend for LoopFile {
             return Ok(None);
         };
         let device = self.attachments(cx, &file).await?.into_iter().next();
+        // What the kernel sees: smaller than the file after a grow cut short before `losetup -c`.
+        let device_kib = device
+            .as_deref()
+            .and_then(|d| cx.host.device_size(Path::new(d)).ok().flatten())
+            .map(|b| b / 1024);
         Ok(Some(Backing {
             device,
             size_kib: bytes / 1024,
+            device_kib,
         }))
     }
 
@@ -126,6 +132,7 @@ impl Backend for LoopFile {
         Ok(Backing {
             device: Some(device),
             size_kib,
+            device_kib: None,
         })
     }
 
@@ -137,6 +144,7 @@ impl Backend for LoopFile {
         let device = self.attach(cx, &file).await?;
         Ok(Backing {
             device: Some(device),
+            device_kib: Some(backing.size_kib),
             ..backing
         })
     }
@@ -166,6 +174,7 @@ impl Backend for LoopFile {
         }
         Ok(Backing {
             size_kib,
+            device_kib: current.device.as_ref().map(|_| size_kib),
             ..current
         })
     }

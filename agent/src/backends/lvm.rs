@@ -57,6 +57,7 @@ impl Backend for Lvm {
         Ok(Some(Backing {
             device: Some(format!("/dev/{lv}")),
             size_kib,
+            device_kib: None,
         }))
     }
 
@@ -90,6 +91,7 @@ impl Backend for Lvm {
         Ok(Backing {
             device: Some(format!("/dev/{}", self.lv(cx, vol))),
             size_kib,
+            device_kib: None,
         })
     }
 
@@ -108,6 +110,7 @@ impl Backend for Lvm {
         .await?;
         Ok(Backing {
             size_kib,
+            device_kib: None,
             ..current
         })
     }

@@ -77,3 +77,6 @@ pub(crate) fn parse_kib(s: &str) -> Option<u64> {
     let int = t.split(['.', ',']).next()?;
     int.parse().ok()
 }
+
+#[cfg(test)]
+mod contract_tests;

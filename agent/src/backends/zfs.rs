@@ -43,6 +43,7 @@ impl Backend for Zfs {
         Ok(Some(Backing {
             device: Some(format!("/dev/zvol/{zvol}")),
             size_kib: bytes / 1024,
+            device_kib: None,
         }))
     }
 
@@ -64,6 +65,7 @@ impl Backend for Zfs {
         Ok(Backing {
             device: Some(format!("/dev/zvol/{zvol}")),
             size_kib,
+            device_kib: None,
         })
     }
 
@@ -89,6 +91,7 @@ impl Backend for Zfs {
         .await?;
         Ok(Backing {
             size_kib,
+            device_kib: None,
             ..current
         })
     }

@@ -58,6 +58,9 @@ pub struct Backing {
     /// Block device, e.g. `/dev/loop3`; `None` for a loop file not attached to a loop device.
     pub device: Option<String>,
     pub size_kib: u64,
+    /// The size the kernel's block device shows, when it can lag behind `size_kib` (a loop
+    /// device not yet told about a grown file); `None` when it always follows.
+    pub device_kib: Option<u64>,
 }
 
 /// LUKS state of a volume.

@@ -53,7 +53,10 @@ impl Layer for Storage {
                         ),
                     ))
                 }
-                Some(b) if b.size_kib < v.size_kib => {
+                // Also when the volume grew but its device was not told (a grow cut short).
+                Some(b)
+                    if b.size_kib < v.size_kib || b.device_kib.is_some_and(|k| k < b.size_kib) =>
+                {
                     let b = self.backend.activate(cx, v.number, b).await?;
                     v.grew_now = true;
                     self.backend.grow(cx, v.number, b, v.size_kib).await?

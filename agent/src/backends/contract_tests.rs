@@ -1,0 +1,240 @@
+//! One contract, every backend: observe finds nothing → create with the exact argv; observe
+//! finds it → nothing to create; grow; remove; remove of a missing volume runs nothing. The
+//! recording runner plays each tool's answers, so no root, LVM or ZFS is needed.
+
+use std::collections::BTreeMap;
+
+use blockstor_proto::LayerStack;
+
+use super::*;
+use crate::config::{BackendConfig, PoolConfig};
+use crate::host::FakeHost;
+use crate::layers::Cx;
+use crate::runner::{Output, RecordingRunner};
+use crate::store::{ResourceRecord, StoredSpec};
+
+/// A backend under test and how its tools answer "missing" and "present, 64 MiB".
+struct Case {
+    config: BackendConfig,
+    missing: (&'static [&'static str], Output),
+    present: (&'static [&'static str], Output),
+    create: Vec<&'static str>,
+    grow: Vec<&'static str>,
+    remove: Vec<&'static str>,
+    device: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            config: BackendConfig::Lvm {
+                volume_group: "vg0".into(),
+            },
+            missing: (
+                &["lvs"],
+                Output::fail(5, "Failed to find logical volume \"vg0/db_00000\""),
+            ),
+            present: (&["lvs"], Output::ok("  65536.00\n")),
+            create: vec!["lvcreate --yes --wipesignatures y -n db_00000 -L 65536k vg0"],
+            grow: vec!["lvextend -L 131072k vg0/db_00000"],
+            remove: vec!["lvremove --yes vg0/db_00000"],
+            device: "/dev/vg0/db_00000",
+        },
+        Case {
+            config: BackendConfig::LvmThin {
+                volume_group: "vg0".into(),
+                thin_pool: "tp".into(),
+            },
+            missing: (&["lvs"], Output::fail(5, "Failed to find logical volume")),
+            present: (&["lvs"], Output::ok("  65536.00\n")),
+            create: vec!["lvcreate --yes -n db_00000 -V 65536k --thinpool tp vg0"],
+            grow: vec!["lvextend -L 131072k vg0/db_00000"],
+            remove: vec!["lvremove --yes vg0/db_00000"],
+            device: "/dev/vg0/db_00000",
+        },
+        Case {
+            config: BackendConfig::Zfs {
+                dataset: "tank/bs".into(),
+            },
+            missing: (
+                &["zfs", "get"],
+                Output::fail(1, "cannot open 'tank/bs/db_00000': dataset does not exist"),
+            ),
+            present: (&["zfs", "get"], Output::ok("67108864\n")),
+            create: vec!["zfs create -V 67108864 tank/bs/db_00000"],
+            grow: vec!["zfs set volsize=134217728 tank/bs/db_00000"],
+            remove: vec!["zfs destroy tank/bs/db_00000"],
+            device: "/dev/zvol/tank/bs/db_00000",
+        },
+        Case {
+            config: BackendConfig::Loopfile {
+                directory: "/pool".into(),
+            },
+            missing: (&["losetup", "-j"], Output::ok("")),
+            present: (
+                &["losetup", "-j"],
+                Output::ok("/dev/loop3: []: (/pool/db_00000.img)\n"),
+            ),
+            create: vec![
+                "truncate --size=67108864 /pool/db_00000.img",
+                "losetup -f --show /pool/db_00000.img",
+            ],
+            grow: vec![
+                "truncate --size=134217728 /pool/db_00000.img",
+                "losetup -c /dev/loop3",
+            ],
+            remove: vec!["losetup -d /dev/loop3"],
+            device: "/dev/loop3",
+        },
+    ]
+}
+
+fn record() -> ResourceRecord {
+    ResourceRecord::new(StoredSpec {
+        name: "db".parse().unwrap(),
+        layer_stack: LayerStack::parse(&["STORAGE"]).unwrap(),
+        volumes: vec![],
+        pool: "p1".parse().unwrap(),
+        props: BTreeMap::new(),
+        drbd: None,
+    })
+}
+
+fn cx<'a>(
+    runner: &'a RecordingRunner,
+    host: &'a FakeHost,
+    record: &'a mut ResourceRecord,
+) -> Cx<'a> {
+    Cx {
+        runner,
+        host,
+        store: None,
+        record,
+        rd: "db".parse().unwrap(),
+        passphrase: None,
+        props: BTreeMap::new(),
+        desired: None,
+        drbd: None,
+        dry_run: false,
+        steps: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn every_backend_creates_observes_grows_and_removes_idempotently() {
+    for case in cases() {
+        let kind = case.config.kind();
+        let backend = for_pool(&PoolConfig {
+            name: "p1".parse().unwrap(),
+            backend: case.config.clone(),
+        });
+        assert_eq!(backend.kind(), kind);
+        let host = FakeHost::new();
+        let mut rec = record();
+
+        // Missing: observe says so, create runs exactly the documented argv.
+        let runner = RecordingRunner::new();
+        runner.on(case.missing.0, case.missing.1.clone());
+        runner.on(&["losetup", "-f"], Output::ok("/dev/loop3\n"));
+        let mut c = cx(&runner, &host, &mut rec);
+        assert_eq!(backend.observe(&mut c, 0).await.unwrap(), None, "{kind}");
+        runner.clear();
+        let made = backend.create(&mut c, 0, 65536).await.unwrap();
+        assert_eq!(runner.commands(), case.create, "{kind}");
+        assert_eq!(
+            (made.device.as_deref(), made.size_kib),
+            (Some(case.device), 65536),
+            "{kind}"
+        );
+        // Removing what is not there runs nothing.
+        runner.clear();
+        backend.remove(&mut c, 0, None).await.unwrap();
+        assert!(
+            runner
+                .commands()
+                .iter()
+                .all(|c| c.starts_with("losetup -j")),
+            "{kind}: {:?}",
+            runner.commands()
+        );
+
+        // Present: observe reports size and device; grow and remove run the documented argv.
+        host.put("/pool/db_00000.img", 64 << 20, true);
+        let runner = RecordingRunner::new();
+        runner.on(case.present.0, case.present.1.clone());
+        let mut c = cx(&runner, &host, &mut rec);
+        let seen = backend.observe(&mut c, 0).await.unwrap().expect("present");
+        assert_eq!(
+            (seen.device.as_deref(), seen.size_kib),
+            (Some(case.device), 65536),
+            "{kind}"
+        );
+        runner.clear();
+        let grown = backend.grow(&mut c, 0, seen.clone(), 131072).await.unwrap();
+        assert_eq!(runner.commands(), case.grow, "{kind}");
+        assert_eq!(grown.size_kib, 131072);
+        runner.clear();
+        backend.remove(&mut c, 0, Some(seen)).await.unwrap();
+        let removing: Vec<String> = runner
+            .commands()
+            .into_iter()
+            .filter(|c| !c.starts_with("losetup -j"))
+            .collect();
+        assert_eq!(removing, case.remove, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn pool_space_is_parsed_from_each_tool() {
+    let host = FakeHost::new();
+    let mut rec = record();
+    let runner = RecordingRunner::new();
+    runner.on(&["vgs"], Output::ok("  1000.00 4000.00\n"));
+    runner.on(&["lvs"], Output::ok("  2000.00 25.00\n"));
+    runner.on(&["zfs"], Output::ok("3145728\n1048576\n"));
+    runner.on(&["df"], Output::ok(" Avail 1K-blocks\n 500 900\n"));
+    let c = cx(&runner, &host, &mut rec);
+    let space = |config: BackendConfig| {
+        for_pool(&PoolConfig {
+            name: "p1".parse().unwrap(),
+            backend: config,
+        })
+    };
+    assert_eq!(
+        space(BackendConfig::Lvm {
+            volume_group: "vg0".into()
+        })
+        .space(&c)
+        .await
+        .unwrap(),
+        (1000, 4000)
+    );
+    assert_eq!(
+        space(BackendConfig::LvmThin {
+            volume_group: "vg0".into(),
+            thin_pool: "tp".into()
+        })
+        .space(&c)
+        .await
+        .unwrap(),
+        (1500, 2000)
+    );
+    assert_eq!(
+        space(BackendConfig::Zfs {
+            dataset: "tank".into()
+        })
+        .space(&c)
+        .await
+        .unwrap(),
+        (3072, 4096)
+    );
+    assert_eq!(
+        space(BackendConfig::Loopfile {
+            directory: "/pool".into()
+        })
+        .space(&c)
+        .await
+        .unwrap(),
+        (500, 900)
+    );
+}

@@ -1,0 +1,242 @@
+//! Crash safety with real tools (DESIGN.md §6): the agent "dies" right after a step ran but
+//! before its journal entry was marked done (as with kill -9), restarts on the same state
+//! directory, and the next apply converges to the same device with the same data, never
+//! formatting twice. Needs root, loop devices, truncate and cryptsetup; skips otherwise.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::Command as Proc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use blockstor_agent::config::Config;
+use blockstor_agent::engine::Engine;
+use blockstor_agent::host::RealHost;
+use blockstor_agent::runner::{Command, Output, RunError, Runner, SystemRunner};
+use blockstor_agent::store::{StepState, Store};
+use blockstor_proto::wire::DesiredResource;
+
+/// Runs everything for real; after the n-th command starting with `prefix` has run, reports
+/// a failure, the way a killed agent never records the step as done.
+struct DiesAfter {
+    prefix: &'static str,
+    n: usize,
+    seen: AtomicUsize,
+    log: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Runner for DiesAfter {
+    async fn run(&self, cmd: &Command) -> Result<Output, RunError> {
+        let out = SystemRunner.run(cmd).await?;
+        self.log.lock().unwrap().push(cmd.to_string());
+        if cmd.to_string().starts_with(self.prefix)
+            && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.n
+        {
+            return Err(RunError::Spawn {
+                command: cmd.to_string(),
+                error: "simulated kill -9".into(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn usable() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let tools = ["cryptsetup", "losetup", "truncate"]
+        .iter()
+        .all(|t| Proc::new(t).arg("--version").output().is_ok());
+    if !(root && tools && Path::new("/dev/loop-control").exists()) {
+        eprintln!("skipped: needs root, loop devices, truncate and cryptsetup (apt-get install -y cryptsetup-bin)");
+        return false;
+    }
+    true
+}
+
+fn engine(dir: &Path, runner: Arc<dyn Runner>) -> Engine {
+    let (state, pool) = (dir.join("state"), dir.join("pool"));
+    let config = Config::parse(&format!(
+        "node_name = \"n1\"\nstate_dir = {state:?}\n[[pool]]\nname = \"files\"\nbackend = \"loopfile\"\ndirectory = {pool:?}\n"
+    ))
+    .unwrap();
+    let store = Store::open(&state).unwrap();
+    Engine::new(config, runner, Arc::new(RealHost), store)
+}
+
+fn desired(name: &str, stack: &str, size_kib: u64) -> DesiredResource {
+    serde_json::from_str(&format!(
+        r#"{{"name":"{name}","layer_stack":{stack},"volumes":[{{"number":0,"size_kib":{size_kib}}}],
+            "storage":{{"pool":"files"}},"luks":{{"passphrase":"crash-test-pass"}},
+            "props":{{"Luks/pbkdf":"pbkdf2","Luks/pbkdf-force-iterations":"1000"}}}}"#
+    ))
+    .unwrap()
+}
+
+fn attachments(file: &Path) -> Vec<String> {
+    let out = Proc::new("losetup").arg("-j").arg(file).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(d, _)| d.to_owned()))
+        .collect()
+}
+
+/// Detaches whatever is left if an assertion fails mid-test.
+struct Cleanup(std::path::PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for dev in attachments(&self.0) {
+            let _ = Proc::new("losetup").args(["-d", &dev]).status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn killed_at_any_luks_step_the_next_apply_converges_without_formatting_twice() {
+    if !usable() {
+        return;
+    }
+    for (prefix, name) in [
+        ("truncate", "crash_a"),
+        ("losetup -f", "crash_b"),
+        ("cryptsetup luksFormat", "crash_c"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(format!("pool/{name}_00000.img"));
+        let _cleanup = Cleanup(file.clone());
+        let dying = Arc::new(DiesAfter {
+            prefix,
+            n: 1,
+            seen: AtomicUsize::new(0),
+            log: Mutex::new(vec![]),
+        });
+        {
+            let e = engine(dir.path(), dying.clone());
+            let err = e
+                .apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384))
+                .await
+                .unwrap_err();
+            assert!(
+                err.message.contains("simulated kill -9"),
+                "{prefix}: {err:?}"
+            );
+        }
+        // Restart: the interrupted step is found in the journal.
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let interrupted = store.reconcile().unwrap();
+        assert_eq!(interrupted.len(), 1, "{prefix}");
+        assert!(
+            interrupted[0].1.action.starts_with(prefix),
+            "{prefix}: {:?}",
+            interrupted[0].1
+        );
+        drop(store);
+
+        let recorded = Arc::new(DiesAfter {
+            prefix: "never",
+            n: 1,
+            seen: AtomicUsize::new(0),
+            log: Mutex::new(vec![]),
+        });
+        let e = engine(dir.path(), recorded.clone());
+        let result = e.apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384)).await;
+        if let Err(err) = &result {
+            assert_eq!(err.code, "kernel_feature_missing", "{prefix}: {err:?}");
+        }
+        let formats = |log: &Mutex<Vec<String>>| {
+            log.lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.contains("luksFormat"))
+                .count()
+        };
+        assert_eq!(
+            formats(&dying.log) + formats(&recorded.log),
+            1,
+            "{prefix}: formatted exactly once"
+        );
+        assert_eq!(
+            attachments(&file).len(),
+            1,
+            "{prefix}: one loop device, reused"
+        );
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 16 << 20);
+        let dev = attachments(&file).pop().unwrap();
+        assert!(Proc::new("cryptsetup")
+            .args(["isLuks", &dev])
+            .status()
+            .unwrap()
+            .success());
+        let record = e.store.get(&name.parse().unwrap()).unwrap().unwrap();
+        assert!(
+            record.journal.iter().all(|j| j.state != StepState::Intent),
+            "{prefix}"
+        );
+        e.delete(&name.parse().unwrap()).await.unwrap();
+        assert!(attachments(&file).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn killed_mid_grow_the_device_and_its_data_survive() {
+    if !usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let name = "crash_grow";
+    let file = dir.path().join(format!("pool/{name}_00000.img"));
+    let _cleanup = Cleanup(file.clone());
+    let stack = r#"["STORAGE"]"#;
+    let first = engine(dir.path(), Arc::new(SystemRunner))
+        .apply(desired(name, stack, 8192))
+        .await
+        .unwrap();
+    let dev = first.volumes[0].backing_device.clone().unwrap();
+    let marker = b"blockstor data that must survive";
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&dev).unwrap();
+        f.seek(SeekFrom::Start(4 << 20)).unwrap();
+        f.write_all(marker).unwrap();
+        f.sync_all().unwrap();
+    }
+    // Dies after the file grew, before `losetup -c`.
+    let dying = Arc::new(DiesAfter {
+        prefix: "truncate",
+        n: 1,
+        seen: AtomicUsize::new(0),
+        log: Mutex::new(vec![]),
+    });
+    engine(dir.path(), dying)
+        .apply(desired(name, stack, 16384))
+        .await
+        .unwrap_err();
+    let e = engine(dir.path(), Arc::new(SystemRunner));
+    let after = e.apply(desired(name, stack, 16384)).await.unwrap();
+    assert_eq!(
+        after.volumes[0].backing_device.as_deref(),
+        Some(dev.as_str()),
+        "same device"
+    );
+    assert_eq!(after.volumes[0].size_kib, Some(16384));
+    let sectors = std::fs::read_to_string(format!(
+        "/sys/block/{}/size",
+        dev.trim_start_matches("/dev/")
+    ))
+    .unwrap();
+    assert_eq!(
+        sectors.trim().parse::<u64>().unwrap() * 512,
+        16 << 20,
+        "the kernel sees the grown size"
+    );
+    let mut buf = vec![0u8; marker.len()];
+    let mut f = std::fs::File::open(&dev).unwrap();
+    f.seek(SeekFrom::Start(4 << 20)).unwrap();
+    f.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, marker, "data intact");
+    drop(f);
+    e.delete(&name.parse().unwrap()).await.unwrap();
+}
