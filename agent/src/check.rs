@@ -57,9 +57,11 @@ pub async fn probe(runner: &dyn Runner, host: &dyn Host) -> Vec<Item> {
             .await
         {
             Ok(o) if o.success() || !o.stdout.is_empty() => Some(
+                // drbdadm prints KEY=VALUE lines; its version is the DRBDADM_VERSION one.
                 o.stdout
                     .lines()
-                    .find(|l| !l.trim().is_empty())
+                    .find(|l| l.starts_with("DRBDADM_VERSION="))
+                    .or_else(|| o.stdout.lines().find(|l| !l.trim().is_empty()))
                     .unwrap_or("present")
                     .trim()
                     .to_owned(),
@@ -99,8 +101,50 @@ pub fn render(items: &[Item]) -> String {
     for i in items {
         match &i.found {
             Some(v) => out.push_str(&format!("ok       {:<26} {v}\n", i.name)),
-            None => out.push_str(&format!("MISSING  {:<26} install: {}\n", i.name, i.fix)),
+            None => out.push_str(&format!("MISSING  {:<26} fix: {}\n", i.name, i.fix)),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::FakeHost;
+    use crate::runner::{Output, RecordingRunner, RunError};
+
+    #[tokio::test]
+    async fn check_names_what_is_present_and_the_package_for_what_is_missing() {
+        let runner = RecordingRunner::new();
+        runner.on(
+            &["cryptsetup"],
+            Output::ok("cryptsetup 2.6.1 flags: UDEV\n"),
+        );
+        runner.on_error(
+            &["drbdadm"],
+            RunError::NotInstalled {
+                program: "drbdadm".into(),
+                command: "drbdadm --version".into(),
+            },
+        );
+        runner.on(&["zfs"], Output::fail(127, ""));
+        let mut host = FakeHost::new();
+        host.device_mapper = false;
+        let text = render(&probe(&runner, &host).await);
+        assert!(
+            text.contains("ok       cryptsetup") && text.contains("cryptsetup 2.6.1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("MISSING  drbdadm") && text.contains("apt-get install drbd-utils"),
+            "{text}"
+        );
+        assert!(text.contains("MISSING  zfs"), "{text}");
+        assert!(
+            text.contains("MISSING  device-mapper (dm-crypt)")
+                && text.contains("modprobe dm_crypt"),
+            "{text}"
+        );
+        assert!(text.contains("MISSING  drbd kernel module"), "{text}");
+    }
 }

@@ -432,3 +432,129 @@ fn serve_refuses_to_start_without_a_token() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("BLOCKSTOR_AGENT_TOKEN"));
 }
+
+/// A non-loopback listen needs TLS: serve HTTPS with a self-signed certificate made by
+/// `openssl`, and check with `curl` that the token is still required over TLS.
+#[test]
+fn serve_over_tls_on_a_non_loopback_address() {
+    for tool in ["openssl", "curl"] {
+        if Proc::new(tool).arg("--version").output().is_err() {
+            eprintln!("skipped: needs {tool}");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Proc::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = free_port();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        config_text(
+            dir.path(),
+            &format!("listen = \"0.0.0.0:{port}\"\ntls_cert = {cert:?}\ntls_key = {key:?}"),
+        ),
+    )
+    .unwrap();
+    let _server = Server(
+        Proc::new(env!("CARGO_BIN_EXE_blockstor-agent"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("BLOCKSTOR_AGENT_TOKEN", "tls-token")
+            .env("BLOCKSTOR_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "agent did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let curl = |token: &str| {
+        let out = Proc::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&cert)
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+                "-w",
+                "\n%{http_code}",
+            ])
+            .arg(format!("https://127.0.0.1:{port}/v1/node"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let ok = curl("tls-token");
+    assert!(
+        ok.ends_with("200") && ok.contains("\"name\":\"n1\""),
+        "{ok}"
+    );
+    assert!(curl("nope").ends_with("401"));
+}
+
+/// SSH mode: one JSON line in, one JSON line out, through the real binary; no token needed.
+#[test]
+fn stdio_mode_answers_one_line_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(&cfg, config_text(dir.path(), "")).unwrap();
+    let run = |line: &str| {
+        let mut child = Proc::new(env!("CARGO_BIN_EXE_blockstor-agent"))
+            .args(["stdio", "--config"])
+            .arg(&cfg)
+            .env_remove("BLOCKSTOR_AGENT_TOKEN")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let node = run("{\"op\":\"node\"}\n");
+    assert_eq!(node.lines().count(), 1, "{node}");
+    let v: serde_json::Value = serde_json::from_str(&node).unwrap();
+    assert_eq!(v["name"], "n1");
+    assert_eq!(v["pools"][0]["name"], "files");
+    let err: serde_json::Value =
+        serde_json::from_str(&run("{\"op\":\"get\",\"name\":\"missing_rd\"}\n")).unwrap();
+    assert_eq!(err["error"]["code"], "not_found");
+}

@@ -143,6 +143,9 @@ pub async fn serve(
     let app = router(engine, token);
     match tls {
         Some((cert, key)) => {
+            // With both aws-lc-rs and ring compiled in (feature unification across the
+            // workspace), rustls refuses to guess: pick one explicitly. Err = already set.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
             tracing::info!(%listen, "serving HTTPS");
             axum_server::bind_rustls(listen, config)
