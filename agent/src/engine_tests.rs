@@ -234,21 +234,49 @@ async fn reapply_runs_only_observing_commands() {
         .apply(desired(luks_stack(), "65536", Some(PASS)))
         .await
         .unwrap();
-    // A first apply by this agent (no record yet) on an open device: nothing to verify or do.
+    // The first apply this agent records for an open device (an import) verifies the
+    // passphrase, read-only; nothing is created, formatted or opened.
     let file = r.file();
     let observe_only = [
         format!("losetup -j {file}"),
         format!("cryptsetup isLuks {LOOP}"),
         format!("cryptsetup luksUUID {LOOP}"),
     ];
-    assert_eq!(r.runner.commands(), observe_only);
+    let mut first = observe_only.to_vec();
+    first.push(format!(
+        "cryptsetup open --test-passphrase --key-file=- {LOOP}"
+    ));
+    assert_eq!(r.runner.commands(), first);
     r.runner.clear();
     r.engine
         .apply(desired(luks_stack(), "65536", Some(PASS)))
         .await
         .unwrap();
-    assert_eq!(r.runner.commands(), observe_only);
+    assert_eq!(
+        r.runner.commands(),
+        observe_only,
+        "same generation: observe only"
+    );
     assert_eq!(observed.volumes[0].luks.as_ref().unwrap().uuid, "u-1");
+}
+
+#[tokio::test]
+async fn a_new_generation_verifies_the_passphrase_even_when_open() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-1", true);
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    r.runner.on(
+        &["cryptsetup", "open", "--test-passphrase"],
+        Output::fail(2, "No key available with this passphrase.\n"),
+    );
+    let mut d = desired(luks_stack(), "131072", Some("other-pass"));
+    d.generation = 2;
+    let err = r.engine.apply(d).await.unwrap_err();
+    assert_eq!(err.code, "luks_passphrase_mismatch");
+    assert!(r.runner.commands().iter().all(|c| !c.contains("resize")));
 }
 
 #[tokio::test]
@@ -270,10 +298,11 @@ async fn grow_extends_the_file_then_the_loop_device_then_the_luks_mapping() {
             format!("losetup -c {LOOP}"),
             format!("cryptsetup isLuks {LOOP}"),
             format!("cryptsetup luksUUID {LOOP}"),
+            format!("cryptsetup open --test-passphrase --key-file=- {LOOP}"),
             "cryptsetup resize --key-file=- db-0-luks".to_owned(),
         ]
     );
-    assert_eq!(r.runner.calls()[5].stdin.as_deref(), Some(PASS));
+    assert_eq!(r.runner.calls()[6].stdin.as_deref(), Some(PASS));
     assert_eq!(observed.volumes[0].size_kib, Some(131072));
     r.assert_no_secret_anywhere();
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use blockstor_agent::config::Config;
 use blockstor_agent::engine::Engine;
@@ -12,6 +13,9 @@ use blockstor_agent::runner::SystemRunner;
 use blockstor_agent::store::Store;
 use blockstor_agent::{api, check};
 use clap::{Parser, Subcommand};
+
+/// How long a `stdio` request waits for another agent process to release the store.
+const STDIO_STORE_WAIT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Parser)]
 #[command(name = "blockstor-agent", version, about = "blockstor node agent")]
@@ -71,12 +75,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .tls_cert
                 .clone()
                 .zip(config.http.tls_key.clone());
-            let engine = engine(config)?;
+            let engine = engine(config, Duration::ZERO)?;
             api::http::serve(engine, token, listen, tls).await?;
             Ok(())
         }
         Cmd::Stdio { config } => {
-            let engine = engine(Config::load(&config)?)?;
+            // Concurrent SSH requests each start a process; they take turns on the store.
+            let engine = engine(Config::load(&config)?, STDIO_STORE_WAIT)?;
             api::stdio::serve_one(&engine, tokio::io::stdin(), tokio::io::stdout()).await?;
             Ok(())
         }
@@ -84,8 +89,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Opens the store, reports steps a previous run left unfinished, and builds the engine.
-fn engine(config: Config) -> Result<Engine, Box<dyn std::error::Error>> {
-    let store = Store::open(&config.state_dir)?;
+fn engine(config: Config, wait: Duration) -> Result<Engine, Box<dyn std::error::Error>> {
+    let store = Store::open_waiting(&config.state_dir, wait)?;
     for (rd, entry) in store.reconcile()? {
         tracing::warn!(%rd, layer = %entry.layer, action = %entry.action,
             "step interrupted by a restart; the next apply re-observes and converges");

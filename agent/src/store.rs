@@ -187,6 +187,26 @@ impl Store {
         Ok(Store { db: Arc::new(db) })
     }
 
+    /// Like [`Store::open`], but waits while another agent process holds the database (two
+    /// `stdio` requests over SSH for different resources at once); gives up after `timeout`.
+    pub fn open_waiting(
+        state_dir: &Path,
+        timeout: std::time::Duration,
+    ) -> Result<Store, StoreError> {
+        let start = std::time::Instant::now();
+        loop {
+            match Store::open(state_dir) {
+                Err(StoreError::Db(e))
+                    if matches!(*e, redb::Error::DatabaseAlreadyOpen)
+                        && start.elapsed() < timeout =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
     pub fn get(&self, name: &ResourceName) -> Result<Option<ResourceRecord>, StoreError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(RESOURCES)?;
@@ -310,6 +330,24 @@ mod tests {
         assert!(store.reconcile().unwrap().is_empty());
         store.remove(&"db".parse().unwrap()).unwrap();
         assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_process_waits_for_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let held = std::time::Duration::from_millis(300);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(held);
+            drop(first);
+        });
+        let start = std::time::Instant::now();
+        Store::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
+        assert!(start.elapsed() >= held);
+        t.join().unwrap();
+        let _keep = Store::open(dir.path()).unwrap();
+        let err = Store::open_waiting(dir.path(), std::time::Duration::from_millis(200));
+        assert!(err.is_err(), "gives up after the timeout");
     }
 
     #[tokio::test]

@@ -199,8 +199,16 @@ impl Layer for Luks {
             let name = mapper_name(cx, v.number);
             let path = mapper_path(&name);
             let was_open = v.luks.as_ref().is_some_and(|l| l.open);
-            if !was_open {
-                if !formatted_now && !cx.dry_run {
+            // Verify before opening; and when already open, once per new generation (e.g. the
+            // first apply after an import), so a wrong passphrase never passes silently.
+            let new_generation = cx.record.generation == 0
+                || cx
+                    .desired
+                    .as_ref()
+                    .is_some_and(|d| d.generation != cx.record.generation);
+            let verify = !formatted_now && !cx.dry_run && (!was_open || new_generation);
+            if verify {
+                {
                     let test = Command::new(
                         "cryptsetup",
                         ["open", "--test-passphrase", "--key-file=-", dev.as_str()],
@@ -230,6 +238,8 @@ impl Layer for Luks {
                         .into());
                     }
                 }
+            }
+            if !was_open {
                 if !cx.dry_run && !cx.host.device_mapper_available() {
                     return Err(Self::no_device_mapper(
                         &dev,
