@@ -52,20 +52,8 @@ impl AgentProcess {
     /// # Panics
     /// When the agent exits or does not become ready in time; the agent's log is printed.
     pub fn start(dir: &Path, config: AgentConfig) -> Self {
-        std::fs::create_dir_all(dir).expect("create agent dir");
-        let pool_dir = dir.join("pools").join(&config.pool);
-        std::fs::create_dir_all(&pool_dir).expect("create pool dir");
-        std::fs::create_dir_all(dir.join("state")).expect("create state dir");
-        let token_file = dir.join("token");
-        write_private(&token_file, &config.token);
         let addr = free_loopback_addr();
-        let config_file = dir.join("agent.toml");
-        std::fs::write(
-            &config_file,
-            render_config(&config, addr, &dir.join("state"), &token_file, &pool_dir),
-        )
-        .expect("write agent config");
-
+        let config_file = write_config(dir, &config, addr);
         let log = File::create(dir.join("agent.log")).expect("create agent log");
         let child = Command::new(binaries::agent())
             .arg("serve")
@@ -196,6 +184,25 @@ directory = "{pool_dir}"
         pool = config.pool,
         pool_dir = pool_dir.display(),
     )
+}
+
+/// Writes an agent config under `dir` (created if needed): `agent.toml`, the token file
+/// (mode 0600), `state/` and the pool directory `pools/<pool>/`. Returns the config path,
+/// for `blockstor-agent serve|stdio --config`. `addr` is the HTTP listen address.
+pub fn write_config(dir: &Path, config: &AgentConfig, addr: SocketAddr) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("create agent dir");
+    let pool_dir = dir.join("pools").join(&config.pool);
+    std::fs::create_dir_all(&pool_dir).expect("create pool dir");
+    std::fs::create_dir_all(dir.join("state")).expect("create state dir");
+    let token_file = dir.join("token");
+    write_private(&token_file, &config.token);
+    let config_file = dir.join("agent.toml");
+    std::fs::write(
+        &config_file,
+        render_config(config, addr, &dir.join("state"), &token_file, &pool_dir),
+    )
+    .expect("write agent config");
+    config_file
 }
 
 /// A loopback address with a port that was free a moment ago.

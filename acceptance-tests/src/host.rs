@@ -26,6 +26,8 @@ pub enum Requirement {
     ProviderBinary,
     /// The release agent binary.
     AgentBinary,
+    /// OpenSSH's server and ssh-keygen (package openssh-server).
+    Sshd,
 }
 
 impl Requirement {
@@ -43,6 +45,9 @@ impl Requirement {
             Requirement::Terraform => terraform::locate().err(),
             Requirement::ProviderBinary => missing_binary(&binaries::provider()),
             Requirement::AgentBinary => missing_binary(&binaries::agent()),
+            Requirement::Sshd => (!Path::new(crate::sshd::SSHD).is_file()
+                || which("ssh-keygen").is_none())
+            .then(|| "needs sshd and ssh-keygen: apt-get install openssh-server".to_string()),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod luks;
 pub mod output;
 pub mod process;
 pub mod scenario;
+pub mod sshd;
 pub mod terraform;
 pub mod workspace;
 
