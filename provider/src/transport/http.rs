@@ -1,7 +1,9 @@
 //! The agent over HTTP(S): reqwest with rustls, a bearer token on every request.
 
 use async_trait::async_trait;
-use blockstor_proto::wire::{AgentError, DesiredResource, NodeInfo, ObservedResource, PlannedSteps};
+use blockstor_proto::wire::{
+    AgentError, DesiredResource, NodeInfo, ObservedResource, PlannedSteps,
+};
 use blockstor_proto::{NodeName, ResourceName};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -21,7 +23,10 @@ pub struct HttpAgentClient {
 
 impl HttpAgentClient {
     pub fn new(node: NodeName, cfg: &HttpConfig) -> Result<Self, TransportError> {
-        let unreachable = |message: String| TransportError::Unreachable { node: node.clone(), message };
+        let unreachable = |message: String| TransportError::Unreachable {
+            node: node.clone(),
+            message,
+        };
         let base = cfg.endpoint.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(unreachable(format!(
@@ -30,18 +35,26 @@ impl HttpAgentClient {
         }
         let mut builder = reqwest::Client::builder().timeout(cfg.timeout).no_proxy();
         if let Some(pem) = &cfg.ca_cert_pem {
-            let ca = reqwest::Certificate::from_pem(pem.as_bytes())
-                .map_err(|e| unreachable(format!("http.ca_cert_pem is not a PEM certificate: {e}")))?;
+            let ca = reqwest::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
+                unreachable(format!("http.ca_cert_pem is not a PEM certificate: {e}"))
+            })?;
             builder = builder.add_root_certificate(ca);
         }
         let client = builder
             .build()
             .map_err(|e| unreachable(format!("cannot build the HTTP client: {e}")))?;
-        let token = cfg
-            .token
-            .clone()
-            .or_else(|| std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()).map(SecretString::from));
-        Ok(Self { node, base, token, client })
+        let token = cfg.token.clone().or_else(|| {
+            std::env::var(TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from)
+        });
+        Ok(Self {
+            node,
+            base,
+            token,
+            client,
+        })
     }
 
     /// Sends one request and decodes the agent's JSON answer; `Ok(None)` on 404 `not_found`.
@@ -59,7 +72,13 @@ impl HttpAgentClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| self.unreachable(format!("cannot reach the agent at {}: {}", self.base, error_chain(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            self.unreachable(format!(
+                "cannot reach the agent at {}: {}",
+                self.base,
+                error_chain(&e)
+            ))
+        })?;
         let status = resp.status();
         let bytes = resp
             .bytes()
@@ -71,9 +90,11 @@ impl HttpAgentClient {
                     .map(Some)
                     .map_err(|e| self.unreachable(format!("the agent sent an empty answer: {e}")));
             }
-            return serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| self.unreachable(format!("the agent's answer is not what this provider expects: {e}")));
+            return serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                self.unreachable(format!(
+                    "the agent's answer is not what this provider expects: {e}"
+                ))
+            });
         }
         match serde_json::from_slice::<AgentError>(&bytes) {
             Ok(error) if status == StatusCode::NOT_FOUND && error.code == "not_found" => Ok(None),
@@ -90,11 +111,17 @@ impl HttpAgentClient {
     }
 
     fn unreachable(&self, message: String) -> TransportError {
-        TransportError::Unreachable { node: self.node.clone(), message }
+        TransportError::Unreachable {
+            node: self.node.clone(),
+            message,
+        }
     }
 
     fn missing(&self, what: &str) -> TransportError {
-        self.unreachable(format!("the agent at {} has no route for {what} (404)", self.base))
+        self.unreachable(format!(
+            "the agent at {} has no route for {what} (404)",
+            self.base
+        ))
     }
 }
 
@@ -117,21 +144,28 @@ impl AgentClient for HttpAgentClient {
     }
 
     async fn node_info(&self) -> Result<NodeInfo, TransportError> {
-        self.call(Method::GET, "/v1/node", None).await?.ok_or_else(|| self.missing("/v1/node"))
+        self.call(Method::GET, "/v1/node", None)
+            .await?
+            .ok_or_else(|| self.missing("/v1/node"))
     }
 
     async fn apply(&self, desired: &DesiredResource) -> Result<ObservedResource, TransportError> {
         let path = format!("/v1/resources/{}", desired.name);
-        self.call(Method::PUT, &path, Some(desired)).await?.ok_or_else(|| self.missing(&path))
+        self.call(Method::PUT, &path, Some(desired))
+            .await?
+            .ok_or_else(|| self.missing(&path))
     }
 
     async fn plan(&self, desired: &DesiredResource) -> Result<PlannedSteps, TransportError> {
         let path = format!("/v1/resources/{}/plan", desired.name);
-        self.call(Method::POST, &path, Some(desired)).await?.ok_or_else(|| self.missing(&path))
+        self.call(Method::POST, &path, Some(desired))
+            .await?
+            .ok_or_else(|| self.missing(&path))
     }
 
     async fn get(&self, name: &ResourceName) -> Result<Option<ObservedResource>, TransportError> {
-        self.call(Method::GET, &format!("/v1/resources/{name}"), None).await
+        self.call(Method::GET, &format!("/v1/resources/{name}"), None)
+            .await
     }
 
     async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
@@ -141,6 +175,8 @@ impl AgentClient for HttpAgentClient {
     }
 
     async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {
-        self.call(Method::GET, "/v1/resources", None).await?.ok_or_else(|| self.missing("/v1/resources"))
+        self.call(Method::GET, "/v1/resources", None)
+            .await?
+            .ok_or_else(|| self.missing("/v1/resources"))
     }
 }

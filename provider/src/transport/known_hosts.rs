@@ -11,13 +11,19 @@ use sha1::Sha1;
 use super::HostKeyPolicy;
 
 /// Whether `offered` is the key the policy trusts for `host:port`; `Err` says why not.
-pub fn verify(policy: &HostKeyPolicy, host: &str, port: u16, offered: &PublicKey) -> Result<(), String> {
+pub fn verify(
+    policy: &HostKeyPolicy,
+    host: &str,
+    port: u16,
+    offered: &PublicKey,
+) -> Result<(), String> {
     let fingerprint = offered.fingerprint(HashAlg::Sha256);
     let algorithm = offered.algorithm();
     match policy {
         HostKeyPolicy::InsecureIgnore => Ok(()),
         HostKeyPolicy::Pinned(line) => {
-            let pinned = parse_key(line).map_err(|e| format!("host_key is not an OpenSSH public key line: {e}"))?;
+            let pinned = parse_key(line)
+                .map_err(|e| format!("host_key is not an OpenSSH public key line: {e}"))?;
             if same_key(&pinned, offered) {
                 Ok(())
             } else {
@@ -58,8 +64,16 @@ fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
 
 /// The keys known_hosts lists for `host:port` (plain or hashed host patterns; `@revoked`
 /// lines and `@cert-authority` lines are never treated as trusted host keys).
-fn entries_for<'a>(content: &'a str, host: &'a str, port: u16) -> impl Iterator<Item = PublicKey> + 'a {
-    let wanted = if port == 22 { host.to_owned() } else { format!("[{host}]:{port}") };
+fn entries_for<'a>(
+    content: &'a str,
+    host: &'a str,
+    port: u16,
+) -> impl Iterator<Item = PublicKey> + 'a {
+    let wanted = if port == 22 {
+        host.to_owned()
+    } else {
+        format!("[{host}]:{port}")
+    };
     content.lines().filter_map(move |line| {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
@@ -83,9 +97,10 @@ fn host_matches(pattern: &str, wanted: &str) -> bool {
     };
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut parts = hashed.splitn(2, '|');
-    let (Some(Ok(salt)), Some(Ok(hash))) =
-        (parts.next().map(|s| b64.decode(s)), parts.next().map(|h| b64.decode(h)))
-    else {
+    let (Some(Ok(salt)), Some(Ok(hash))) = (
+        parts.next().map(|s| b64.decode(s)),
+        parts.next().map(|h| b64.decode(h)),
+    ) else {
         return false;
     };
     let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(&salt) else {
@@ -100,8 +115,10 @@ mod tests {
     use super::*;
 
     // Two throwaway ed25519 public keys, used only as test data.
-    const KEY_A: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWhRkrGuNErFwKCOlOtiYQhzsSPwdYy6fKhI911QjPh a@test";
-    const KEY_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDuK2iiU9JwtclS7PCXHca0yr7WTiXxeTb7HBgA5SFp4 b@test";
+    const KEY_A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWhRkrGuNErFwKCOlOtiYQhzsSPwdYy6fKhI911QjPh a@test";
+    const KEY_B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDuK2iiU9JwtclS7PCXHca0yr7WTiXxeTb7HBgA5SFp4 b@test";
 
     fn key(line: &str) -> PublicKey {
         parse_key(line).unwrap()
@@ -114,29 +131,56 @@ mod tests {
     #[test]
     fn known_hosts_accepts_listed_key_on_custom_port() {
         let content = format!("[127.0.0.1]:2222 ssh-ed25519 {}\n", body(KEY_A));
-        assert!(verify(&HostKeyPolicy::KnownHosts(content), "127.0.0.1", 2222, &key(KEY_A)).is_ok());
+        assert!(verify(
+            &HostKeyPolicy::KnownHosts(content),
+            "127.0.0.1",
+            2222,
+            &key(KEY_A)
+        )
+        .is_ok());
     }
 
     #[test]
     fn known_hosts_refuses_other_key_naming_the_fingerprint() {
         let content = format!("[127.0.0.1]:2222 ssh-ed25519 {}\n", body(KEY_A));
         let offered = key(KEY_B);
-        let err = verify(&HostKeyPolicy::KnownHosts(content), "127.0.0.1", 2222, &offered).unwrap_err();
-        assert!(err.contains(&offered.fingerprint(HashAlg::Sha256).to_string()), "{err}");
+        let err = verify(
+            &HostKeyPolicy::KnownHosts(content),
+            "127.0.0.1",
+            2222,
+            &offered,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(&offered.fingerprint(HashAlg::Sha256).to_string()),
+            "{err}"
+        );
         assert!(err.contains("differs"), "{err}");
     }
 
     #[test]
     fn known_hosts_without_the_host_refuses() {
         let content = format!("otherhost ssh-ed25519 {}\n", body(KEY_A));
-        let err = verify(&HostKeyPolicy::KnownHosts(content), "127.0.0.1", 22, &key(KEY_A)).unwrap_err();
+        let err = verify(
+            &HostKeyPolicy::KnownHosts(content),
+            "127.0.0.1",
+            22,
+            &key(KEY_A),
+        )
+        .unwrap_err();
         assert!(err.contains("no entry"), "{err}");
     }
 
     #[test]
     fn revoked_lines_are_never_trusted() {
         let content = format!("@revoked 127.0.0.1 ssh-ed25519 {}\n", body(KEY_A));
-        assert!(verify(&HostKeyPolicy::KnownHosts(content), "127.0.0.1", 22, &key(KEY_A)).is_err());
+        assert!(verify(
+            &HostKeyPolicy::KnownHosts(content),
+            "127.0.0.1",
+            22,
+            &key(KEY_A)
+        )
+        .is_err());
     }
 
     #[test]
@@ -156,6 +200,8 @@ mod tests {
     fn pinned_key_compares_key_data_not_comment() {
         let pinned = HostKeyPolicy::Pinned(KEY_A.replace("a@test", "other comment"));
         assert!(verify(&pinned, "h", 22, &key(KEY_A)).is_ok());
-        assert!(verify(&pinned, "h", 22, &key(KEY_B)).unwrap_err().contains("pinned host_key"));
+        assert!(verify(&pinned, "h", 22, &key(KEY_B))
+            .unwrap_err()
+            .contains("pinned host_key"));
     }
 }

@@ -129,13 +129,18 @@ pub enum HostKeyPolicy {
 }
 
 /// The default command run on an SSH node.
-pub const DEFAULT_AGENT_COMMAND: &str =
-    "blockstor-agent stdio --config /etc/blockstor/agent.toml";
+pub const DEFAULT_AGENT_COMMAND: &str = "blockstor-agent stdio --config /etc/blockstor/agent.toml";
 
 /// Builds the client for one node. No I/O happens until the first call.
 pub fn connect(node: &NodeConfig) -> Result<Arc<dyn AgentClient>, TransportError> {
     match &node.transport {
-        TransportConfig::Http(cfg) => Ok(Arc::new(http::HttpAgentClient::new(node.name.clone(), cfg)?)),
-        TransportConfig::Ssh(cfg) => Ok(Arc::new(ssh::SshAgentClient::new(node.name.clone(), cfg.clone()))),
+        TransportConfig::Http(cfg) => Ok(Arc::new(http::HttpAgentClient::new(
+            node.name.clone(),
+            cfg,
+        )?)),
+        TransportConfig::Ssh(cfg) => Ok(Arc::new(ssh::SshAgentClient::new(
+            node.name.clone(),
+            cfg.clone(),
+        ))),
     }
 }

@@ -57,7 +57,12 @@ impl client::Handler for HostKeyCheck {
                 return Ok(false);
             }
         };
-        match known_hosts::verify(&self.endpoint.host_keys, &self.endpoint.host, self.endpoint.port, key) {
+        match known_hosts::verify(
+            &self.endpoint.host_keys,
+            &self.endpoint.host,
+            self.endpoint.port,
+            key,
+        ) {
             Ok(()) => Ok(true),
             Err(why) => {
                 *self.refusal.lock().expect("refusal lock") = Some(why);
@@ -69,11 +74,18 @@ impl client::Handler for HostKeyCheck {
 
 impl SshAgentClient {
     pub fn new(node: NodeName, cfg: SshConfig) -> Self {
-        Self { node, cfg, session: tokio::sync::Mutex::new(None) }
+        Self {
+            node,
+            cfg,
+            session: tokio::sync::Mutex::new(None),
+        }
     }
 
     fn unreachable(&self, message: String) -> TransportError {
-        TransportError::Unreachable { node: self.node.clone(), message }
+        TransportError::Unreachable {
+            node: self.node.clone(),
+            message,
+        }
     }
 
     /// The node's session, connecting (through the bastion, if any) on first use.
@@ -98,13 +110,22 @@ impl SshAgentClient {
             None => client::connect(config, (target.host.as_str(), target.port), handler).await,
             Some(bastion) => {
                 let (bastion_handler, bastion_refusal) = self.checker(bastion);
-                let jump = client::connect(config.clone(), (bastion.host.as_str(), bastion.port), bastion_handler)
-                    .await
-                    .map_err(|e| self.connect_error("bastion", bastion, &bastion_refusal, e))?;
+                let jump = client::connect(
+                    config.clone(),
+                    (bastion.host.as_str(), bastion.port),
+                    bastion_handler,
+                )
+                .await
+                .map_err(|e| self.connect_error("bastion", bastion, &bastion_refusal, e))?;
                 let mut jump = jump;
                 self.authenticate(&mut jump, bastion, "bastion").await?;
                 let channel = jump
-                    .channel_open_direct_tcpip(target.host.clone(), u32::from(target.port), "127.0.0.1", 0)
+                    .channel_open_direct_tcpip(
+                        target.host.clone(),
+                        u32::from(target.port),
+                        "127.0.0.1",
+                        0,
+                    )
                     .await
                     .map_err(|e| {
                         self.unreachable(format!(
@@ -130,7 +151,13 @@ impl SshAgentClient {
 
     fn checker(&self, endpoint: &SshEndpoint) -> (HostKeyCheck, Arc<Mutex<Option<String>>>) {
         let refusal = Arc::new(Mutex::new(None));
-        (HostKeyCheck { endpoint: endpoint.clone(), refusal: refusal.clone() }, refusal)
+        (
+            HostKeyCheck {
+                endpoint: endpoint.clone(),
+                refusal: refusal.clone(),
+            },
+            refusal,
+        )
     }
 
     fn connect_error(
@@ -141,9 +168,15 @@ impl SshAgentClient {
         e: russh::Error,
     ) -> TransportError {
         if let Some(why) = refusal.lock().expect("refusal lock").take() {
-            return TransportError::HostKey { node: self.node.clone(), message: format!("{what}: {why}") };
+            return TransportError::HostKey {
+                node: self.node.clone(),
+                message: format!("{what}: {why}"),
+            };
         }
-        self.unreachable(format!("{what}: cannot connect to {}:{}: {e}", endpoint.host, endpoint.port))
+        self.unreachable(format!(
+            "{what}: cannot connect to {}:{}: {e}",
+            endpoint.host, endpoint.port
+        ))
     }
 
     /// Private key from config (or `BLOCKSTOR_SSH_PRIVATE_KEY`), else the ssh-agent when
@@ -159,7 +192,11 @@ impl SshAgentClient {
             .private_key
             .as_ref()
             .map(|k| k.expose_secret().to_owned())
-            .or_else(|| std::env::var(PRIVATE_KEY_ENV).ok().filter(|k| !k.trim().is_empty()));
+            .or_else(|| {
+                std::env::var(PRIVATE_KEY_ENV)
+                    .ok()
+                    .filter(|k| !k.trim().is_empty())
+            });
         if let Some(pem) = pem {
             let key = russh::keys::decode_secret_key(&pem, None)
                 .map_err(|e| self.unreachable(format!("{what}.private_key cannot be read: {e}")))?;
@@ -169,7 +206,10 @@ impl SshAgentClient {
                 .map_err(|e| self.unreachable(format!("{what}: {e}")))?
                 .flatten();
             let result = handle
-                .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .authenticate_publickey(
+                    user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
                 .await
                 .map_err(|e| self.unreachable(format!("{what}: authentication failed: {e}")))?;
             if result.success() {
@@ -185,26 +225,36 @@ impl SshAgentClient {
                 "{what}: no credentials: set private_key, {PRIVATE_KEY_ENV}, or use_agent = true"
             )));
         }
-        let mut agent = SshAgent::connect_env()
-            .await
-            .map_err(|e| self.unreachable(format!("{what}: use_agent is set but SSH_AUTH_SOCK is unusable: {e}")))?;
-        let identities = agent
-            .request_identities()
-            .await
-            .map_err(|e| self.unreachable(format!("{what}: the ssh-agent did not list keys: {e}")))?;
+        let mut agent = SshAgent::connect_env().await.map_err(|e| {
+            self.unreachable(format!(
+                "{what}: use_agent is set but SSH_AUTH_SOCK is unusable: {e}"
+            ))
+        })?;
+        let identities = agent.request_identities().await.map_err(|e| {
+            self.unreachable(format!("{what}: the ssh-agent did not list keys: {e}"))
+        })?;
         for identity in identities {
             let key = identity.public_key().into_owned();
-            if let Ok(result) = handle.authenticate_publickey_with(user.clone(), key, None, &mut agent).await {
+            if let Ok(result) = handle
+                .authenticate_publickey_with(user.clone(), key, None, &mut agent)
+                .await
+            {
                 if result.success() {
                     return Ok(());
                 }
             }
         }
-        Err(self.unreachable(format!("{what}: {}@{} accepted none of the ssh-agent's keys", user, endpoint.host)))
+        Err(self.unreachable(format!(
+            "{what}: {}@{} accepted none of the ssh-agent's keys",
+            user, endpoint.host
+        )))
     }
 
     /// Runs one request through `agent_command` and decodes the answer line.
-    async fn call<T: DeserializeOwned>(&self, request: &StdioRequest) -> Result<Option<T>, TransportError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: &StdioRequest,
+    ) -> Result<Option<T>, TransportError> {
         let work = async {
             let handle = self.session().await?;
             let mut channel = handle
@@ -221,7 +271,10 @@ impl SshAgentClient {
                 .data(&line[..])
                 .await
                 .map_err(|e| self.unreachable(format!("ssh: sending the request failed: {e}")))?;
-            channel.eof().await.map_err(|e| self.unreachable(format!("ssh: {e}")))?;
+            channel
+                .eof()
+                .await
+                .map_err(|e| self.unreachable(format!("ssh: {e}")))?;
             let (mut stdout, mut stderr, mut status) = (Vec::new(), Vec::new(), None);
             while let Some(msg) = channel.wait().await {
                 match msg {
@@ -238,7 +291,9 @@ impl SshAgentClient {
         };
         let (stdout, stderr, status) = tokio::time::timeout(self.cfg.timeout, work)
             .await
-            .map_err(|_| self.unreachable(format!("ssh: no answer within {:?}", self.cfg.timeout)))??;
+            .map_err(|_| {
+                self.unreachable(format!("ssh: no answer within {:?}", self.cfg.timeout))
+            })??;
         self.decode(&stdout, &stderr, status)
     }
 
@@ -258,21 +313,34 @@ impl SshAgentClient {
                     "ssh: agent_command {:?} exited with {} and no agent answer{}",
                     self.cfg.agent_command,
                     status.map_or("no status".to_owned(), |s| format!("status {s}")),
-                    if stderr.is_empty() { String::new() } else { format!(": {}", truncate(stderr, 2000)) }
+                    if stderr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", truncate(stderr, 2000))
+                    }
                 )));
             }
         };
-        if let Some(error) = value.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("error")) {
+        if let Some(error) = value
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .and_then(|o| o.get("error"))
+        {
             let error: AgentError = serde_json::from_value(error.clone())
                 .map_err(|e| self.unreachable(format!("ssh: malformed agent error: {e}")))?;
             if error.code == "not_found" {
                 return Ok(None);
             }
-            return Err(TransportError::Agent { node: self.node.clone(), error });
+            return Err(TransportError::Agent {
+                node: self.node.clone(),
+                error,
+            });
         }
-        serde_json::from_value(value)
-            .map(Some)
-            .map_err(|e| self.unreachable(format!("ssh: the agent's answer is not what this provider expects: {e}")))
+        serde_json::from_value(value).map(Some).map_err(|e| {
+            self.unreachable(format!(
+                "ssh: the agent's answer is not what this provider expects: {e}"
+            ))
+        })
     }
 
     fn missing(&self, what: &str) -> TransportError {
@@ -294,17 +362,27 @@ impl AgentClient for SshAgentClient {
     }
 
     async fn node_info(&self) -> Result<NodeInfo, TransportError> {
-        self.call(&StdioRequest::Node).await?.ok_or_else(|| self.missing("node"))
+        self.call(&StdioRequest::Node)
+            .await?
+            .ok_or_else(|| self.missing("node"))
     }
 
     async fn apply(&self, desired: &DesiredResource) -> Result<ObservedResource, TransportError> {
-        let request = StdioRequest::Apply { resource: desired.clone() };
-        self.call(&request).await?.ok_or_else(|| self.missing("apply"))
+        let request = StdioRequest::Apply {
+            resource: desired.clone(),
+        };
+        self.call(&request)
+            .await?
+            .ok_or_else(|| self.missing("apply"))
     }
 
     async fn plan(&self, desired: &DesiredResource) -> Result<PlannedSteps, TransportError> {
-        let request = StdioRequest::Plan { resource: desired.clone() };
-        self.call(&request).await?.ok_or_else(|| self.missing("plan"))
+        let request = StdioRequest::Plan {
+            resource: desired.clone(),
+        };
+        self.call(&request)
+            .await?
+            .ok_or_else(|| self.missing("plan"))
     }
 
     async fn get(&self, name: &ResourceName) -> Result<Option<ObservedResource>, TransportError> {
@@ -312,10 +390,14 @@ impl AgentClient for SshAgentClient {
     }
 
     async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
-        self.call::<serde_json::Value>(&StdioRequest::Delete { name: name.clone() }).await.map(|_| ())
+        self.call::<serde_json::Value>(&StdioRequest::Delete { name: name.clone() })
+            .await
+            .map(|_| ())
     }
 
     async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {
-        self.call(&StdioRequest::List).await?.ok_or_else(|| self.missing("list"))
+        self.call(&StdioRequest::List)
+            .await?
+            .ok_or_else(|| self.missing("list"))
     }
 }
