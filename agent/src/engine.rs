@@ -80,10 +80,14 @@ impl Engine {
         Ok(PlannedSteps { steps: walk.steps })
     }
 
-    /// The observed chain, read from the system. `not_found` when the agent has no record.
+    /// The observed chain, read from the system. Without a record (state lost, import), the
+    /// pools are searched for the resource's backing volumes. `not_found` when nothing exists.
     pub async fn get(&self, name: &ResourceName) -> Result<ObservedResource> {
         let _guard = self.locks.lock(name).await;
-        let mut record = self.store.get(name)?.ok_or_else(|| not_found(name))?;
+        let mut record = match self.store.get(name)? {
+            Some(r) => r,
+            None => self.discover(name).await?.ok_or_else(|| not_found(name))?,
+        };
         let walk = self.observe_all(&mut record).await?;
         Ok(self.observed(&record, &walk))
     }
@@ -124,6 +128,74 @@ impl Engine {
             name: name.clone(),
             deleted: true,
         })
+    }
+
+    /// Rebuilds a record (not stored) from what the system holds: backing volumes named
+    /// `<rd>_<vol:05>` in some pool, LUKS if the first one has a header, DRBD if a `.res` exists.
+    async fn discover(&self, name: &ResourceName) -> Result<Option<ResourceRecord>> {
+        for pool in &self.config.pools {
+            let backend = backends::for_pool(pool);
+            let mut record = ResourceRecord::new(StoredSpec {
+                name: name.clone(),
+                layer_stack: LayerStack::parse(&["STORAGE"]).expect("valid stack"),
+                volumes: vec![],
+                pool: pool.name.clone(),
+                props: Default::default(),
+                drbd: None,
+            });
+            let mut cx = self.cx(&mut record, None, true);
+            let numbers = match backend.discover(&cx).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(pool = %pool.name, error = %e, "discovery skipped a pool");
+                    continue;
+                }
+            };
+            let Some(&first) = numbers.first() else {
+                continue;
+            };
+            let mut volumes = Vec::new();
+            let mut luks = false;
+            for n in &numbers {
+                let Some(b) = backend.observe(&mut cx, *n).await? else {
+                    continue;
+                };
+                if *n == first {
+                    if let Some(dev) = &b.device {
+                        luks = cx
+                            .observe(&Command::new("cryptsetup", ["isLuks", dev.as_str()]))
+                            .await?
+                            .success();
+                    }
+                }
+                let size_kib = blockstor_proto::Size::from_kib(
+                    b.size_kib.max(blockstor_proto::size::EXTENT_KIB),
+                )
+                .map_err(|e| Error::internal(e.to_string()))?;
+                volumes.push(blockstor_proto::wire::VolumeSpec {
+                    number: *n,
+                    size_kib,
+                });
+            }
+            let res = self
+                .config
+                .state_dir
+                .join("drbd.d")
+                .join(format!("{name}.res"));
+            let mut layers = Vec::new();
+            if self.host.exists(&res) {
+                layers.push(L::Drbd);
+            }
+            if luks {
+                layers.push(L::Luks);
+            }
+            layers.push(L::Storage);
+            record.spec.layer_stack =
+                LayerStack::from_layers(layers).map_err(|e| Error::internal(e.to_string()))?;
+            record.spec.volumes = volumes;
+            return Ok(Some(record));
+        }
+        Ok(None)
     }
 
     /// `GET /v1/node`: versions, pools with space, used minors and ports.

@@ -766,3 +766,40 @@ async fn a_grow_cut_short_before_losetup_c_is_finished_on_the_next_apply() {
         "{cmds:#?}"
     );
 }
+
+#[tokio::test]
+async fn get_finds_volumes_the_store_does_not_know_for_import() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-9", false);
+    let o = r.engine.get(&"db".parse().unwrap()).await.unwrap();
+    assert_eq!(o.layer_stack.names(), ["LUKS", "STORAGE"]);
+    assert_eq!(o.volumes[0].size_kib, Some(65536));
+    assert_eq!(
+        o.volumes[0]
+            .luks
+            .as_ref()
+            .map(|l| (l.uuid.as_str(), l.open)),
+        Some(("u-9", false))
+    );
+    assert_eq!(o.generation, 0);
+    assert!(
+        r.engine
+            .store
+            .get(&"db".parse().unwrap())
+            .unwrap()
+            .is_none(),
+        "get stores nothing"
+    );
+    assert_eq!(
+        crate::backends::parse_volume_name(&"db".parse().unwrap(), "db_00007"),
+        Some(7)
+    );
+    assert_eq!(
+        crate::backends::parse_volume_name(&"db".parse().unwrap(), "db_x_00007"),
+        None
+    );
+    assert_eq!(
+        crate::backends::parse_volume_name(&"db".parse().unwrap(), "db_0007"),
+        None
+    );
+}

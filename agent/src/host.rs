@@ -24,6 +24,8 @@ pub trait Host: Send + Sync {
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Size in bytes of a block device (or file), `None` when it does not exist.
     fn device_size(&self, path: &Path) -> io::Result<Option<u64>>;
+    /// Names of the entries of a directory; empty when it does not exist.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// A text file's content, `None` when it does not exist.
     fn read_to_string(&self, path: &Path) -> io::Result<Option<String>>;
     /// Writes a file readable by root only (a `.res` file holds the DRBD shared secret),
@@ -102,6 +104,16 @@ impl Host for RealHost {
         match std::fs::File::open(path) {
             Ok(mut f) => Ok(Some(f.seek(SeekFrom::End(0))?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        match std::fs::read_dir(path) {
+            Ok(entries) => Ok(entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }
@@ -217,6 +229,17 @@ impl Host for FakeHost {
 
     fn device_size(&self, path: &Path) -> io::Result<Option<u64>> {
         self.file_size(path)
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        Ok(self
+            .files
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|p| p.parent() == Some(path))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect())
     }
 
     fn read_to_string(&self, path: &Path) -> io::Result<Option<String>> {

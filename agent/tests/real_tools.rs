@@ -558,3 +558,48 @@ fn stdio_mode_answers_one_line_through_the_binary() {
         serde_json::from_str(&run("{\"op\":\"get\",\"name\":\"missing_rd\"}\n")).unwrap();
     assert_eq!(err["error"]["code"], "not_found");
 }
+
+/// The agent's store is lost (reinstall): GET still finds the resource in the pool, with its
+/// LUKS header, so `terraform import` works; a later apply adopts it without reformatting.
+#[tokio::test]
+async fn get_rediscovers_a_resource_after_the_store_is_lost() {
+    skip_unless!("losetup", "truncate", "cryptsetup");
+    let dir = tempfile::tempdir().unwrap();
+    let name = "rt_import";
+    let file = dir.path().join("pool/rt_import_00000.img");
+    let uuid = {
+        let e = engine(dir.path());
+        let _ = e
+            .apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384, Some(PASS)))
+            .await;
+        e.get(&name.parse().unwrap()).await.unwrap().volumes[0]
+            .luks
+            .clone()
+            .unwrap()
+            .uuid
+    };
+    std::fs::remove_file(dir.path().join("state/agent.redb")).unwrap();
+    let e = engine(dir.path());
+    let found = e.get(&name.parse().unwrap()).await.unwrap();
+    assert_eq!(found.layer_stack.names(), ["LUKS", "STORAGE"]);
+    assert_eq!(found.volumes[0].size_kib, Some(16384));
+    assert_eq!(found.volumes[0].luks.as_ref().unwrap().uuid, uuid);
+    let err = e
+        .apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384, Some("wrong")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "luks_passphrase_mismatch");
+    let _ = e
+        .apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384, Some(PASS)))
+        .await;
+    assert_eq!(
+        e.get(&name.parse().unwrap()).await.unwrap().volumes[0]
+            .luks
+            .clone()
+            .unwrap()
+            .uuid,
+        uuid
+    );
+    assert!(e.delete(&name.parse().unwrap()).await.unwrap().deleted);
+    assert!(!file.exists() && attachments(&file).is_empty());
+}

@@ -197,6 +197,16 @@ impl Backend for LoopFile {
         })
     }
 
+    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>> {
+        let names = cx.host.list_dir(&self.directory).map_err(|e| {
+            Error::internal(format!("cannot list {}: {e}", self.directory.display()))
+        })?;
+        Ok(super::numbers_in(
+            &cx.rd,
+            names.iter().filter_map(|n| n.strip_suffix(".img")),
+        ))
+    }
+
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
         let dir = path_str(&self.directory)?;
         // The pool directory may not exist before the first volume: measure its parent then.

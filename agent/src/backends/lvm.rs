@@ -128,6 +128,16 @@ impl Backend for Lvm {
         Ok(())
     }
 
+    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>> {
+        let out = cx
+            .observe(&Command::new(
+                "lvs",
+                ["--noheadings", "-o", "lv_name", self.volume_group.as_str()],
+            ))
+            .await?;
+        Ok(super::numbers_in(&cx.rd, out.stdout.lines()))
+    }
+
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
         let parse = |s: &str| -> Result<Vec<f64>> {
             s.split_whitespace()

@@ -46,6 +46,31 @@ pub trait Backend: Send + Sync {
     async fn remove(&self, cx: &mut Cx<'_>, vol: u32, current: Option<Backing>) -> Result<()>;
     /// `(free_kib, total_kib)` of the pool.
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)>;
+    /// Volume numbers of `cx.rd` present in the pool, for a resource the store does not know
+    /// (an import after the agent's state was lost). Read-only.
+    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>>;
+}
+
+/// The volume number in a backing volume name `<rd>_<vol:05>`, if `name` is one of `rd`'s.
+pub fn parse_volume_name(rd: &ResourceName, name: &str) -> Option<u32> {
+    let digits = name.strip_prefix(rd.as_str())?.strip_prefix('_')?;
+    (digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Sorted, deduplicated volume numbers of `rd` among `names`.
+pub(crate) fn numbers_in<'n>(
+    rd: &ResourceName,
+    names: impl IntoIterator<Item = &'n str>,
+) -> Vec<u32> {
+    let mut v: Vec<u32> = names
+        .into_iter()
+        .filter_map(|n| parse_volume_name(rd, n.trim()))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The backend for a configured pool.

@@ -109,6 +109,22 @@ impl Backend for Zfs {
         Ok(())
     }
 
+    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>> {
+        let out = cx
+            .observe(&Command::new(
+                "zfs",
+                ["list", "-H", "-o", "name", "-d", "1", self.dataset.as_str()],
+            ))
+            .await?;
+        let prefix = format!("{}/", self.dataset);
+        Ok(super::numbers_in(
+            &cx.rd,
+            out.stdout
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix(prefix.as_str())),
+        ))
+    }
+
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
         let out = cx
             .runner

@@ -140,6 +140,7 @@ impl Cx<'_> {
         let action = what.join(" ");
         let seq = self.record.intent(layer.as_str(), action.clone());
         self.persist()?;
+        tracing::info!(rd = %self.rd, layer = layer.as_str(), action = %action, "step");
         f(self.host).map_err(|e| {
             crate::error::Error::new(
                 crate::error::Kind::Internal,
