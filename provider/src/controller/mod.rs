@@ -1,1 +1,78 @@
-//! (in progress)
+//! The controller: what the provider decides before it talks to agents, and the fan-out.
+//!
+//! * [`resolve`]: the effective stack, passphrase, place count, pool and props of a definition.
+//! * [`place`]: which nodes get a replica, and which pool backs it.
+//! * [`allocate`]: DRBD node ids, minors and ports.
+//! * [`desired`]: the per-node `DesiredResource`.
+//!
+//! There is no controller database: everything the controller needs is in the Terraform
+//! configuration, the state, and what the agents report.
+
+pub mod allocate;
+pub mod desired;
+#[cfg(test)]
+pub mod fake;
+pub mod place;
+pub mod resolve;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use blockstor_proto::NodeName;
+
+use crate::transport::{AgentClient, TransportError};
+
+/// One configured node: its DRBD address and the client of its agent.
+#[derive(Clone)]
+pub struct ClusterNode {
+    pub address: String,
+    pub client: Arc<dyn AgentClient>,
+}
+
+/// Every node of the provider configuration, by name.
+#[derive(Clone, Default)]
+pub struct Cluster {
+    pub nodes: BTreeMap<NodeName, ClusterNode>,
+}
+
+impl Cluster {
+    /// The node called `name`, if configured.
+    pub fn node(&self, name: &NodeName) -> Option<&ClusterNode> {
+        self.nodes.get(name)
+    }
+
+    /// Runs `call` on the agents of `names` in parallel; results in the order of `names`.
+    pub async fn fan_out<T, F, Fut>(
+        &self,
+        names: &[NodeName],
+        call: F,
+    ) -> Vec<(NodeName, Result<T, TransportError>)>
+    where
+        F: Fn(Arc<dyn AgentClient>) -> Fut,
+        Fut: Future<Output = Result<T, TransportError>>,
+    {
+        let calls = names.iter().map(|name| {
+            let client = self.nodes.get(name).map(|n| n.client.clone());
+            let fut = client.map(&call);
+            async move {
+                let result = match fut {
+                    Some(f) => f.await,
+                    None => Err(TransportError::Unreachable {
+                        node: name.clone(),
+                        message: format!(
+                            "node {name} is not configured: add a `node \"{name}\"` block to the provider"
+                        ),
+                    }),
+                };
+                (name.clone(), result)
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// Names of every configured node, sorted.
+    pub fn names(&self) -> Vec<NodeName> {
+        self.nodes.keys().cloned().collect()
+    }
+}

@@ -1,1 +1,14 @@
-//! (in progress)
+//! What each resource and data source does on validate, plan, apply, read and import.
+//!
+//! * [`resource_definition`]: the block device itself, dispatched to agents.
+//! * [`resource_group`]: defaults kept in state only.
+//! * [`data_sources`]: `blockstor_nodes`, `blockstor_resource_definition`.
+//! * [`provider_config`]: the `node` blocks → transport configuration.
+//! * [`diag`]: diagnostics on attribute paths.
+
+pub mod data_sources;
+pub mod diag;
+pub mod provider_config;
+pub mod resource_definition;
+pub mod resource_group;
+pub mod shared;

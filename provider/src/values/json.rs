@@ -128,11 +128,18 @@ mod tests {
 
     #[test]
     fn state_json_decodes_and_drops_attributes_no_longer_in_the_schema() {
-        let ty = Ty::object([("name", Ty::String), ("count", Ty::Number), ("gone", Ty::Bool)]);
+        let ty = Ty::object([
+            ("name", Ty::String),
+            ("count", Ty::Number),
+            ("gone", Ty::Bool),
+        ]);
         let raw = br#"{ "name": "db", "count": 123456789012345678901234, "removed_attr": 1 }"#;
         let v = decode(raw, &ty).unwrap();
         assert_eq!(v.get("name").as_str(), Some("db"));
-        assert!(matches!(v.get("count"), Value::Number(Number::Float(_) | Number::Decimal(_))));
+        assert!(matches!(
+            v.get("count"),
+            Value::Number(Number::Float(_) | Number::Decimal(_))
+        ));
         assert!(v.get("gone").is_null());
         assert!(v.as_map().unwrap().get("removed_attr").is_none());
     }

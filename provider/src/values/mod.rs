@@ -40,12 +40,7 @@ impl Ty {
 
     /// `object({..})` from `(name, type)` pairs.
     pub fn object<'a>(attrs: impl IntoIterator<Item = (&'a str, Ty)>) -> Ty {
-        Ty::Object(
-            attrs
-                .into_iter()
-                .map(|(k, t)| (k.to_owned(), t))
-                .collect(),
-        )
+        Ty::Object(attrs.into_iter().map(|(k, t)| (k.to_owned(), t)).collect())
     }
 
     /// The cty JSON type, the form Terraform expects in `Schema.Attribute.type`.
@@ -60,8 +55,10 @@ impl Ty {
             Ty::Set(e) => json!(["set", e.to_json()]),
             Ty::Map(e) => json!(["map", e.to_json()]),
             Ty::Object(attrs) => {
-                let fields: serde_json::Map<String, serde_json::Value> =
-                    attrs.iter().map(|(k, t)| (k.clone(), t.to_json())).collect();
+                let fields: serde_json::Map<String, serde_json::Value> = attrs
+                    .iter()
+                    .map(|(k, t)| (k.clone(), t.to_json()))
+                    .collect();
                 json!(["object", fields])
             }
         }
@@ -141,6 +138,15 @@ impl Value {
         match self {
             Value::Map(m) => m.get(key).unwrap_or(&NULL),
             Value::Unknown => &UNKNOWN,
+            _ => &NULL,
+        }
+    }
+
+    /// The `i`th element of a list; `Null` when absent.
+    pub fn get_index(&self, i: usize) -> &Value {
+        static NULL: Value = Value::Null;
+        match self {
+            Value::List(items) => items.get(i).unwrap_or(&NULL),
             _ => &NULL,
         }
     }
@@ -225,12 +231,7 @@ impl Value {
 
     /// An object from `(name, value)` pairs.
     pub fn object<'a>(attrs: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
-        Value::Map(
-            attrs
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
-        )
+        Value::Map(attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
     }
 }
 
@@ -301,6 +302,9 @@ mod tests {
     #[test]
     fn cty_json_types_match_terraform_spelling() {
         let ty = Ty::object([("n", Ty::list(Ty::String))]);
-        assert_eq!(ty.to_json().to_string(), r#"["object",{"n":["list","string"]}]"#);
+        assert_eq!(
+            ty.to_json().to_string(),
+            r#"["object",{"n":["list","string"]}]"#
+        );
     }
 }

@@ -213,7 +213,10 @@ mod tests {
         assert!(back.get("name").is_unknown());
         assert!(back.get("count").is_null());
         assert!(back.get("on").is_null(), "missing attributes become null");
-        assert_eq!(back.get("stack"), &Value::List(vec![Value::Unknown, Value::Null]));
+        assert_eq!(
+            back.get("stack"),
+            &Value::List(vec![Value::Unknown, Value::Null])
+        );
         assert!(back.get("props").is_unknown());
     }
 
@@ -225,7 +228,9 @@ mod tests {
     #[test]
     fn refined_unknown_ext_12_decodes_as_unknown() {
         // fixext1 type 12 (as cty ≥1.13 may send) and ext8 type 12 with a map payload.
-        assert!(decode(&[0xd4, 0x0c, 0x00], &Ty::String).unwrap().is_unknown());
+        assert!(decode(&[0xd4, 0x0c, 0x00], &Ty::String)
+            .unwrap()
+            .is_unknown());
         assert!(decode(&[0xc7, 0x03, 0x0c, 0x81, 0x01, 0xc2], &Ty::String)
             .unwrap()
             .is_unknown());
@@ -235,9 +240,15 @@ mod tests {
     fn numbers_arrive_as_int_float_or_decimal_string() {
         assert_eq!(decode(&[0x05], &Ty::Number).unwrap().as_i64(), Some(5));
         let f = encode(&Value::Number(Number::Float(2.5)), &Ty::Number);
-        assert_eq!(decode(&f, &Ty::Number).unwrap(), Value::Number(Number::Float(2.5)));
+        assert_eq!(
+            decode(&f, &Ty::Number).unwrap(),
+            Value::Number(Number::Float(2.5))
+        );
         let big = Value::Number(Number::Decimal("12345678901234567890123".into()));
-        assert_eq!(decode(&encode(&big, &Ty::Number), &Ty::Number).unwrap(), big);
+        assert_eq!(
+            decode(&encode(&big, &Ty::Number), &Ty::Number).unwrap(),
+            big
+        );
     }
 
     #[test]

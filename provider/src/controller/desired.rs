@@ -1,0 +1,172 @@
+//! The per-node `DesiredResource` built from one resolved, placed definition.
+
+use std::collections::BTreeMap;
+
+use blockstor_proto::wire::{
+    DesiredResource, DrbdPeer, DrbdSpec, LuksSpec, Passphrase, StorageSpec, VolumeSpec,
+};
+use blockstor_proto::{Layer, LayerStack, NodeName, ResourceName, StoragePoolName};
+use serde::{Deserialize, Serialize};
+
+use super::Cluster;
+
+/// Prefix of props that are DRBD options (`DrbdOptions/Net/protocol` …).
+const DRBD_PREFIX: &str = "DrbdOptions/";
+
+/// The DRBD numbers of a definition, fixed at creation and kept in the resource's private
+/// state (never recomputed, so an update never renumbers a running device).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrbdAllocation {
+    pub port: u16,
+    /// One minor per volume, in volume order.
+    pub minors: Vec<u32>,
+    pub node_ids: BTreeMap<NodeName, u32>,
+    /// `shared-secret` of the `.res` file: random, generated once.
+    pub shared_secret: String,
+}
+
+/// Everything needed to build each node's `DesiredResource`: resolved, validated, placed.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub name: ResourceName,
+    pub layer_stack: LayerStack,
+    pub volumes: Vec<VolumeSpec>,
+    pub pool: StoragePoolName,
+    pub passphrase: Option<Passphrase>,
+    pub props: BTreeMap<String, String>,
+    pub generation: u64,
+    pub nodes: Vec<NodeName>,
+    pub drbd: Option<DrbdAllocation>,
+}
+
+impl Spec {
+    /// The document sent to `node`'s agent.
+    pub fn desired_for(&self, node: &NodeName, cluster: &Cluster) -> DesiredResource {
+        let luks = if self.layer_stack.has(Layer::Luks) {
+            self.passphrase
+                .clone()
+                .map(|passphrase| LuksSpec { passphrase })
+        } else {
+            None
+        };
+        let drbd = match (&self.drbd, self.layer_stack.has(Layer::Drbd)) {
+            (Some(alloc), true) => Some(self.drbd_spec(alloc, node, cluster)),
+            _ => None,
+        };
+        DesiredResource {
+            name: self.name.clone(),
+            layer_stack: self.layer_stack.clone(),
+            volumes: self.volumes.clone(),
+            storage: StorageSpec {
+                pool: self.pool.clone(),
+            },
+            luks,
+            drbd,
+            props: self.props.clone(),
+            generation: self.generation,
+        }
+    }
+
+    fn drbd_spec(&self, alloc: &DrbdAllocation, node: &NodeName, cluster: &Cluster) -> DrbdSpec {
+        let address = |n: &NodeName| {
+            cluster
+                .node(n)
+                .map(|c| c.address.clone())
+                .unwrap_or_default()
+        };
+        let peers = self
+            .nodes
+            .iter()
+            .filter(|n| *n != node)
+            .map(|n| DrbdPeer {
+                name: n.clone(),
+                node_id: alloc.node_ids.get(n).copied().unwrap_or_default(),
+                address: address(n),
+                port: alloc.port,
+            })
+            .collect();
+        let options: BTreeMap<String, String> = self
+            .props
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(DRBD_PREFIX)?.to_owned(), v.clone())))
+            .filter(|(k, _)| k != "Net/protocol")
+            .collect();
+        DrbdSpec {
+            node_id: alloc.node_ids.get(node).copied().unwrap_or_default(),
+            port: alloc.port,
+            minors: alloc.minors.clone(),
+            peers,
+            protocol: self
+                .props
+                .get("DrbdOptions/Net/protocol")
+                .cloned()
+                .unwrap_or_else(|| "C".to_owned()),
+            shared_secret: Passphrase::new(alloc.shared_secret.clone()),
+            options,
+            address: address(node),
+        }
+    }
+}
+
+/// A fresh random DRBD shared secret (32 alphanumeric characters).
+pub fn random_secret() -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), 32)
+}
+
+/// Node ids 0.. in name order.
+pub fn node_ids(nodes: &[NodeName]) -> BTreeMap<NodeName, u32> {
+    let mut sorted = nodes.to_vec();
+    sorted.sort();
+    sorted.into_iter().zip(0..).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fake::FakeAgent;
+
+    fn spec(stack: &[&str], nodes: &[&str]) -> Spec {
+        let nodes: Vec<NodeName> = nodes.iter().map(|n| n.parse().unwrap()).collect();
+        Spec {
+            name: "db".parse().unwrap(),
+            layer_stack: LayerStack::parse(stack).unwrap(),
+            volumes: vec![VolumeSpec {
+                number: 0,
+                size_kib: "64MiB".parse().unwrap(),
+            }],
+            pool: "files".parse().unwrap(),
+            passphrase: Some(Passphrase::new("pw")),
+            props: [("DrbdOptions/Net/protocol".to_owned(), "A".to_owned())].into(),
+            generation: 1,
+            drbd: Some(DrbdAllocation {
+                port: 7000,
+                minors: vec![1000],
+                node_ids: node_ids(&nodes),
+                shared_secret: "s".into(),
+            }),
+            nodes,
+        }
+    }
+
+    #[test]
+    fn storage_only_stack_sends_no_luks_and_no_drbd() {
+        let cluster = FakeAgent::cluster(&["n1"], &[]);
+        let d = spec(&["STORAGE"], &["n1"]).desired_for(&"n1".parse().unwrap(), &cluster);
+        assert!(d.luks.is_none() && d.drbd.is_none());
+    }
+
+    #[test]
+    fn drbd_stack_lists_the_other_nodes_as_peers() {
+        let cluster = FakeAgent::cluster(&["n1", "n2"], &[]);
+        let d =
+            spec(&["DRBD", "LUKS"], &["n1", "n2"]).desired_for(&"n2".parse().unwrap(), &cluster);
+        let drbd = d.drbd.unwrap();
+        assert_eq!(drbd.node_id, 1);
+        assert_eq!(drbd.protocol, "A");
+        assert_eq!(drbd.peers.len(), 1);
+        assert_eq!(drbd.peers[0].name.as_str(), "n1");
+        assert_eq!(drbd.peers[0].node_id, 0);
+        assert!(d.luks.is_some());
+    }
+}

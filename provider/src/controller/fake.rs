@@ -1,0 +1,176 @@
+//! An in-memory agent for tests: applies `DesiredResource`s to a map and reports them back.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use blockstor_proto::wire::{
+    AgentError, DesiredResource, NodeInfo, ObservedDrbd, ObservedResource, ObservedVolume,
+    PlannedSteps, PoolInfo, Versions,
+};
+use blockstor_proto::{Layer, NodeName, ResourceName};
+
+use super::{Cluster, ClusterNode};
+use crate::transport::{AgentClient, TransportError};
+
+/// A fake agent with one pool `files` (or the pools given) and a resource map.
+pub struct FakeAgent {
+    pub name: NodeName,
+    pub pools: Vec<(String, u64)>,
+    pub resources: Mutex<BTreeMap<ResourceName, ObservedResource>>,
+    /// Every request, as `op name`.
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl FakeAgent {
+    pub fn new(name: &str, pools: &[(&str, u64)]) -> Arc<Self> {
+        Arc::new(FakeAgent {
+            name: name.parse().unwrap(),
+            pools: pools.iter().map(|(p, f)| (p.to_string(), *f)).collect(),
+            resources: Mutex::default(),
+            calls: Mutex::default(),
+        })
+    }
+
+    /// A cluster of fake agents named `names`, each with `pools` (default: `files`).
+    pub fn cluster(names: &[&str], pools: &[(&str, u64)]) -> Cluster {
+        Self::cluster_of(names.iter().map(|n| {
+            Self::new(
+                n,
+                if pools.is_empty() {
+                    &[("files", 1 << 20)]
+                } else {
+                    pools
+                },
+            )
+        }))
+    }
+
+    pub fn cluster_of(agents: impl IntoIterator<Item = Arc<FakeAgent>>) -> Cluster {
+        Cluster {
+            nodes: agents
+                .into_iter()
+                .map(|a| {
+                    let node = ClusterNode {
+                        address: format!("10.0.0.{}", a.name.as_str().len()),
+                        client: a.clone() as Arc<dyn AgentClient>,
+                    };
+                    (a.name.clone(), node)
+                })
+                .collect(),
+        }
+    }
+
+    fn record(&self, call: String) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+#[async_trait]
+impl AgentClient for FakeAgent {
+    fn node(&self) -> &NodeName {
+        &self.name
+    }
+
+    async fn node_info(&self) -> Result<NodeInfo, TransportError> {
+        self.record("node".into());
+        let resources = self.resources.lock().unwrap();
+        Ok(NodeInfo {
+            name: self.name.clone(),
+            versions: Versions {
+                agent: "fake".into(),
+                ..Versions::default()
+            },
+            pools: self
+                .pools
+                .iter()
+                .map(|(p, free)| PoolInfo {
+                    name: p.parse().unwrap(),
+                    backend: "loopfile".into(),
+                    free_kib: *free,
+                    total_kib: *free * 2,
+                })
+                .collect(),
+            used_minors: resources
+                .values()
+                .flat_map(|r| r.drbd.iter().flat_map(|d| d.minors.clone()))
+                .collect(),
+            used_ports: resources
+                .values()
+                .filter_map(|r| r.drbd.as_ref().map(|d| d.port))
+                .collect(),
+        })
+    }
+
+    async fn apply(&self, desired: &DesiredResource) -> Result<ObservedResource, TransportError> {
+        self.record(format!("apply {}", desired.name));
+        if desired.layer_stack.has(Layer::Luks) && desired.luks.is_none() {
+            return Err(TransportError::Agent {
+                node: self.name.clone(),
+                error: AgentError {
+                    code: "luks_passphrase_missing".into(),
+                    message: "set passphrase".into(),
+                    field: Some("luks.passphrase".into()),
+                },
+            });
+        }
+        let volumes = desired
+            .volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let backing = format!("/dev/loop{}", v.number);
+                let device = match (&desired.drbd, desired.layer_stack.has(Layer::Luks)) {
+                    (Some(d), _) => format!("/dev/drbd{}", d.minors[i]),
+                    (None, true) => format!("/dev/mapper/{}-{}-luks", desired.name, v.number),
+                    (None, false) => backing.clone(),
+                };
+                ObservedVolume {
+                    number: v.number,
+                    size_kib: Some(v.size_kib.kib()),
+                    backing_device: Some(backing),
+                    device_path: Some(device),
+                    luks: None,
+                }
+            })
+            .collect();
+        let observed = ObservedResource {
+            name: desired.name.clone(),
+            node: self.name.clone(),
+            layer_stack: desired.layer_stack.clone(),
+            volumes,
+            drbd: desired.drbd.as_ref().map(|d| ObservedDrbd {
+                node_id: d.node_id,
+                port: d.port,
+                minors: d.minors.clone(),
+                res_file: format!("/var/lib/blockstor/drbd.d/{}.res", desired.name),
+                up: true,
+            }),
+            generation: desired.generation,
+        };
+        self.resources
+            .lock()
+            .unwrap()
+            .insert(desired.name.clone(), observed.clone());
+        Ok(observed)
+    }
+
+    async fn plan(&self, _desired: &DesiredResource) -> Result<PlannedSteps, TransportError> {
+        Ok(PlannedSteps { steps: vec![] })
+    }
+
+    async fn get(&self, name: &ResourceName) -> Result<Option<ObservedResource>, TransportError> {
+        self.record(format!("get {name}"));
+        Ok(self.resources.lock().unwrap().get(name).cloned())
+    }
+
+    async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
+        self.record(format!("delete {name}"));
+        self.resources.lock().unwrap().remove(name);
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {
+        Ok(self.resources.lock().unwrap().values().cloned().collect())
+    }
+}

@@ -1,0 +1,381 @@
+//! ApplyResourceChange for a definition: place, allocate, dispatch to every node in parallel,
+//! and return exactly the planned values with the unknowns filled in.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use blockstor_proto::wire::{NodeInfo, ObservedResource, Passphrase, VolumeSpec};
+use blockstor_proto::{Layer, NodeName, ResourceName, Size, StoragePoolName};
+
+use super::validate::timeout;
+use super::{fingerprint, replica, unknown_as_null, Private};
+use crate::controller::desired::{node_ids, random_secret, DrbdAllocation, Spec};
+use crate::controller::place::{choose_pool, place};
+use crate::controller::resolve::{self, Known};
+use crate::controller::{allocate, Cluster};
+use crate::resources::diag::{AttrPath, Diagnostics};
+use crate::values::Value;
+
+/// The reply to ApplyResourceChange.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub state: Value,
+    pub private: Vec<u8>,
+    pub diags: Diagnostics,
+}
+
+/// Applies a planned change (create, update, or delete when `planned` is null).
+pub async fn apply(
+    cluster: &Cluster,
+    prior: &Value,
+    planned: &Value,
+    config: &Value,
+    private: &[u8],
+) -> Applied {
+    if planned.is_null() {
+        return delete(cluster, prior, private).await;
+    }
+    // Plan decided no agent has anything to do (e.g. only `description` changed).
+    if planned.is_wholly_known() {
+        return Applied {
+            state: planned.clone(),
+            private: private.to_vec(),
+            diags: Diagnostics::default(),
+        };
+    }
+    let op = if prior.is_null() { "create" } else { "update" };
+    let limit = timeout(config, op);
+    match tokio::time::timeout(limit, converge(cluster, prior, planned, config, private)).await {
+        Ok(applied) => applied,
+        Err(_) => {
+            let mut diags = Diagnostics::default();
+            diags.error_global(
+                format!("{op} timed out after {}", human(limit)),
+                format!("The agents did not finish within timeouts.{op}. Raise it in the timeouts block, or check the agents' logs; the next apply resumes where this one stopped."),
+            );
+            Applied {
+                state: if prior.is_null() {
+                    unknown_as_null(planned.clone())
+                } else {
+                    prior.clone()
+                },
+                private: private.to_vec(),
+                diags,
+            }
+        }
+    }
+}
+
+fn human(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+/// Nothing was dispatched: keep what was there (nothing, on create).
+fn fail(prior: &Value, private: &[u8], diags: Diagnostics) -> Applied {
+    Applied {
+        state: if prior.is_null() {
+            Value::Null
+        } else {
+            prior.clone()
+        },
+        private: if prior.is_null() {
+            Vec::new()
+        } else {
+            private.to_vec()
+        },
+        diags,
+    }
+}
+
+async fn converge(
+    cluster: &Cluster,
+    prior: &Value,
+    planned: &Value,
+    config: &Value,
+    private: &[u8],
+) -> Applied {
+    let mut diags = Diagnostics::default();
+    let eff = resolve::effective(config);
+    let (Some(name), Known::Some(stack)) = (
+        config
+            .get("name")
+            .as_str()
+            .and_then(|n| n.parse::<ResourceName>().ok()),
+        eff.layer_stack.clone(),
+    ) else {
+        diags.error_global(
+            "Invalid configuration at apply",
+            "name and layer_stack must be known and valid at apply time.",
+        );
+        return fail(prior, private, diags);
+    };
+    let volumes = match volume_specs(config) {
+        Ok(v) => v,
+        Err(path) => {
+            diags.error(
+                &path,
+                "Invalid volume",
+                "Every volume needs a valid number and size.",
+            );
+            return fail(prior, private, diags);
+        }
+    };
+
+    // Ask the agents what they have: the chosen nodes, or every node when placement is open.
+    let planned_nodes: Option<Vec<NodeName>> = planned
+        .get("nodes")
+        .as_string_list()
+        .map(|ns| ns.iter().filter_map(|n| n.parse().ok()).collect());
+    let ask = planned_nodes.clone().unwrap_or_else(|| cluster.names());
+    let mut infos: BTreeMap<NodeName, NodeInfo> = BTreeMap::new();
+    for (node, result) in cluster
+        .fan_out(&ask, |c| async move { c.node_info().await })
+        .await
+    {
+        match result {
+            Ok(info) => {
+                infos.insert(node, info);
+            }
+            // An unreachable node only matters when it was chosen.
+            Err(e) if planned_nodes.is_some() => diags.transport("Reading node", &e),
+            Err(_) => {}
+        }
+    }
+    if diags.has_errors() {
+        return fail(prior, private, diags);
+    }
+
+    let all: Vec<&NodeInfo> = infos.values().collect();
+    let pool: StoragePoolName = match planned.get("effective_storage_pool").as_str() {
+        Some(p) => match choose_pool(&all, Some(p)) {
+            Ok(p) => p,
+            Err(e) => return placement_error(prior, private, diags, e),
+        },
+        None => {
+            let wanted = eff.storage_pool.clone().known();
+            match choose_pool(&all, wanted.as_deref()) {
+                Ok(p) => p,
+                Err(e) => return placement_error(prior, private, diags, e),
+            }
+        }
+    };
+    let nodes = match planned_nodes {
+        Some(n) => n,
+        None => {
+            let count = eff.place_count.clone().known().unwrap_or(1).max(1) as usize;
+            match place(&all, &pool, count) {
+                Ok(n) => n,
+                Err(e) => return placement_error(prior, private, diags, e),
+            }
+        }
+    };
+
+    let mut state = Private::decode(private);
+    state.generation += 1;
+    if stack.has(Layer::Drbd) {
+        let chosen: Vec<&NodeInfo> = nodes.iter().filter_map(|n| infos.get(n)).collect();
+        state.drbd = Some(drbd_allocation(
+            state.drbd.take(),
+            &nodes,
+            &chosen,
+            volumes.len(),
+        ));
+    } else {
+        state.drbd = None;
+    }
+    let passphrase = eff.passphrase.clone().known();
+    let spec = Spec {
+        name: name.clone(),
+        layer_stack: stack.clone(),
+        volumes,
+        pool: pool.clone(),
+        passphrase: passphrase.clone().map(Passphrase::new),
+        props: eff.props.clone().known().unwrap_or_default(),
+        generation: state.generation,
+        nodes: nodes.clone(),
+        drbd: state.drbd.clone(),
+    };
+
+    let results = cluster
+        .fan_out(&nodes, |client| {
+            let desired = spec.desired_for(client.node(), cluster);
+            async move { client.apply(&desired).await }
+        })
+        .await;
+    let mut observed: Vec<ObservedResource> = Vec::new();
+    for (_, result) in results {
+        match result {
+            Ok(obs) => observed.push(obs),
+            Err(e) => diags.transport("Apply", &e),
+        }
+    }
+
+    let mut new_state = planned.clone();
+    new_state.set("id", Value::string(name.as_str()));
+    new_state.set("nodes", Value::strings(nodes.iter().map(NodeName::as_str)));
+    new_state.set("effective_place_count", Value::int(nodes.len() as i64));
+    new_state.set("effective_storage_pool", Value::string(pool.as_str()));
+    new_state.set("effective_layer_stack", Value::strings(stack.names()));
+    if new_state.get("passphrase_fingerprint").is_unknown() {
+        let fp = match (&passphrase, stack.has(Layer::Luks)) {
+            (Some(p), true) => Value::string(fingerprint::fingerprint(p)),
+            _ => Value::Null,
+        };
+        new_state.set("passphrase_fingerprint", fp);
+    }
+    observed.sort_by(|a, b| a.node.cmp(&b.node));
+    new_state.set(
+        "replicas",
+        Value::List(observed.iter().map(replica).collect()),
+    );
+    Applied {
+        state: if diags.has_errors() {
+            unknown_as_null(new_state)
+        } else {
+            new_state
+        },
+        private: state.encode(),
+        diags,
+    }
+}
+
+fn placement_error(
+    prior: &Value,
+    private: &[u8],
+    mut diags: Diagnostics,
+    e: crate::controller::place::PlaceError,
+) -> Applied {
+    let path = match e.field {
+        "nodes" => AttrPath::attr("nodes"),
+        f => AttrPath::attr("resource_group").then(f),
+    };
+    diags.error(
+        &path,
+        format!("Cannot place the resource: {}", e.field),
+        e.message,
+    );
+    fail(prior, private, diags)
+}
+
+/// Keeps an existing allocation (adding minors for new volumes), or makes a fresh one.
+fn drbd_allocation(
+    existing: Option<DrbdAllocation>,
+    nodes: &[NodeName],
+    infos: &[&NodeInfo],
+    volumes: usize,
+) -> DrbdAllocation {
+    match existing {
+        Some(mut alloc) if alloc.node_ids.keys().eq(sorted(nodes).iter()) => {
+            if alloc.minors.len() < volumes {
+                let more = allocate::minors(infos, volumes + alloc.minors.len())
+                    .into_iter()
+                    .filter(|m| !alloc.minors.contains(m))
+                    .take(volumes - alloc.minors.len())
+                    .collect::<Vec<_>>();
+                alloc.minors.extend(more);
+            }
+            alloc
+        }
+        _ => DrbdAllocation {
+            port: allocate::port(infos),
+            minors: allocate::minors(infos, volumes),
+            node_ids: node_ids(nodes),
+            shared_secret: random_secret(),
+        },
+    }
+}
+
+fn sorted(nodes: &[NodeName]) -> Vec<NodeName> {
+    let mut v = nodes.to_vec();
+    v.sort();
+    v
+}
+
+/// The `volume` blocks as wire volumes, sorted by number.
+fn volume_specs(config: &Value) -> Result<Vec<VolumeSpec>, AttrPath> {
+    let mut out = Vec::new();
+    for (i, vol) in config
+        .get("volume")
+        .as_list()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let number = vol
+            .get("number")
+            .as_i64()
+            .and_then(|n| u32::try_from(n).ok());
+        let size = vol
+            .get("size")
+            .as_str()
+            .and_then(|s| s.parse::<Size>().ok());
+        match (number, size) {
+            (Some(number), Some(size_kib)) => out.push(VolumeSpec { number, size_kib }),
+            _ => return Err(AttrPath::attr("volume").index(i)),
+        }
+    }
+    out.sort_by_key(|v| v.number);
+    Ok(out)
+}
+
+/// Tears down every replica; the resource leaves state only when every node succeeded.
+async fn delete(cluster: &Cluster, prior: &Value, private: &[u8]) -> Applied {
+    let mut diags = Diagnostics::default();
+    let Some(name) = prior
+        .get("name")
+        .as_str()
+        .and_then(|n| n.parse::<ResourceName>().ok())
+    else {
+        return Applied::default();
+    };
+    let mut nodes: Vec<NodeName> = prior
+        .get("nodes")
+        .as_string_list()
+        .unwrap_or_default()
+        .iter()
+        .chain(
+            prior
+                .get("replicas")
+                .as_list()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| r.get("node").as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    let limit = timeout(prior, "delete");
+    let work = cluster.fan_out(&nodes, |c| {
+        let name = name.clone();
+        async move { c.delete(&name).await }
+    });
+    match tokio::time::timeout(limit, work).await {
+        Ok(results) => {
+            for (_, r) in results {
+                if let Err(e) = r {
+                    diags.transport("Delete", &e);
+                }
+            }
+        }
+        Err(_) => diags.error_global(
+            format!("delete timed out after {}", human(limit)),
+            "The agents did not finish tearing down within timeouts.delete; run destroy again.",
+        ),
+    }
+    Applied {
+        state: if diags.has_errors() {
+            prior.clone()
+        } else {
+            Value::Null
+        },
+        private: if diags.has_errors() {
+            private.to_vec()
+        } else {
+            Vec::new()
+        },
+        diags,
+    }
+}

@@ -1,0 +1,297 @@
+//! PlanResourceChange for a definition: what Terraform shows before apply.
+//!
+//! Create: computed values are unknown unless the config already decides them. Update:
+//! volume growth, props and drift are in-place (replicas become unknown: the agents converge);
+//! a new name, effective stack, passphrase, node set or pool requires replacement; shrinking a
+//! volume is an error on that volume.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use blockstor_proto::{Layer, NodeName, Size};
+
+use super::validate::validate;
+use crate::controller::resolve::{self, Known};
+use crate::resources::diag::{AttrPath, Diagnostics};
+use crate::values::Value;
+
+/// The reply to PlanResourceChange.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub state: Value,
+    pub requires_replace: Vec<AttrPath>,
+    pub private: Vec<u8>,
+    pub diags: Diagnostics,
+}
+
+/// Plans a change. `configured` lists the provider's nodes (None if not configured yet).
+pub fn plan(
+    prior: &Value,
+    proposed: &Value,
+    config: &Value,
+    prior_private: &[u8],
+    configured: Option<&[NodeName]>,
+) -> Planned {
+    let mut out = Planned {
+        state: proposed.clone(),
+        private: prior_private.to_vec(),
+        ..Planned::default()
+    };
+    if proposed.is_null() {
+        return out; // destroy
+    }
+    out.diags = validate(config);
+    check_nodes_configured(config, configured, &mut out.diags);
+    if out.diags.has_errors() {
+        return out;
+    }
+    let eff = resolve::effective(config);
+    let planned = &mut out.state;
+    planned.set("id", config.get("name").clone());
+    let stack_value = match &eff.layer_stack {
+        Known::Some(s) => Value::strings(s.names()),
+        _ => Value::Unknown,
+    };
+    planned.set("effective_layer_stack", stack_value);
+    let has_luks = eff.layer_stack.clone().map(|s| s.has(Layer::Luks));
+
+    if prior.is_null() {
+        plan_create(planned, &eff, has_luks);
+        out.private = Vec::new();
+    } else {
+        plan_update(
+            prior,
+            planned,
+            config,
+            &eff,
+            has_luks,
+            &mut out.requires_replace,
+            &mut out.diags,
+        );
+    }
+    out
+}
+
+fn plan_create(planned: &mut Value, eff: &resolve::Effective, has_luks: Known<bool>) {
+    if planned.get("nodes").is_null() {
+        planned.set("nodes", Value::Unknown);
+    }
+    let count = match (planned.get("nodes").as_list(), &eff.place_count) {
+        (Some(nodes), _) => Value::int(nodes.len() as i64),
+        (None, Known::Some(n)) => Value::int(*n),
+        _ => Value::Unknown,
+    };
+    planned.set("effective_place_count", count);
+    planned.set(
+        "effective_storage_pool",
+        eff.storage_pool
+            .clone()
+            .known()
+            .map_or(Value::Unknown, Value::String),
+    );
+    planned.set(
+        "passphrase_fingerprint",
+        fingerprint_plan(&eff.passphrase, has_luks),
+    );
+    planned.set("replicas", Value::Unknown);
+}
+
+/// The fingerprint on create (or after a passphrase change): null without LUKS or passphrase.
+fn fingerprint_plan(passphrase: &Known<String>, has_luks: Known<bool>) -> Value {
+    match (passphrase, has_luks) {
+        (Known::Null, _) | (_, Known::Some(false)) => Value::Null,
+        _ => Value::Unknown,
+    }
+}
+
+fn plan_update(
+    prior: &Value,
+    planned: &mut Value,
+    config: &Value,
+    eff: &resolve::Effective,
+    has_luks: Known<bool>,
+    replace: &mut Vec<AttrPath>,
+    diags: &mut Diagnostics,
+) {
+    let prior_eff = resolve::effective(prior);
+    let mut needs_apply = false;
+    // Where a replacement caused by an inherited value points: the RD's own attribute when
+    // set, else the resource group.
+    let own_or_group = |attr: &str, group_attr: &str| {
+        if config.get(attr).is_null() {
+            AttrPath::attr("resource_group").then(group_attr)
+        } else {
+            AttrPath::attr(attr)
+        }
+    };
+
+    if config.get("name") != prior.get("name") {
+        replace.push(AttrPath::attr("name"));
+    }
+
+    if let Known::Some(stack) = &eff.layer_stack {
+        if prior.get("effective_layer_stack").as_string_list() != Some(stack.names()) {
+            replace.push(own_or_group("layer_stack", "layer_stack"));
+        }
+    }
+
+    match (&prior_eff.passphrase, &eff.passphrase) {
+        (Known::Some(a), Known::Some(b)) if a == b => {}
+        (Known::Null, Known::Null) => {}
+        (Known::Some(_), Known::Some(_) | Known::Null) => {
+            replace.push(own_or_group("passphrase", "passphrase"));
+        }
+        // Imported (the passphrase was not readable) or newly set: apply verifies it against
+        // the LUKS header; it never reformats.
+        _ => needs_apply = true,
+    }
+    let same_passphrase = matches!((&prior_eff.passphrase, &eff.passphrase),
+        (Known::Some(a), Known::Some(b)) if a == b)
+        || matches!(
+            (&prior_eff.passphrase, &eff.passphrase),
+            (Known::Null, Known::Null)
+        );
+    let fp = if same_passphrase && !prior.get("passphrase_fingerprint").is_null() {
+        prior.get("passphrase_fingerprint").clone()
+    } else {
+        fingerprint_plan(&eff.passphrase, has_luks)
+    };
+    planned.set("passphrase_fingerprint", fp);
+
+    // Nodes: an explicit set must equal the prior one; with placement by count, a new count
+    // moves the resource.
+    let prior_nodes = prior.get("nodes").as_string_list();
+    match (resolve::strings(config.get("nodes")), &prior_nodes) {
+        (Known::Some(want), Some(have)) => {
+            let want: BTreeSet<_> = want.into_iter().collect();
+            let have: BTreeSet<_> = have.iter().cloned().collect();
+            if want != have {
+                replace.push(AttrPath::attr("nodes"));
+            }
+        }
+        (Known::Null, Some(have)) => {
+            if let Known::Some(count) = eff.place_count {
+                if have.len() as i64 != count
+                    && !config.get("resource_group").get("place_count").is_null()
+                {
+                    replace.push(AttrPath::attr("resource_group").then("place_count"));
+                    planned.set("nodes", Value::Unknown);
+                }
+            }
+        }
+        (Known::Unknown, _) => planned.set("nodes", Value::Unknown),
+        _ => {}
+    }
+    let count = planned
+        .get("nodes")
+        .as_list()
+        .map_or(Value::Unknown, |n| Value::int(n.len() as i64));
+    planned.set("effective_place_count", count);
+
+    let prior_pool = prior.get("effective_storage_pool").as_str();
+    match (&eff.storage_pool, prior_pool) {
+        (Known::Some(want), Some(have)) if want != have => {
+            replace.push(AttrPath::attr("resource_group").then("storage_pool"));
+            planned.set("effective_storage_pool", Value::string(want));
+        }
+        (Known::Some(want), None) => {
+            planned.set("effective_storage_pool", Value::string(want));
+            needs_apply = true;
+        }
+        (Known::Unknown, _) => planned.set("effective_storage_pool", Value::Unknown),
+        (_, None) => {
+            planned.set("effective_storage_pool", Value::Unknown);
+            needs_apply = true;
+        }
+        _ => {}
+    }
+
+    needs_apply |= plan_volumes(prior, config, replace, diags);
+
+    let props = |k: &Known<BTreeMap<String, String>>| k.clone().known().unwrap_or_default();
+    if eff.props.is_unknown() || props(&eff.props) != props(&prior_eff.props) {
+        needs_apply = true;
+    }
+
+    // Drift found by read: a replica is missing, so the agents must converge again.
+    let replicas = prior.get("replicas").as_list().map_or(0, <[Value]>::len);
+    if prior_nodes.is_none_or(|n| n.len() != replicas) {
+        needs_apply = true;
+    }
+
+    if needs_apply {
+        planned.set("replicas", Value::Unknown);
+    }
+}
+
+/// Compares config volumes with prior ones; returns whether the agents must grow or add.
+fn plan_volumes(
+    prior: &Value,
+    config: &Value,
+    replace: &mut Vec<AttrPath>,
+    diags: &mut Diagnostics,
+) -> bool {
+    let sizes = |v: &Value| -> BTreeMap<i64, (Option<u64>, String)> {
+        v.as_list()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|vol| {
+                let n = vol.get("number").as_i64()?;
+                let text = vol.get("size").as_str().unwrap_or_default().to_owned();
+                Some((n, (text.parse::<Size>().ok().map(Size::kib), text)))
+            })
+            .collect()
+    };
+    let have = sizes(prior.get("volume"));
+    let Some(items) = config.get("volume").as_list() else {
+        return true; // unknown volumes: converge once known
+    };
+    let mut needs_apply = false;
+    let mut wanted = BTreeSet::new();
+    for (i, vol) in items.iter().enumerate() {
+        let (Some(n), Some(text)) = (vol.get("number").as_i64(), vol.get("size").as_str()) else {
+            needs_apply = true;
+            continue;
+        };
+        wanted.insert(n);
+        let want = text.parse::<Size>().ok().map(Size::kib);
+        match have.get(&n) {
+            None => needs_apply = true,
+            Some((old, old_text)) => match (want, *old) {
+                (Some(w), Some(o)) if w < o => diags.error(
+                    &AttrPath::attr("volume").index(i).then("size"),
+                    format!("Volume {n} cannot shrink"),
+                    format!("volume {n} is {old_text} but the configuration asks for {text}: shrinking would destroy data, so blockstor only grows volumes. Keep size at {old_text} or more, or replace the resource."),
+                ),
+                (Some(w), Some(o)) if w > o => needs_apply = true,
+                (None, _) | (_, None) => needs_apply = true,
+                _ => {}
+            },
+        }
+    }
+    if have.keys().any(|n| !wanted.contains(n)) {
+        replace.push(AttrPath::attr("volume"));
+    }
+    needs_apply
+}
+
+/// Explicit `nodes` must name nodes of the provider configuration.
+fn check_nodes_configured(
+    config: &Value,
+    configured: Option<&[NodeName]>,
+    diags: &mut Diagnostics,
+) {
+    let (Some(configured), Some(items)) = (configured, config.get("nodes").as_list()) else {
+        return;
+    };
+    for (i, n) in items.iter().enumerate() {
+        let Some(name) = n.as_str() else { continue };
+        if !configured.iter().any(|c| c.as_str() == name) {
+            let known: Vec<&str> = configured.iter().map(NodeName::as_str).collect();
+            diags.error(
+                &AttrPath::attr("nodes").index(i),
+                format!("Unknown node {name}"),
+                format!("nodes[{i}] is {name:?}, but the provider has no `node \"{name}\"` block. Configured nodes: {}.", if known.is_empty() { "(none)".to_owned() } else { known.join(", ") }),
+            );
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! ReadResource (refresh, with drift) and ImportResourceState for a definition.
+
+use blockstor_proto::wire::ObservedResource;
+use blockstor_proto::{NodeName, ResourceName, Size};
+
+use super::{replica, Private};
+use crate::controller::desired::{random_secret, DrbdAllocation};
+use crate::controller::Cluster;
+use crate::resources::diag::{AttrPath, Diagnostics};
+use crate::values::Value;
+
+/// Refreshes `state` from every replica's agent. A missing replica drops out of `replicas`
+/// and a changed size shows in `volume`, so the next plan converges; when no node has the
+/// resource any more, the state becomes null (Terraform plans a create).
+pub async fn read(cluster: &Cluster, state: &Value) -> (Value, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let Some(name) = state
+        .get("name")
+        .as_str()
+        .and_then(|n| n.parse::<ResourceName>().ok())
+    else {
+        return (state.clone(), diags);
+    };
+    let nodes: Vec<NodeName> = state
+        .get("nodes")
+        .as_string_list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let results = cluster
+        .fan_out(&nodes, |c| {
+            let name = name.clone();
+            async move { c.get(&name).await }
+        })
+        .await;
+    let mut observed = Vec::new();
+    for (_, r) in results {
+        match r {
+            Ok(Some(obs)) => observed.push(obs),
+            Ok(None) => {}
+            Err(e) => diags.transport("Refresh", &e),
+        }
+    }
+    if diags.has_errors() {
+        return (state.clone(), diags);
+    }
+    if observed.is_empty() && !nodes.is_empty() {
+        return (Value::Null, diags);
+    }
+    let mut new_state = state.clone();
+    // A replica whose volumes are not all present is missing too.
+    observed.retain(|obs| {
+        state
+            .get("volume")
+            .as_list()
+            .unwrap_or_default()
+            .iter()
+            .all(|v| {
+                let n = v.get("number").as_i64();
+                obs.volumes
+                    .iter()
+                    .any(|o| Some(i64::from(o.number)) == n && o.size_kib.is_some())
+            })
+    });
+    observed.sort_by(|a, b| a.node.cmp(&b.node));
+    new_state.set(
+        "replicas",
+        Value::List(observed.iter().map(replica).collect()),
+    );
+    if let Some(first) = observed.first() {
+        let observed_stack = Value::strings(first.layer_stack.names());
+        if state
+            .get("effective_layer_stack")
+            .as_string_list()
+            .is_some()
+        {
+            new_state.set("effective_layer_stack", observed_stack);
+        }
+    }
+    new_state.set("volume", drifted_volumes(state.get("volume"), &observed));
+    (new_state, diags)
+}
+
+/// Volume sizes as observed: a size that differs from state is written back as the observed
+/// size, so the plan shows it (and refuses a shrink, grows a smaller device).
+fn drifted_volumes(volumes: &Value, observed: &[ObservedResource]) -> Value {
+    let Some(items) = volumes.as_list() else {
+        return volumes.clone();
+    };
+    Value::List(
+        items
+            .iter()
+            .map(|v| {
+                let mut v = v.clone();
+                let want = v
+                    .get("size")
+                    .as_str()
+                    .and_then(|s| s.parse::<Size>().ok())
+                    .map(Size::kib);
+                let n = v.get("number").as_i64();
+                let seen = observed
+                    .iter()
+                    .flat_map(|o| o.volumes.iter())
+                    .filter(|o| Some(i64::from(o.number)) == n)
+                    .filter_map(|o| o.size_kib)
+                    .find(|kib| Some(*kib) != want);
+                if let Some(kib) = seen {
+                    v.set("size", Value::string(size_text(kib)));
+                }
+                v
+            })
+            .collect(),
+    )
+}
+
+fn size_text(kib: u64) -> String {
+    match Size::from_kib(kib) {
+        Ok(s) if s.kib() == kib => s.to_string(),
+        _ => kib.to_string(),
+    }
+}
+
+/// `terraform import blockstor_resource_definition.x NAME`: state from what the agents have.
+/// The passphrase is not readable: it stays null until the configuration sets it, and the
+/// next apply verifies it against the LUKS header.
+pub async fn import(cluster: &Cluster, id: &str) -> (Value, Vec<u8>, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let name = match id.parse::<ResourceName>() {
+        Ok(n) => n,
+        Err(e) => {
+            diags.error(
+                &AttrPath::attr("name"),
+                "Invalid import id",
+                format!("{e}. Import with the resource definition's name."),
+            );
+            return (Value::Null, Vec::new(), diags);
+        }
+    };
+    let results = cluster
+        .fan_out(&cluster.names(), |c| {
+            let name = name.clone();
+            async move { c.get(&name).await }
+        })
+        .await;
+    let mut observed = Vec::new();
+    for (_, r) in results {
+        match r {
+            Ok(Some(obs)) => observed.push(obs),
+            Ok(None) => {}
+            Err(e) => diags.transport("Import", &e),
+        }
+    }
+    if diags.has_errors() {
+        return (Value::Null, Vec::new(), diags);
+    }
+    let Some(first) = observed.first().cloned() else {
+        diags.error_global(
+            format!("Cannot import {name}: no node has it"),
+            format!("None of the configured nodes ({}) reports a resource named {name}. Check the name and the provider's node blocks.", cluster.names().iter().map(NodeName::as_str).collect::<Vec<_>>().join(", ")),
+        );
+        return (Value::Null, Vec::new(), diags);
+    };
+    observed.sort_by(|a, b| a.node.cmp(&b.node));
+    let nodes: Vec<&str> = observed.iter().map(|o| o.node.as_str()).collect();
+    let mut volumes = first.volumes.clone();
+    volumes.sort_by_key(|v| v.number);
+    let volume = Value::List(
+        volumes
+            .iter()
+            .map(|v| {
+                Value::object([
+                    ("number", Value::int(i64::from(v.number))),
+                    (
+                        "size",
+                        Value::string(v.size_kib.map_or("0".to_owned(), size_text)),
+                    ),
+                ])
+            })
+            .collect(),
+    );
+    let state = Value::object([
+        ("id", Value::string(name.as_str())),
+        ("name", Value::string(name.as_str())),
+        ("nodes", Value::strings(nodes.iter())),
+        ("volume", volume),
+        (
+            "effective_layer_stack",
+            Value::strings(first.layer_stack.names()),
+        ),
+        ("effective_place_count", Value::int(observed.len() as i64)),
+        (
+            "replicas",
+            Value::List(observed.iter().map(replica).collect()),
+        ),
+    ]);
+    let private = Private {
+        generation: observed
+            .iter()
+            .map(|o| o.generation)
+            .max()
+            .unwrap_or_default(),
+        drbd: first.drbd.as_ref().map(|d| DrbdAllocation {
+            port: d.port,
+            minors: d.minors.clone(),
+            node_ids: observed
+                .iter()
+                .filter_map(|o| Some((o.node.clone(), o.drbd.as_ref()?.node_id)))
+                .collect(),
+            // The agents never reveal the secret; a new one is set on the next apply.
+            shared_secret: random_secret(),
+        }),
+    };
+    (state, private.encode(), diags)
+}

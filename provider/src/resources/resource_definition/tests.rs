@@ -1,0 +1,280 @@
+//! Plan → apply → read → plan cycles against fake agents, checking Terraform's rules: applied
+//! values equal planned known values, and a re-plan after apply changes nothing.
+
+use super::{apply, plan, read};
+use crate::controller::fake::FakeAgent;
+use crate::controller::Cluster;
+use crate::resources::diag::AttrPath;
+use crate::schema::schemas;
+use crate::values::{conform, Value};
+
+fn conformed(v: Value) -> Value {
+    conform(v, schemas().resource_definition.ty())
+}
+
+fn config(stack: &[&str], passphrase: Option<&str>, size: &str) -> Value {
+    conformed(Value::object([
+        ("name", Value::string("db")),
+        ("layer_stack", Value::strings(stack)),
+        ("passphrase", passphrase.map_or(Value::Null, Value::string)),
+        (
+            "volume",
+            Value::List(vec![Value::object([
+                ("number", Value::int(0)),
+                ("size", Value::string(size)),
+            ])]),
+        ),
+    ]))
+}
+
+/// What Terraform proposes: config, with prior values for computed attributes.
+fn proposed(prior: &Value, config: &Value) -> Value {
+    let mut p = config.clone();
+    if !prior.is_null() {
+        for k in [
+            "id",
+            "effective_layer_stack",
+            "effective_place_count",
+            "effective_storage_pool",
+            "passphrase_fingerprint",
+            "replicas",
+        ] {
+            p.set(k, prior.get(k).clone());
+        }
+        if config.get("nodes").is_null() {
+            p.set("nodes", prior.get("nodes").clone());
+        }
+    }
+    p
+}
+
+/// Every known value of `planned` is equal in `applied`.
+fn assert_conforms(planned: &Value, applied: &Value) {
+    match (planned, applied) {
+        (Value::Unknown, a) => assert!(a.is_wholly_known(), "unknown stayed unknown"),
+        (Value::Map(p), Value::Map(a)) => {
+            for (k, v) in p {
+                assert_conforms(v, a.get(k).unwrap_or(&Value::Null));
+            }
+        }
+        (Value::List(p), Value::List(a)) if p.len() == a.len() => {
+            p.iter().zip(a).for_each(|(p, a)| assert_conforms(p, a))
+        }
+        (p, a) => assert_eq!(p, a),
+    }
+}
+
+async fn create(cluster: &Cluster, cfg: &Value) -> (Value, Vec<u8>) {
+    let names = cluster.names();
+    let p = plan::plan(
+        &Value::Null,
+        &proposed(&Value::Null, cfg),
+        cfg,
+        &[],
+        Some(&names),
+    );
+    assert!(!p.diags.has_errors(), "{:?}", p.diags);
+    let a = apply::apply(cluster, &Value::Null, &p.state, cfg, &p.private).await;
+    assert!(!a.diags.has_errors(), "{:?}", a.diags);
+    assert_conforms(&p.state, &a.state);
+    (conformed(a.state), a.private)
+}
+
+#[tokio::test]
+async fn storage_only_create_then_replan_has_no_changes() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let cfg = config(&["STORAGE"], None, "64MiB");
+    let (state, private) = create(&cluster, &cfg).await;
+    assert_eq!(state.get("nodes"), &Value::strings(["n1"]));
+    assert_eq!(state.get("effective_storage_pool").as_str(), Some("files"));
+    assert_eq!(
+        state
+            .get("replicas")
+            .get_index(0)
+            .get("device_path")
+            .as_str(),
+        Some("/dev/loop0")
+    );
+    assert!(state.get("passphrase_fingerprint").is_null());
+
+    let (refreshed, diags) = read::read(&cluster, &state).await;
+    assert!(diags.0.is_empty());
+    assert_eq!(refreshed, state, "refresh without drift changes nothing");
+    let p = plan::plan(
+        &refreshed,
+        &proposed(&refreshed, &cfg),
+        &cfg,
+        &private,
+        None,
+    );
+    assert_eq!(p.state, refreshed, "re-plan equals prior: No changes");
+    assert!(p.requires_replace.is_empty());
+}
+
+#[tokio::test]
+async fn luks_create_fingerprints_the_passphrase_and_growing_is_in_place() {
+    let cluster = FakeAgent::cluster(&["n1", "n2"], &[]);
+    let cfg = config(&["LUKS", "STORAGE"], Some("pw"), "64MiB");
+    let (state, private) = create(&cluster, &cfg).await;
+    let fp = state.get("passphrase_fingerprint").as_str().unwrap();
+    assert!(super::fingerprint::matches(fp, "pw"));
+    assert_eq!(
+        state.get("nodes").as_list().unwrap().len(),
+        1,
+        "LUKS+STORAGE defaults to one node"
+    );
+
+    let grown = config(&["LUKS", "STORAGE"], Some("pw"), "128MiB");
+    let p = plan::plan(&state, &proposed(&state, &grown), &grown, &private, None);
+    assert!(p.requires_replace.is_empty() && !p.diags.has_errors());
+    assert!(p.state.get("replicas").is_unknown());
+    assert_eq!(
+        p.state.get("passphrase_fingerprint").as_str(),
+        Some(fp),
+        "same passphrase keeps the fingerprint"
+    );
+    let a = apply::apply(&cluster, &state, &p.state, &grown, &p.private).await;
+    assert!(!a.diags.has_errors());
+    assert_conforms(&p.state, &a.state);
+
+    let changed = config(&["LUKS", "STORAGE"], Some("other"), "128MiB");
+    let p = plan::plan(
+        &a.state,
+        &proposed(&a.state, &changed),
+        &changed,
+        &a.private,
+        None,
+    );
+    assert_eq!(p.requires_replace, [AttrPath::attr("passphrase")]);
+}
+
+#[tokio::test]
+async fn shrinking_is_an_error_on_the_volume_and_stack_change_replaces() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let (state, private) = create(&cluster, &config(&["STORAGE"], None, "128MiB")).await;
+    let small = config(&["STORAGE"], None, "64MiB");
+    let p = plan::plan(&state, &proposed(&state, &small), &small, &private, None);
+    let err = &p.diags.0[0];
+    assert_eq!(
+        err.attribute,
+        Some(AttrPath::attr("volume").index(0).then("size").to_proto())
+    );
+    assert!(err.summary.contains("Volume 0"));
+
+    let luks = config(&["LUKS", "STORAGE"], Some("pw"), "128MiB");
+    let p = plan::plan(&state, &proposed(&state, &luks), &luks, &private, None);
+    assert_eq!(p.requires_replace, [AttrPath::attr("layer_stack")]);
+}
+
+#[tokio::test]
+async fn deleted_replica_is_drift_and_a_fully_missing_resource_reads_null() {
+    let a = FakeAgent::new("n1", &[("files", 100)]);
+    let b = FakeAgent::new("n2", &[("files", 50)]);
+    let cluster = FakeAgent::cluster_of([a.clone(), b.clone()]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+    assert_eq!(state.get("replicas").as_list().unwrap().len(), 2);
+
+    b.resources.lock().unwrap().clear();
+    let (drifted, _) = read::read(&cluster, &state).await;
+    assert_eq!(drifted.get("replicas").as_list().unwrap().len(), 1);
+    let p = plan::plan(&drifted, &proposed(&drifted, &cfg), &cfg, &private, None);
+    assert!(
+        p.state.get("replicas").is_unknown(),
+        "plan converges the missing replica"
+    );
+
+    a.resources.lock().unwrap().clear();
+    let (gone, _) = read::read(&cluster, &state).await;
+    assert!(gone.is_null());
+}
+
+#[tokio::test]
+async fn delete_tears_down_every_replica() {
+    let a = FakeAgent::new("n1", &[("files", 100)]);
+    let b = FakeAgent::new("n2", &[("files", 50)]);
+    let cluster = FakeAgent::cluster_of([a.clone(), b.clone()]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+    let d = apply::apply(&cluster, &state, &Value::Null, &Value::Null, &private).await;
+    assert!(d.state.is_null() && !d.diags.has_errors());
+    assert!(a.resources.lock().unwrap().is_empty() && b.resources.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn placement_picks_most_free_space_and_drbd_gets_minors_and_ports() {
+    let a = FakeAgent::new("n1", &[("files", 10)]);
+    let b = FakeAgent::new("n2", &[("files", 50)]);
+    let c = FakeAgent::new("n3", &[("files", 30)]);
+    let cluster = FakeAgent::cluster_of([a, b, c]);
+    let cfg = config(&["DRBD", "STORAGE"], None, "64MiB");
+    let (state, _) = create(&cluster, &cfg).await;
+    assert_eq!(state.get("nodes"), &Value::strings(["n2", "n3"]));
+    let r0 = state.get("replicas").get_index(0);
+    assert_eq!(r0.get("minor").as_i64(), Some(1000));
+    assert_eq!(r0.get("port").as_i64(), Some(7000));
+    assert_eq!(r0.get("node_id").as_i64(), Some(0));
+    assert_eq!(
+        state.get("replicas").get_index(1).get("node_id").as_i64(),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn agent_error_lands_on_the_attribute_it_names() {
+    // The fake refuses LUKS without a passphrase with field `luks.passphrase`; plan would stop
+    // this earlier, so call apply directly.
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let cfg = config(&["LUKS", "STORAGE"], None, "64MiB");
+    let mut planned = proposed(&Value::Null, &cfg);
+    planned.set("replicas", Value::Unknown);
+    planned.set("nodes", Value::Unknown);
+    let a = apply::apply(&cluster, &Value::Null, &planned, &cfg, &[]).await;
+    let d = &a.diags.0[0];
+    assert_eq!(d.attribute, Some(AttrPath::attr("passphrase").to_proto()));
+    assert!(
+        d.summary.contains("n1") && d.summary.contains("luks_passphrase_missing"),
+        "{}",
+        d.summary
+    );
+}
+
+#[tokio::test]
+async fn import_fills_state_from_the_agents_and_keeps_passphrase_null() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let cfg = config(&["LUKS", "STORAGE"], Some("pw"), "64MiB");
+    create(&cluster, &cfg).await;
+    let (state, private, diags) = read::import(&cluster, "db").await;
+    assert!(diags.0.is_empty());
+    let state = conformed(state);
+    assert_eq!(state.get("nodes"), &Value::strings(["n1"]));
+    assert_eq!(
+        state.get("effective_layer_stack"),
+        &Value::strings(["LUKS", "STORAGE"])
+    );
+    assert_eq!(
+        state.get("volume").get_index(0).get("size").as_str(),
+        Some("64MiB")
+    );
+    assert!(state.get("passphrase").is_null());
+    // The config's passphrase is verified in place, not a replacement.
+    let p = plan::plan(&state, &proposed(&state, &cfg), &cfg, &private, None);
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    assert!(!p.diags.has_errors());
+    let (_, _, diags) = read::import(&cluster, "nope").await;
+    assert!(diags.has_errors());
+}
+
+#[test]
+fn unknown_node_in_nodes_is_a_plan_error() {
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n9"]));
+    let names = vec!["n1".parse().unwrap()];
+    let p = plan::plan(&Value::Null, &cfg, &cfg, &[], Some(&names));
+    assert_eq!(
+        p.diags.0[0].attribute,
+        Some(AttrPath::attr("nodes").index(0).to_proto())
+    );
+}

@@ -1,0 +1,355 @@
+//! Plan-time checks of a definition's configuration. Anything not known yet is accepted: the
+//! check runs again when it is.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use blockstor_proto::layer_stack::VALID_STACKS_TEXT;
+use blockstor_proto::wire::MAX_VOLUME_NUMBER;
+use blockstor_proto::{Layer, NodeName, Size};
+
+use crate::controller::resolve::{self, Known};
+use crate::resources::diag::{AttrPath, Diagnostics};
+use crate::resources::shared;
+use crate::values::Value;
+
+/// Validates a configuration (or proposed) object of `blockstor_resource_definition`.
+pub fn validate(config: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    if !matches!(config, Value::Map(_)) {
+        return diags;
+    }
+    shared::check_name(config.get("name"), &AttrPath::attr("name"), &mut diags);
+    let rd_stack = shared::check_layer_stack(
+        config.get("layer_stack"),
+        &AttrPath::attr("layer_stack"),
+        &mut diags,
+    );
+    shared::check_props(config.get("props"), &AttrPath::attr("props"), &mut diags);
+
+    let rg = config.get("resource_group");
+    let rg_path = AttrPath::attr("resource_group");
+    shared::check_name(rg.get("name"), &rg_path.clone().then("name"), &mut diags);
+    let rg_stack = shared::check_layer_stack(
+        rg.get("layer_stack"),
+        &rg_path.clone().then("layer_stack"),
+        &mut diags,
+    );
+    shared::check_pool(
+        rg.get("storage_pool"),
+        &rg_path.clone().then("storage_pool"),
+        &mut diags,
+    );
+    shared::check_place_count(
+        rg.get("place_count"),
+        &rg_path.clone().then("place_count"),
+        &mut diags,
+    );
+    shared::check_props(rg.get("props"), &rg_path.clone().then("props"), &mut diags);
+
+    check_volumes(config.get("volume"), &mut diags);
+    check_nodes(config.get("nodes"), &mut diags);
+    check_timeouts(config.get("timeouts"), &mut diags);
+
+    // The passphrase rules need the effective stack; an unknown RG or stack skips them.
+    let stack = match (rd_stack, rg, rg_stack) {
+        (Known::Some(s), _, _) => Known::Some(s),
+        (Known::Null, Value::Null, _) => Known::Some(Default::default()),
+        (Known::Null, Value::Map(_), Known::Some(s)) => Known::Some(s),
+        (Known::Null, Value::Map(_), Known::Null) => Known::Some(Default::default()),
+        _ => Known::Unknown,
+    };
+    let passphrase =
+        resolve::string(config.get("passphrase")).or(resolve::string(rg.get("passphrase")));
+    if let Known::Some(stack) = stack {
+        match (&passphrase, stack.has(Layer::Luks)) {
+            (Known::Null, true) => diags.error(
+                &AttrPath::attr("passphrase"),
+                "LUKS needs a passphrase: set passphrase",
+                format!("The effective layer_stack {stack} has LUKS, but neither `passphrase` nor the resource group's passphrase is set. Set `passphrase` (sensitive), or remove LUKS from layer_stack; blockstor never creates an unencrypted volume in its place."),
+            ),
+            (Known::Some(p), true) if p.is_empty() => diags.error(
+                &AttrPath::attr("passphrase"),
+                "passphrase must not be empty",
+                "The effective layer_stack has LUKS: set a non-empty passphrase.",
+            ),
+            (Known::Some(_), false) if !config.get("passphrase").is_null() => diags.warning(
+                &AttrPath::attr("passphrase"),
+                "passphrase is ignored without LUKS",
+                format!("The effective layer_stack {stack} has no LUKS layer, so the passphrase is not used. Add LUKS (valid stacks: {VALID_STACKS_TEXT}) or remove passphrase."),
+            ),
+            _ => {}
+        }
+    }
+    diags
+}
+
+fn check_volumes(volumes: &Value, diags: &mut Diagnostics) {
+    let Some(items) = volumes.as_list() else {
+        return;
+    };
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for (i, vol) in items.iter().enumerate() {
+        let path = AttrPath::attr("volume").index(i);
+        if let Value::Number(_) = vol.get("number") {
+            match vol.get("number").as_i64() {
+                Some(n) if (0..=i64::from(MAX_VOLUME_NUMBER)).contains(&n) => {
+                    if let Some(first) = seen.insert(n, i) {
+                        diags.error(
+                            &path.clone().then("number"),
+                            format!("Duplicate volume number {n}"),
+                            format!("volume[{first}] and volume[{i}] both have number {n}: give each volume its own number."),
+                        );
+                    }
+                }
+                _ => diags.error(
+                    &path.clone().then("number"),
+                    "Invalid volume number",
+                    format!("volume number must be a whole number from 0 to {MAX_VOLUME_NUMBER}."),
+                ),
+            }
+        }
+        if let Some(size) = vol.get("size").as_str() {
+            if let Err(e) = size.parse::<Size>() {
+                diags.error(
+                    &path.then("size"),
+                    format!("Invalid size for volume[{i}]"),
+                    format!("volume[{i}].size: {e}. Write e.g. \"10GiB\", \"512MiB\", or a number of KiB."),
+                );
+            }
+        }
+    }
+}
+
+fn check_nodes(nodes: &Value, diags: &mut Diagnostics) {
+    let Some(items) = nodes.as_list() else { return };
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, n) in items.iter().enumerate() {
+        let Some(name) = n.as_str() else { continue };
+        let path = AttrPath::attr("nodes").index(i);
+        if let Err(e) = name.parse::<NodeName>() {
+            diags.error(&path, "Invalid node name", format!("nodes[{i}]: {e}"));
+        } else if !seen.insert(name.to_owned()) {
+            diags.error(
+                &path,
+                format!("Node {name} listed twice"),
+                "List each node once in nodes.",
+            );
+        }
+    }
+    if items.is_empty() {
+        diags.error(
+            &AttrPath::attr("nodes"),
+            "nodes must not be empty",
+            "List at least one node, or remove nodes to let place_count choose.",
+        );
+    }
+}
+
+fn check_timeouts(timeouts: &Value, diags: &mut Diagnostics) {
+    for op in ["create", "update", "delete"] {
+        if let Some(text) = timeouts.get(op).as_str() {
+            if parse_duration(text).is_none() {
+                diags.error(
+                    &AttrPath::attr("timeouts").then(op),
+                    format!("Invalid timeouts.{op}"),
+                    format!("{text:?} is not a duration: write e.g. \"90s\", \"20m\", \"1h30m\"."),
+                );
+            }
+        }
+    }
+}
+
+/// Parses Go-style durations: `90s`, `20m`, `1h30m`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = 0u64;
+    let mut digits = String::new();
+    let mut any = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits.parse().ok()?;
+        digits.clear();
+        total += n * match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        any = true;
+    }
+    (digits.is_empty() && any).then(|| Duration::from_secs(total))
+}
+
+/// The time limit of `op` (`create`, `update`, `delete`) from the `timeouts` block.
+pub fn timeout(config: &Value, op: &str) -> Duration {
+    let default = if op == "delete" { 10 * 60 } else { 20 * 60 };
+    config
+        .get("timeouts")
+        .get(op)
+        .as_str()
+        .and_then(parse_duration)
+        .unwrap_or(Duration::from_secs(default))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blockstor_proto::tfplugin6::attribute_path::step::Selector;
+    use blockstor_proto::tfplugin6::Diagnostic;
+
+    fn config(stack: Value, passphrase: Value) -> Value {
+        Value::object([
+            ("name", Value::string("db")),
+            ("layer_stack", stack),
+            ("passphrase", passphrase),
+            ("resource_group", Value::Null),
+            (
+                "volume",
+                Value::List(vec![Value::object([
+                    ("number", Value::int(0)),
+                    ("size", Value::string("64MiB")),
+                ])]),
+            ),
+        ])
+    }
+
+    fn path_of(d: &Diagnostic) -> Vec<String> {
+        d.attribute
+            .as_ref()
+            .map(|p| {
+                p.steps
+                    .iter()
+                    .map(|s| match s.selector.as_ref().unwrap() {
+                        Selector::AttributeName(n) => n.clone(),
+                        Selector::ElementKeyString(k) => k.clone(),
+                        Selector::ElementKeyInt(i) => i.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn errors(diags: &Diagnostics) -> Vec<(Vec<String>, String)> {
+        diags
+            .0
+            .iter()
+            .filter(|d| d.severity == 1)
+            .map(|d| (path_of(d), format!("{} {}", d.summary, d.detail)))
+            .collect()
+    }
+
+    #[test]
+    fn luks_above_drbd_is_an_error_on_layer_stack_listing_valid_stacks() {
+        let diags = validate(&config(
+            Value::strings(["LUKS", "DRBD", "STORAGE"]),
+            Value::string("pw"),
+        ));
+        let errs = errors(&diags);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, ["layer_stack"]);
+        assert!(errs[0].1.contains("layer_stack"), "{}", errs[0].1);
+        assert!(errs[0].1.contains(VALID_STACKS_TEXT), "{}", errs[0].1);
+    }
+
+    #[test]
+    fn luks_without_passphrase_is_an_error_on_passphrase() {
+        let errs = errors(&validate(&config(
+            Value::strings(["LUKS", "STORAGE"]),
+            Value::Null,
+        )));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, ["passphrase"]);
+        assert!(errs[0].1.contains("set passphrase"));
+    }
+
+    #[test]
+    fn luks_with_the_groups_passphrase_is_fine() {
+        let mut c = config(Value::strings(["LUKS", "STORAGE"]), Value::Null);
+        c.set(
+            "resource_group",
+            Value::object([("passphrase", Value::string("rg"))]),
+        );
+        assert!(!validate(&c).has_errors());
+    }
+
+    #[test]
+    fn default_stack_from_group_with_luks_needs_a_passphrase() {
+        let mut c = config(Value::Null, Value::Null);
+        c.set(
+            "resource_group",
+            Value::object([("layer_stack", Value::strings(["DRBD", "LUKS", "STORAGE"]))]),
+        );
+        let errs = errors(&validate(&c));
+        assert_eq!(errs[0].0, ["passphrase"]);
+    }
+
+    #[test]
+    fn passphrase_without_luks_is_a_warning() {
+        let diags = validate(&config(Value::strings(["STORAGE"]), Value::string("pw")));
+        assert!(!diags.has_errors());
+        assert_eq!(diags.0.len(), 1);
+        assert_eq!(path_of(&diags.0[0]), ["passphrase"]);
+    }
+
+    #[test]
+    fn unknown_values_are_accepted() {
+        let mut c = config(Value::Unknown, Value::Null);
+        c.set("resource_group", Value::Unknown);
+        c.set(
+            "volume",
+            Value::List(vec![Value::object([
+                ("number", Value::Unknown),
+                ("size", Value::Unknown),
+            ])]),
+        );
+        c.set("name", Value::Unknown);
+        assert!(validate(&c).0.is_empty());
+        let mut c = config(
+            Value::List(vec![Value::string("LUKS"), Value::Unknown]),
+            Value::Null,
+        );
+        c.set("props", Value::Unknown);
+        assert!(validate(&c).0.is_empty());
+    }
+
+    #[test]
+    fn passphrase_in_props_is_rejected_on_props() {
+        let mut c = config(Value::strings(["STORAGE"]), Value::Null);
+        c.set(
+            "props",
+            Value::object([(shared::PASSPHRASE_PROP, Value::string("x"))]),
+        );
+        let errs = errors(&validate(&c));
+        assert_eq!(errs[0].0, ["props"]);
+        assert!(errs[0].1.contains("`passphrase`"));
+    }
+
+    #[test]
+    fn bad_sizes_and_duplicate_volume_numbers_point_at_the_volume() {
+        let mut c = config(Value::strings(["STORAGE"]), Value::Null);
+        let vol =
+            |n, s: &str| Value::object([("number", Value::int(n)), ("size", Value::string(s))]);
+        c.set("volume", Value::List(vec![vol(0, "64MiB"), vol(0, "1MiB")]));
+        let errs = errors(&validate(&c));
+        let paths: Vec<_> = errs.iter().map(|e| e.0.join(".")).collect();
+        assert_eq!(paths, ["volume.1.number", "volume.1.size"], "{errs:?}");
+    }
+
+    #[test]
+    fn bad_names_point_at_name() {
+        let mut c = config(Value::strings(["STORAGE"]), Value::Null);
+        c.set("name", Value::string("../etc"));
+        assert_eq!(errors(&validate(&c))[0].0, ["name"]);
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("20"), None);
+        assert_eq!(parse_duration("5d"), None);
+    }
+}

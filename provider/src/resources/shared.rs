@@ -1,0 +1,76 @@
+//! Checks shared by resource groups and resource definitions.
+
+use blockstor_proto::{LayerStack, ResourceName, StoragePoolName};
+
+use super::diag::{AttrPath, Diagnostics};
+use crate::controller::resolve::{self, Known};
+use crate::values::Value;
+
+/// The props key that must never hold a passphrase: it would sit in clear in state and logs.
+pub const PASSPHRASE_PROP: &str = "DrbdOptions/Encryption/passphrase";
+
+/// `name`: a valid resource name, when known.
+pub fn check_name(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+    if let Some(name) = v.as_str() {
+        if let Err(e) = name.parse::<ResourceName>() {
+            diags.error(path, "Invalid name", format!("{e}. Names match ^[A-Za-z_][A-Za-z0-9_-]{{1,47}}$ and are not `all` or `proxy`."));
+        }
+    }
+}
+
+/// `layer_stack`: one of the valid stacks, when known.
+pub fn check_layer_stack(v: &Value, path: &AttrPath, diags: &mut Diagnostics) -> Known<LayerStack> {
+    match resolve::layer_stack(v) {
+        Known::Some(Err(e)) => {
+            diags.error(
+                path,
+                "Invalid layer_stack",
+                format!("{e}. Layers are listed topmost first and the stack ends in STORAGE."),
+            );
+            Known::Unknown
+        }
+        Known::Some(Ok(s)) => Known::Some(s),
+        Known::Null => Known::Null,
+        Known::Unknown => Known::Unknown,
+    }
+}
+
+/// `storage_pool`: a valid pool name, when known.
+pub fn check_pool(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+    if let Some(pool) = v.as_str() {
+        if let Err(e) = pool.parse::<StoragePoolName>() {
+            diags.error(
+                path,
+                "Invalid storage_pool",
+                format!("{e}. Use a pool name from the agents' config."),
+            );
+        }
+    }
+}
+
+/// `place_count`: at least 1, when known.
+pub fn check_place_count(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+    if let Value::Number(_) = v {
+        match v.as_i64() {
+            Some(n) if (1..=16).contains(&n) => {}
+            _ => diags.error(
+                path,
+                "Invalid place_count",
+                "place_count must be a whole number from 1 to 16.",
+            ),
+        }
+    }
+}
+
+/// `props`: no passphrase hidden in a property.
+pub fn check_props(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+    if let Some(map) = v.as_map() {
+        if map.contains_key(PASSPHRASE_PROP) {
+            diags.error(
+                path,
+                format!("props must not contain {PASSPHRASE_PROP}"),
+                format!("Remove the key {PASSPHRASE_PROP:?} from props and set the `passphrase` attribute instead: it is sensitive, is never logged, and reaches cryptsetup only on stdin."),
+            );
+        }
+    }
+}

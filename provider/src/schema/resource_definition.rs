@@ -1,0 +1,151 @@
+//! `blockstor_resource_definition`: a block device, built on one or more nodes.
+
+use super::{Attribute, Block, NestedBlock, Schema};
+use crate::values::Ty;
+
+/// The inner attributes of `resource_group`: the RG fields an RD inherits.
+fn resource_group_attributes() -> Vec<Attribute> {
+    vec![
+        Attribute::optional("name", Ty::String, "The group's name."),
+        Attribute::optional(
+            "layer_stack",
+            Ty::list(Ty::String),
+            "The group's layer stack, used when the definition sets none.",
+        ),
+        Attribute::optional(
+            "passphrase",
+            Ty::String,
+            "The group's LUKS passphrase, used when the definition sets none.",
+        )
+        .sensitive(),
+        Attribute::optional(
+            "place_count",
+            Ty::Number,
+            "How many nodes to place on when `nodes` is not set.",
+        ),
+        Attribute::optional("storage_pool", Ty::String, "The pool backing the volumes."),
+        Attribute::optional(
+            "props",
+            Ty::map(Ty::String),
+            "Properties merged under the definition's own `props`.",
+        ),
+    ]
+}
+
+/// The type of one element of `replicas`.
+pub fn replica_ty() -> Ty {
+    Ty::object([
+        ("node", Ty::String),
+        ("device_path", Ty::String),
+        ("minor", Ty::Number),
+        ("port", Ty::Number),
+        ("node_id", Ty::Number),
+        ("backing_device", Ty::String),
+    ])
+}
+
+fn volume_block() -> Block {
+    Block {
+        description: "A volume of the definition; repeatable. Grows in place; shrinking is an error.",
+        attributes: vec![
+            Attribute::required(
+                "number",
+                Ty::Number,
+                "Volume number, unique within the definition (0, 1, ...).",
+            ),
+            Attribute::required(
+                "size",
+                Ty::String,
+                "Size such as \"10GiB\" or \"512MiB\", or a number of KiB; at least 4MiB, rounded up to 4MiB.",
+            ),
+        ],
+        blocks: vec![],
+    }
+}
+
+fn timeouts_block() -> Block {
+    Block {
+        description: "Time limits for operations, e.g. \"20m\", \"1h\", \"90s\".",
+        attributes: vec![
+            Attribute::optional("create", Ty::String, "Limit for create; default 20m."),
+            Attribute::optional("update", Ty::String, "Limit for update; default 20m."),
+            Attribute::optional("delete", Ty::String, "Limit for delete; default 10m."),
+        ],
+        blocks: vec![],
+    }
+}
+
+/// The `blockstor_resource_definition` schema.
+pub fn schema() -> Schema {
+    Schema::new(
+        0,
+        Block {
+            description: "A resource definition: a block device with a layer stack, built on each chosen node by its agent.",
+            attributes: vec![
+                Attribute::computed("id", Ty::String, "Same as `name`."),
+                Attribute::required(
+                    "name",
+                    Ty::String,
+                    "Definition name: `^[A-Za-z_][A-Za-z0-9_-]{1,47}$`, not `all`/`proxy`. Changing it replaces the resource.",
+                ),
+                Attribute::nested_single(
+                    "resource_group",
+                    resource_group_attributes(),
+                    "The group to inherit from: assign a `blockstor_resource_group` resource, or `{ name = \"...\" }`. Sensitive as a whole, because it may carry the group's passphrase.",
+                )
+                .sensitive(),
+                Attribute::optional(
+                    "layer_stack",
+                    Ty::list(Ty::String),
+                    "Layers, topmost first; overrides the group's. Changing the effective stack replaces the resource.",
+                ),
+                Attribute::optional(
+                    "passphrase",
+                    Ty::String,
+                    "LUKS passphrase; overrides the group's. Required when the effective stack has LUKS. Changing it replaces the resource.",
+                )
+                .sensitive(),
+                Attribute::optional_computed(
+                    "nodes",
+                    Ty::list(Ty::String),
+                    "Nodes (names from the provider's `node` blocks) to place replicas on; when unset, the group's place_count picks the nodes with most free space. Changing it replaces the resource.",
+                ),
+                Attribute::optional("description", Ty::String, "Free text for humans."),
+                Attribute::optional(
+                    "props",
+                    Ty::map(Ty::String),
+                    "Properties passed to the agents, over the group's; `DrbdOptions/Encryption/passphrase` is rejected (use `passphrase`).",
+                ),
+                Attribute::computed(
+                    "effective_layer_stack",
+                    Ty::list(Ty::String),
+                    "The resolved, normalised layer stack (definition, then group, then [\"DRBD\",\"STORAGE\"]).",
+                ),
+                Attribute::computed(
+                    "effective_place_count",
+                    Ty::Number,
+                    "How many replicas the definition has.",
+                ),
+                Attribute::computed(
+                    "effective_storage_pool",
+                    Ty::String,
+                    "The pool backing the volumes.",
+                ),
+                Attribute::computed(
+                    "passphrase_fingerprint",
+                    Ty::String,
+                    "A salted PBKDF2 hash of the effective passphrase, to see that it changed; never the passphrase.",
+                ),
+                Attribute::computed(
+                    "replicas",
+                    Ty::list(replica_ty()),
+                    "One entry per node: node, device_path, minor, port, node_id, backing_device (DRBD fields are null without DRBD).",
+                ),
+            ],
+            blocks: vec![
+                NestedBlock::list("volume", volume_block()),
+                NestedBlock::single("timeouts", timeouts_block()),
+            ],
+        },
+    )
+}
