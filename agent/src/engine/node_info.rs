@@ -1,0 +1,94 @@
+//! `GET /v1/node`: versions, pools with free/total space, DRBD minors and ports in use.
+
+use blockstor_proto::wire::{NodeInfo, PoolInfo, Versions};
+use blockstor_proto::LayerStack;
+
+use super::Engine;
+use crate::backends;
+use crate::error::Result;
+use crate::runner::Command;
+use crate::store::{ResourceRecord, StoredSpec};
+
+impl Engine {
+    /// `GET /v1/node`: versions, pools with space, used minors and ports.
+    pub async fn node(&self) -> Result<NodeInfo> {
+        let mut scratch = ResourceRecord::new(StoredSpec {
+            name: "node_info".parse().expect("valid name"),
+            layer_stack: LayerStack::parse(&["STORAGE"]).expect("valid stack"),
+            volumes: vec![],
+            pool: "none".parse().expect("valid name"),
+            props: Default::default(),
+            drbd: None,
+        });
+        let cx = self.cx(&mut scratch, None, true);
+        let mut pools = Vec::new();
+        for p in &self.config.pools {
+            let backend = backends::for_pool(p);
+            // A pool whose tool is missing reports zero rather than failing the whole call.
+            let (free_kib, total_kib) = backend.space(&cx).await.unwrap_or_else(|e| {
+                tracing::warn!(pool = %p.name, error = %e, "pool space unavailable");
+                (0, 0)
+            });
+            pools.push(PoolInfo {
+                name: p.name.clone(),
+                backend: p.backend.kind().to_owned(),
+                free_kib,
+                total_kib,
+            });
+        }
+        let (mut used_minors, mut used_ports) = (Vec::new(), Vec::new());
+        for r in self.store.list()? {
+            if let Some(d) = &r.spec.drbd {
+                used_minors.extend(d.minors.iter().copied());
+                used_ports.push(d.port);
+            }
+        }
+        used_minors.sort_unstable();
+        used_ports.sort_unstable();
+        Ok(NodeInfo {
+            name: self.config.node_name.clone(),
+            versions: self.versions().await,
+            pools,
+            used_minors,
+            used_ports,
+        })
+    }
+
+    async fn versions(&self) -> Versions {
+        let first_line = |o: Option<crate::runner::Output>| {
+            o.filter(|o| o.success())
+                .and_then(|o| o.stdout.lines().next().map(|l| l.trim().to_owned()))
+        };
+        let cryptsetup = first_line(
+            self.runner
+                .run(&Command::new("cryptsetup", ["--version"]))
+                .await
+                .ok(),
+        )
+        .map(|l| {
+            l.trim_start_matches("cryptsetup ")
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        });
+        let drbd = self
+            .runner
+            .run(&Command::new("drbdadm", ["--version"]))
+            .await
+            .ok();
+        let field = |key: &str| {
+            drbd.as_ref().and_then(|o| {
+                o.stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
+            })
+        };
+        Versions {
+            agent: env!("CARGO_PKG_VERSION").to_owned(),
+            cryptsetup,
+            drbd_kernel: field("DRBD_KERNEL_VERSION=").filter(|_| self.host.drbd_available()),
+            drbd_utils: field("DRBDADM_VERSION="),
+        }
+    }
+}
