@@ -12,12 +12,16 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine as _;
 use blockstor_proto::goplugin::grpc_controller_client::GrpcControllerClient;
+use blockstor_proto::goplugin::grpc_stdio_client::GrpcStdioClient;
 use blockstor_proto::goplugin::Empty;
 use blockstor_proto::tfplugin6::get_provider_schema;
 use blockstor_proto::tfplugin6::provider_client::ProviderClient;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_terraform-provider-blockstor");
 const COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
@@ -176,6 +180,23 @@ async fn connect_tls(
 }
 
 async fn schema_then_shutdown(plugin: &mut Plugin, channel: Channel) {
+    // Terraform opens the stdio stream first and keeps it open: Shutdown must still end the
+    // process promptly, and the stream must end cleanly rather than with an error.
+    let mut stdio = GrpcStdioClient::new(channel.clone())
+        .stream_stdio(())
+        .await
+        .expect("StreamStdio")
+        .into_inner();
+
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "plugin".into(),
+        })
+        .await
+        .expect("grpc.health.v1.Health/Check")
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+
     let schema = ProviderClient::new(channel.clone())
         .get_provider_schema(get_provider_schema::Request {})
         .await
@@ -190,6 +211,13 @@ async fn schema_then_shutdown(plugin: &mut Plugin, channel: Channel) {
         .shutdown(Empty {})
         .await
         .expect("Shutdown must be answered before the server stops");
+    let ended = tokio::time::timeout(Duration::from_secs(2), stdio.message())
+        .await
+        .expect("the stdio stream must end on Shutdown");
+    assert!(
+        matches!(ended, Ok(None)),
+        "stdio stream ended with {ended:?}"
+    );
     let took = plugin.wait_exit(Duration::from_secs(2));
     assert!(took < Duration::from_secs(2), "exit took {took:?}");
 }
@@ -237,7 +265,7 @@ async fn mtls_session_with_a_p521_client_serves_schema_and_exits_after_shutdown(
 async fn a_client_without_the_pinned_certificate_is_refused() {
     let pinned = terraform_like_client_cert();
     let intruder = terraform_like_client_cert();
-    let plugin = Plugin::start(Some(&pinned.cert.pem()));
+    let mut plugin = Plugin::start(Some(&pinned.cert.pem()));
     let server_cert = plugin.server_cert.clone().unwrap();
     let refused = async {
         let channel = connect_tls(plugin.address, &server_cert, &intruder).await?;
@@ -252,6 +280,13 @@ async fn a_client_without_the_pinned_certificate_is_refused() {
     assert!(
         result.is_err(),
         "a foreign client certificate must not get an answer"
+    );
+    plugin.child.kill().unwrap();
+    plugin.child.wait().unwrap();
+    let stderr = plugin.stderr.recv_timeout(Duration::from_secs(2)).unwrap();
+    assert!(
+        stderr.contains("TLS handshake failed"),
+        "the server must log the refused handshake: {stderr}"
     );
 }
 
