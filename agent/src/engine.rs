@@ -65,6 +65,9 @@ impl Engine {
         self.store.put(&record)?;
         let walk = self.walk_apply(&d, &mut record, false).await?;
         record.generation = d.generation;
+        for v in &d.volumes {
+            record.volume(v.number).adopted = true;
+        }
         self.store.put(&record)?;
         Ok(self.observed(&record, &walk))
     }

@@ -100,6 +100,11 @@ impl StoredSpec {
 pub struct VolumeRecord {
     /// This agent created the backing volume (so it may delete it).
     pub created_by_agent: bool,
+    /// A volume found existing that this agent took over: its LUKS passphrase was verified or
+    /// an apply completed on it. Only created or adopted volumes are ever erased or removed,
+    /// so a failed apply over someone else's device never leads to destroying it on delete.
+    #[serde(default)]
+    pub adopted: bool,
     /// Created by this agent and not yet LUKS-formatted: the one case where formatting a
     /// non-zero device is allowed. Cleared once the header is written.
     pub awaiting_luks_format: bool,
@@ -162,6 +167,13 @@ impl ResourceRecord {
         if let Some(e) = self.journal.iter_mut().find(|e| e.seq == seq) {
             e.state = StepState::Done;
         }
+    }
+
+    /// Whether teardown may erase and remove volume `number`.
+    pub fn owns(&self, number: u32) -> bool {
+        self.volumes
+            .get(&number)
+            .is_some_and(|v| v.created_by_agent || v.adopted)
     }
 
     /// The mutable per-volume record, created on first use.

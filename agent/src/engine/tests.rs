@@ -803,3 +803,52 @@ async fn get_finds_volumes_the_store_does_not_know_for_import() {
         None
     );
 }
+
+#[tokio::test]
+async fn delete_after_a_refused_apply_never_destroys_someone_elses_device() {
+    // Foreign data: apply refused, delete keeps the file.
+    let r = rig();
+    r.host.put(r.file(), MIB64, false);
+    r.host.put(LOOP, MIB64, false);
+    r.runner.on(
+        &["losetup", "-j"],
+        Output::ok(format!("{LOOP}: []: ({})\n", r.file())),
+    );
+    r.runner.on(&["cryptsetup", "isLuks"], Output::fail(1, ""));
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap_err();
+    r.runner.clear();
+    r.engine.delete(&"db".parse().unwrap()).await.unwrap();
+    assert!(
+        r.runner
+            .commands()
+            .iter()
+            .all(|c| !c.starts_with("losetup -d")),
+        "{:?}",
+        r.runner.commands()
+    );
+    assert!(r.host.exists(Path::new(&r.file())));
+
+    // Someone else's LUKS header and a wrong passphrase: delete never erases it.
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "theirs", false);
+    r.runner.on(
+        &["cryptsetup", "open", "--test-passphrase"],
+        Output::fail(2, "No key available"),
+    );
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap_err();
+    r.runner.clear();
+    r.engine.delete(&"db".parse().unwrap()).await.unwrap();
+    let cmds = r.runner.commands();
+    assert!(
+        cmds.iter()
+            .all(|c| !c.contains("erase") && !c.starts_with("losetup -d")),
+        "{cmds:?}"
+    );
+    assert!(r.host.zeroed.lock().unwrap().is_empty());
+}

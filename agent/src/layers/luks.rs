@@ -191,7 +191,9 @@ impl Layer for Luks {
                 let uuid = new_uuid();
                 cx.act(L::Luks, &Self::format_cmd(cx, &dev, &uuid, &pass))
                     .await?;
-                cx.record.volume(v.number).awaiting_luks_format = false;
+                let rec = cx.record.volume(v.number);
+                rec.awaiting_luks_format = false;
+                rec.adopted = true; // this agent wrote the header
                 cx.persist()?;
                 v.luks = Some(LuksState { uuid, open: false });
                 formatted_now = true;
@@ -237,6 +239,8 @@ impl Layer for Luks {
                         }
                         .into());
                     }
+                    cx.record.volume(v.number).adopted = true;
+                    cx.persist()?;
                 }
             }
             if !was_open {
@@ -291,7 +295,8 @@ impl Layer for Luks {
             let Some(dev) = v.backing.as_ref().and_then(|b| b.device.clone()) else {
                 continue;
             };
-            if v.luks.is_some() {
+            // Never erase a header this agent did not write or could not open.
+            if v.luks.is_some() && cx.record.owns(v.number) {
                 cx.act(
                     L::Luks,
                     &Command::new("cryptsetup", ["erase", "--batch-mode", dev.as_str()]),

@@ -34,12 +34,14 @@ impl Layer for Storage {
         for (i, v) in vols.iter_mut().enumerate() {
             let backing = match v.backing.take() {
                 None => {
-                    let b = self.backend.create(cx, v.number, v.size_kib).await?;
-                    v.created_now = true;
+                    // Marked before creating: a crash mid-create must still leave a volume
+                    // this agent may format and delete. A marker without a volume is harmless.
                     let rec = cx.record.volume(v.number);
                     rec.created_by_agent = true;
                     rec.awaiting_luks_format = self.luks_above;
                     cx.persist()?;
+                    let b = self.backend.create(cx, v.number, v.size_kib).await?;
+                    v.created_now = true;
                     b
                 }
                 Some(b) if b.size_kib > v.size_kib => {
@@ -71,6 +73,13 @@ impl Layer for Storage {
 
     async fn teardown(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
         for v in vols.iter_mut() {
+            if v.backing.is_some() && !cx.record.owns(v.number) {
+                tracing::warn!(rd = %cx.rd, volume = v.number,
+                    "backing volume was neither created nor adopted by this agent; left in place");
+                v.backing = None;
+                cx.record.volumes.remove(&v.number);
+                continue;
+            }
             self.backend.remove(cx, v.number, v.backing.take()).await?;
             cx.record.volumes.remove(&v.number);
             v.top = None;
