@@ -11,10 +11,12 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer;
 
@@ -81,19 +83,51 @@ impl<W> JsonLines<W> {
 
 impl<S, W> Layer<S> for JsonLines<W>
 where
-    S: Subscriber,
+    S: Subscriber + for<'span> LookupSpan<'span>,
     W: for<'w> MakeWriter<'w> + 'static,
 {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let mut line = render(event, SystemTime::now()).into_bytes();
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = FieldsVisitor::default();
+        attrs.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields.extra));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let mut fields = FieldsVisitor::default();
+        values.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            if let Some(stored) = span.extensions_mut().get_mut::<SpanFields>() {
+                stored.0.extend(fields.extra);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        // Fields of the enclosing spans (innermost first) tag every line logged inside them,
+        // e.g. the resource name of an apply.
+        let mut span_fields = Vec::new();
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                if let Some(stored) = span.extensions().get::<SpanFields>() {
+                    span_fields.extend(stored.0.iter().cloned());
+                }
+            }
+        }
+        let mut line = render(event, &span_fields, SystemTime::now()).into_bytes();
         line.push(b'\n');
         // One write per line, so concurrent events never interleave inside a line.
         let _ = self.make_writer.make_writer().write_all(&line);
     }
 }
 
-/// Renders one event as a JSON object (no trailing newline).
-fn render(event: &Event<'_>, now: SystemTime) -> String {
+/// The fields recorded on a span, kept in the span's extensions.
+struct SpanFields(Vec<(String, Value)>);
+
+/// Renders one event as a JSON object (no trailing newline). Event fields win over span fields,
+/// inner spans over outer ones, and nothing overrides the `@` keys.
+fn render(event: &Event<'_>, span_fields: &[(String, Value)], now: SystemTime) -> String {
     let mut fields = FieldsVisitor::default();
     event.record(&mut fields);
     let mut object = Map::new();
@@ -108,7 +142,7 @@ fn render(event: &Event<'_>, now: SystemTime) -> String {
     );
     object.insert("@timestamp".into(), Value::from(timestamp(now)));
     object.insert("@module".into(), Value::from(MODULE));
-    for (key, value) in fields.extra {
+    for (key, value) in fields.extra.into_iter().chain(span_fields.iter().cloned()) {
         object.entry(key).or_insert(value);
     }
     Value::Object(object).to_string()
@@ -227,6 +261,22 @@ mod tests {
         let ts = line["@timestamp"].as_str().unwrap();
         assert_eq!(ts.len(), "2026-11-28T18:06:47.123456Z".len(), "{ts}");
         assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "{ts}");
+    }
+
+    #[test]
+    fn span_fields_tag_the_lines_logged_inside_the_span() {
+        let lines = capture(LevelFilter::TRACE, || {
+            let outer = tracing::info_span!("apply", resource = "r1", node = "outer");
+            let _outer = outer.enter();
+            let inner = tracing::info_span!("agent", node = "n2");
+            let _inner = inner.enter();
+            tracing::info!(step = "luks", "applied");
+            tracing::info!(resource = "event wins", "override");
+        });
+        assert_eq!(lines[0]["resource"], "r1");
+        assert_eq!(lines[0]["node"], "n2", "the inner span wins");
+        assert_eq!(lines[0]["step"], "luks");
+        assert_eq!(lines[1]["resource"], "event wins");
     }
 
     #[test]
