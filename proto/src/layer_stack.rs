@@ -86,7 +86,7 @@ impl LayerStack {
 
     /// Accepts exactly one of the four valid stacks.
     pub fn from_layers(layers: Vec<Layer>) -> Result<Self, LayerStackError> {
-        if VALID.iter().any(|v| *v == layers.as_slice()) {
+        if VALID.contains(&layers.as_slice()) {
             Ok(LayerStack(layers))
         } else {
             let text = layers

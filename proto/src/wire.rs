@@ -219,18 +219,10 @@ pub struct AgentError {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum StdioRequest {
     Node,
-    Apply {
-        resource: DesiredResource,
-    },
-    Plan {
-        resource: DesiredResource,
-    },
-    Get {
-        name: ResourceName,
-    },
-    Delete {
-        name: ResourceName,
-    },
+    Apply { resource: DesiredResource },
+    Plan { resource: DesiredResource },
+    Get { name: ResourceName },
+    Delete { name: ResourceName },
     List,
 }
 
