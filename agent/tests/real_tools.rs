@@ -680,3 +680,48 @@ async fn drbd_metadata_is_created_once_with_real_drbd_utils() {
     assert!(!state.join("drbd.d/rt_drbd.res").exists());
     assert!(!file.exists() && attachments(&file).is_empty());
 }
+
+/// `systemctl stop` sends SIGTERM: the server stops accepting and exits cleanly.
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        config_text(dir.path(), &format!("listen = \"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
+    let mut child = Proc::new(env!("CARGO_BIN_EXE_blockstor-agent"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("BLOCKSTOR_AGENT_TOKEN", "t")
+        .env("BLOCKSTOR_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "agent did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(Proc::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

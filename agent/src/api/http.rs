@@ -148,14 +148,44 @@ pub async fn serve(
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
             tracing::info!(%listen, "serving HTTPS");
+            let handle = axum_server::Handle::new();
+            let on_signal = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                on_signal.graceful_shutdown(Some(DRAIN));
+            });
             axum_server::bind_rustls(listen, config)
+                .handle(handle)
                 .serve(app.into_make_service())
                 .await
         }
         None => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             tracing::info!(listen = %listener.local_addr()?, "serving HTTP");
-            axum::serve(listener, app).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
         }
     }
+}
+
+/// How long a stop waits for requests in flight: a step cut short is recovered by the journal,
+/// but finishing it is kinder.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// SIGTERM (systemd stop) or SIGINT: stop accepting, let requests in flight finish.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping: finishing requests in flight");
 }
