@@ -852,3 +852,48 @@ async fn delete_after_a_refused_apply_never_destroys_someone_elses_device() {
     );
     assert!(r.host.zeroed.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn plan_of_drbd_over_luks_over_storage_walks_all_three_layers_without_secrets() {
+    let r = drbd_rig(true);
+    let mut d = drbd_desired(0, 1);
+    d.layer_stack = blockstor_proto::LayerStack::parse(&["DRBD", "LUKS", "STORAGE"]).unwrap();
+    d.luks = Some(serde_json::from_str(&format!(r#"{{"passphrase":"{PASS}"}}"#)).unwrap());
+    let plan = r.engine.plan(d).await.unwrap();
+    let layers: Vec<&str> = plan.steps.iter().map(|s| s.layer.as_str()).collect();
+    assert_eq!(
+        layers,
+        ["STORAGE", "STORAGE", "LUKS", "LUKS", "DRBD", "DRBD", "DRBD", "DRBD", "DRBD"],
+        "{plan:#?}"
+    );
+    let text = serde_json::to_string(&plan).unwrap();
+    assert!(!text.contains(PASS) && !text.contains(SHARED), "{text}");
+    let res = r.state.join("drbd.d/db.res");
+    assert!(!r.host.exists(&res), "plan writes nothing");
+    assert!(plan.steps[5].argv.iter().any(|a| a.contains("create-md")));
+    let read_only = |c: &String| c == "drbdadm --version" || c == "drbdsetup status db";
+    assert!(
+        r.runner.commands().iter().all(read_only),
+        "{:?}",
+        r.runner.commands()
+    );
+}
+
+#[tokio::test]
+async fn drbd_over_luks_replicates_the_dm_crypt_mapping() {
+    let r = drbd_rig(true);
+    r.runner.on(&["cryptsetup", "isLuks"], Output::fail(1, ""));
+    r.runner.on(&["drbdsetup", "status"], Output::fail(10, ""));
+    r.runner
+        .on(&["drbdmeta"], Output::fail(1, "No valid meta data found"));
+    let mut d = drbd_desired(0, 1);
+    d.layer_stack = blockstor_proto::LayerStack::parse(&["DRBD", "LUKS", "STORAGE"]).unwrap();
+    d.luks = Some(serde_json::from_str(&format!(r#"{{"passphrase":"{PASS}"}}"#)).unwrap());
+    let o = r.engine.apply(d).await.unwrap();
+    let text = r.host.texts.lock().unwrap()[&r.state.join("drbd.d/db.res")].clone();
+    assert!(text.contains("disk /dev/mapper/db-0-luks;"), "{text}");
+    let cmds = r.runner.commands();
+    assert!(position(&cmds, "cryptsetup open --type luks2") < position(&cmds, "drbdadm -c"));
+    assert_eq!(o.volumes[0].device_path.as_deref(), Some("/dev/drbd1000"));
+    assert_eq!(o.volumes[0].backing_device.as_deref(), Some(LOOP));
+}
