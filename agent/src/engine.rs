@@ -57,18 +57,24 @@ impl Engine {
         let existing = self.store.get(&d.name)?;
         self.check_against_record(&d, existing.as_ref())?;
         self.check_collisions(&d)?;
-        let mut record =
-            existing.unwrap_or_else(|| ResourceRecord::new(StoredSpec::from_desired(&d)));
-        let generation = record.generation;
-        record.spec = StoredSpec::from_desired(&d);
-        record.generation = generation;
-        self.store.put(&record)?;
+        let spec = StoredSpec::from_desired(&d);
+        let unchanged = existing.as_ref().is_some_and(|r| r.spec == spec);
+        let mut record = existing.unwrap_or_else(|| ResourceRecord::new(spec.clone()));
+        record.spec = spec;
+        if !unchanged {
+            // The desired state is on disk before any step runs.
+            self.store.put(&record)?;
+        }
+        let before = record.clone();
         let walk = self.walk_apply(&d, &mut record, false).await?;
         record.generation = d.generation;
         for v in &d.volumes {
             record.volume(v.number).adopted = true;
         }
-        self.store.put(&record)?;
+        // Also makes lazily written "done" marks durable; a no-op re-apply writes nothing.
+        if record != before {
+            self.store.put(&record)?;
+        }
         Ok(self.observed(&record, &walk))
     }
 

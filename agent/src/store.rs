@@ -193,9 +193,13 @@ impl Store {
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(redb::StorageError::Io)?;
         let db = Database::create(state_dir.join("agent.redb"))?;
-        let tx = db.begin_write()?;
-        tx.open_table(RESOURCES)?;
-        tx.commit()?;
+        // Create the table once; later opens skip the (fsynced) write.
+        let exists = db.begin_read()?.open_table(RESOURCES).is_ok();
+        if !exists {
+            let tx = db.begin_write()?;
+            tx.open_table(RESOURCES)?;
+            tx.commit()?;
+        }
         Ok(Store { db: Arc::new(db) })
     }
 
@@ -229,10 +233,26 @@ impl Store {
         })
     }
 
-    /// Writes the record durably (redb commits are fsynced).
+    /// Writes the record durably (the commit is fsynced before this returns).
     pub fn put(&self, record: &ResourceRecord) -> Result<(), StoreError> {
+        self.write(record, redb::Durability::Immediate)
+    }
+
+    /// Writes the record without waiting for the disk; the next durable write carries it.
+    /// For "step done" marks only: losing one means the step is found interrupted after a
+    /// crash and re-observed, which is safe; an intent is always written with [`Store::put`].
+    pub fn put_lazy(&self, record: &ResourceRecord) -> Result<(), StoreError> {
+        self.write(record, redb::Durability::None)
+    }
+
+    fn write(
+        &self,
+        record: &ResourceRecord,
+        durability: redb::Durability,
+    ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record)?;
-        let tx = self.db.begin_write()?;
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(durability);
         {
             let mut table = tx.open_table(RESOURCES)?;
             table.insert(record.spec.name.as_str(), bytes.as_slice())?;

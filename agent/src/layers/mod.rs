@@ -117,7 +117,7 @@ impl Cx<'_> {
         let out = self.runner.run_ok(cmd).await;
         if out.is_ok() {
             self.record.done(seq);
-            self.persist()?;
+            self.persist_done()?;
         }
         Ok(out?)
     }
@@ -149,7 +149,15 @@ impl Cx<'_> {
             )
         })?;
         self.record.done(seq);
-        self.persist()
+        self.persist_done()
+    }
+
+    /// Writes a "done" mark lazily (see [`Store::put_lazy`]), unless planning.
+    fn persist_done(&self) -> Result<()> {
+        match (self.dry_run, self.store) {
+            (false, Some(store)) => Ok(store.put_lazy(self.record)?),
+            _ => Ok(()),
+        }
     }
 
     /// Writes the record, unless planning.
