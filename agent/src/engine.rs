@@ -130,6 +130,7 @@ impl Engine {
         let mut cx = self.cx(&mut record, None, false);
         for layer in &layers {
             layer.observe(&mut cx, &mut vols).await?;
+            layer.prepare_teardown(&mut cx, &mut vols).await?;
         }
         for layer in layers.iter().rev() {
             layer.teardown(&mut cx, &mut vols).await?;

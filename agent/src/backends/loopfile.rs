@@ -184,7 +184,14 @@ impl Backend for LoopFile {
         if current.is_none() && cx.host.file_size(&file).ok().flatten().is_none() {
             return Ok(());
         }
-        for dev in self.attachments(cx, &file).await? {
+        let mut devices = self.attachments(cx, &file).await?;
+        // The device teardown itself attached may not be listed yet; detach it too.
+        if let Some(dev) = current.and_then(|b| b.device) {
+            if !devices.contains(&dev) {
+                devices.push(dev);
+            }
+        }
+        for dev in devices {
             cx.act(
                 Layer::Storage,
                 &Command::new("losetup", ["-d", dev.as_str()]),

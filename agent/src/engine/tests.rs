@@ -897,3 +897,36 @@ async fn drbd_over_luks_replicates_the_dm_crypt_mapping() {
     assert_eq!(o.volumes[0].device_path.as_deref(), Some("/dev/drbd1000"));
     assert_eq!(o.volumes[0].backing_device.as_deref(), Some(LOOP));
 }
+
+#[tokio::test]
+async fn delete_reattaches_a_detached_loop_file_to_erase_its_luks_header() {
+    let r = rig();
+    r.runner.on(
+        &["losetup", "-f", "--show"],
+        Output::ok(format!("{LOOP}\n")),
+    );
+    r.runner
+        .once(&["cryptsetup", "isLuks"], Output::fail(1, ""));
+    r.engine
+        .apply(desired(luks_stack(), "65536", Some(PASS)))
+        .await
+        .unwrap();
+    // After a reboot: the file is there, attached to nothing.
+    r.host.put(r.file(), MIB64, true);
+    r.host.put(LOOP, MIB64, false);
+    r.runner.on(&["losetup", "-j"], Output::ok(""));
+    r.runner.on(&["cryptsetup", "isLuks"], Output::ok(""));
+    r.runner
+        .on(&["cryptsetup", "luksUUID"], Output::ok("u-1\n"));
+    r.runner.clear();
+    r.engine.delete(&"db".parse().unwrap()).await.unwrap();
+    let cmds = r.runner.commands();
+    let attach = position(&cmds, "losetup -f --show");
+    assert!(
+        attach < position(&cmds, "cryptsetup erase --batch-mode /dev/loop7"),
+        "{cmds:#?}"
+    );
+    assert_eq!(*r.host.zeroed.lock().unwrap(), [PathBuf::from(LOOP)]);
+    assert!(position(&cmds, "cryptsetup erase") < position(&cmds, "losetup -d /dev/loop7"));
+    assert!(!r.host.exists(Path::new(&r.file())));
+}

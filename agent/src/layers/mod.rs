@@ -28,6 +28,12 @@ pub trait Layer: Send + Sync {
     /// Converges every volume to the desired state; runs only the steps still needed.
     /// Called after `observe`.
     async fn apply(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()>;
+    /// Before a teardown, right after this layer's `observe`: make what the layers above must
+    /// undo reachable (a loop file not attached since a reboot still carries a LUKS header
+    /// that must be erased). Default: nothing.
+    async fn prepare_teardown(&self, _cx: &mut Cx<'_>, _vols: &mut [Vol]) -> Result<()> {
+        Ok(())
+    }
     /// Removes this layer from every volume; missing pieces are skipped. Called after
     /// `observe` of all layers, top-down.
     async fn teardown(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()>;

@@ -71,6 +71,22 @@ impl Layer for Storage {
         Ok(())
     }
 
+    async fn prepare_teardown(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        if !self.luks_above {
+            return Ok(());
+        }
+        for v in vols.iter_mut() {
+            let detached = v.backing.as_ref().is_some_and(|b| b.device.is_none());
+            if detached && cx.record.owns(v.number) {
+                let b = v.backing.take().expect("checked above");
+                let b = self.backend.activate(cx, v.number, b).await?;
+                v.top = b.device.clone();
+                v.backing = Some(b);
+            }
+        }
+        Ok(())
+    }
+
     async fn teardown(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
         for v in vols.iter_mut() {
             if v.backing.is_some() && !cx.record.owns(v.number) {
