@@ -95,6 +95,37 @@ impl Luks {
         Command::new("cryptsetup", args).with_secret(pass)
     }
 
+    /// `cryptsetup open --test-passphrase`: read-only; a wrong passphrase is
+    /// `luks_passphrase_mismatch` and nothing has been changed.
+    async fn verify_passphrase(cx: &Cx<'_>, dev: &str, vol: u32, pass: &Passphrase) -> Result<()> {
+        let test = Command::new(
+            "cryptsetup",
+            ["open", "--test-passphrase", "--key-file=-", dev],
+        )
+        .with_secret(pass);
+        let out = cx.observe(&test).await?;
+        if out.success() {
+            return Ok(());
+        }
+        // Exit code 2: no key slot opened with this passphrase.
+        if out.status == 2 || out.stderr.contains("No key available") {
+            return Err(Error::new(
+                Kind::Unprocessable,
+                "luks_passphrase_mismatch",
+                format!(
+                    "the passphrase does not open the LUKS header on {dev} (volume {vol});                      nothing was changed. Use the passphrase the volume was created with"
+                ),
+            )
+            .field("passphrase"));
+        }
+        Err(RunError::Failed {
+            command: test.to_string(),
+            status: out.status,
+            stderr: crate::runner::trim_stderr(&out.stderr),
+        }
+        .into())
+    }
+
     /// The error for a kernel without device-mapper, saying what was already done.
     fn no_device_mapper(dev: &str, detail: &str) -> Error {
         Error::new(
@@ -210,38 +241,9 @@ impl Layer for Luks {
                     .is_some_and(|d| d.generation != cx.record.generation);
             let verify = !formatted_now && !cx.dry_run && (!was_open || new_generation);
             if verify {
-                {
-                    let test = Command::new(
-                        "cryptsetup",
-                        ["open", "--test-passphrase", "--key-file=-", dev.as_str()],
-                    )
-                    .with_secret(&pass);
-                    let out = cx.observe(&test).await?;
-                    if !out.success() {
-                        // Exit code 2: no key slot opened with this passphrase.
-                        if out.status == 2 || out.stderr.contains("No key available") {
-                            return Err(Error::new(
-                                Kind::Unprocessable,
-                                "luks_passphrase_mismatch",
-                                format!(
-                                    "the passphrase does not open the LUKS header on {dev} \
-                                     (volume {}); nothing was changed. Use the passphrase the \
-                                     volume was created with",
-                                    v.number
-                                ),
-                            )
-                            .field("passphrase"));
-                        }
-                        return Err(RunError::Failed {
-                            command: test.to_string(),
-                            status: out.status,
-                            stderr: crate::runner::trim_stderr(&out.stderr),
-                        }
-                        .into());
-                    }
-                    cx.record.volume(v.number).adopted = true;
-                    cx.persist()?;
-                }
+                Self::verify_passphrase(cx, &dev, v.number, &pass).await?;
+                cx.record.volume(v.number).adopted = true;
+                cx.persist()?;
             }
             if !was_open {
                 if !cx.dry_run && !cx.host.device_mapper_available() {
