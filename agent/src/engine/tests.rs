@@ -651,6 +651,10 @@ fn drbd_rig(module: bool) -> Rig {
     r
 }
 
+fn res_path(r: &Rig) -> String {
+    r.state.join("drbd.d/db.res").display().to_string()
+}
+
 fn position(cmds: &[String], prefix: &str) -> usize {
     cmds.iter()
         .position(|c| c.starts_with(prefix))
@@ -661,7 +665,7 @@ fn position(cmds: &[String], prefix: &str) -> usize {
 async fn drbd_first_creation_renders_creates_metadata_adjusts_and_forces_the_lowest_node_primary() {
     let r = drbd_rig(true);
     r.runner.on(
-        &["drbdsetup", "status"],
+        &["drbdadm", "-c", &res_path(&r), "role"],
         Output::fail(10, "'db' not defined"),
     );
     r.runner
@@ -702,8 +706,10 @@ async fn drbd_first_creation_renders_creates_metadata_adjusts_and_forces_the_low
 #[tokio::test]
 async fn drbd_reapply_when_up_only_adjusts_and_a_higher_node_id_never_forces_primary() {
     let r = drbd_rig(true);
-    r.runner
-        .on(&["drbdsetup", "status"], Output::ok("db role:Secondary"));
+    r.runner.on(
+        &["drbdadm", "-c", &res_path(&r), "role"],
+        Output::ok("Secondary"),
+    );
     r.runner.on(&["drbdmeta"], Output::ok(""));
     r.engine.apply(drbd_desired(1, 0)).await.unwrap();
     let cmds = r.runner.commands();
@@ -731,8 +737,10 @@ async fn drbd_without_the_kernel_module_stops_before_adjust_with_a_clear_error()
 #[tokio::test]
 async fn drbd_delete_goes_down_before_the_storage_goes() {
     let r = drbd_rig(true);
-    r.runner
-        .on(&["drbdsetup", "status"], Output::ok("db role:Secondary"));
+    r.runner.on(
+        &["drbdadm", "-c", &res_path(&r), "role"],
+        Output::ok("Secondary"),
+    );
     r.runner.on(&["drbdmeta"], Output::ok(""));
     r.engine.apply(drbd_desired(0, 1)).await.unwrap();
     r.host.put(r.file(), MIB64, true);
@@ -744,7 +752,8 @@ async fn drbd_delete_goes_down_before_the_storage_goes() {
     r.engine.delete(&"db".parse().unwrap()).await.unwrap();
     let cmds = r.runner.commands();
     assert!(
-        position(&cmds, "drbdsetup down db") < position(&cmds, "losetup -d"),
+        position(&cmds, &format!("drbdadm -c {} down db", res_path(&r)))
+            < position(&cmds, "losetup -d"),
         "{cmds:#?}"
     );
     assert!(!r.host.exists(&r.state.join("drbd.d/db.res")));
@@ -871,7 +880,7 @@ async fn plan_of_drbd_over_luks_over_storage_walks_all_three_layers_without_secr
     let res = r.state.join("drbd.d/db.res");
     assert!(!r.host.exists(&res), "plan writes nothing");
     assert!(plan.steps[5].argv.iter().any(|a| a.contains("create-md")));
-    let read_only = |c: &String| c == "drbdadm --version" || c == "drbdsetup status db";
+    let read_only = |c: &String| c == "drbdadm --version";
     assert!(
         r.runner.commands().iter().all(read_only),
         "{:?}",
@@ -883,7 +892,10 @@ async fn plan_of_drbd_over_luks_over_storage_walks_all_three_layers_without_secr
 async fn drbd_over_luks_replicates_the_dm_crypt_mapping() {
     let r = drbd_rig(true);
     r.runner.on(&["cryptsetup", "isLuks"], Output::fail(1, ""));
-    r.runner.on(&["drbdsetup", "status"], Output::fail(10, ""));
+    r.runner.on(
+        &["drbdadm", "-c", &res_path(&r), "role"],
+        Output::fail(10, ""),
+    );
     r.runner
         .on(&["drbdmeta"], Output::fail(1, "No valid meta data found"));
     let mut d = drbd_desired(0, 1);

@@ -1,7 +1,7 @@
 //! DRBD: replication above LUKS or STORAGE. Renders `<state_dir>/drbd.d/<rd>.res` for the
 //! node's DRBD version ([`render`]), creates metadata only where none exists, brings the
 //! resource up with `drbdadm adjust` (idempotent), and on first creation forces the lowest node
-//! id to be the initial sync source. Teardown: `drbdsetup down`, then the `.res` goes.
+//! id to be the initial sync source. Teardown: `drbdadm down`, then the `.res` goes.
 
 pub mod render;
 pub mod version;
@@ -37,9 +37,17 @@ impl Drbd {
         path.display().to_string()
     }
 
-    async fn is_up(cx: &Cx<'_>) -> Result<bool> {
+    /// Whether the resource is up: `drbdadm role` answers for 8.4 and 9 alike (drbdadm
+    /// dispatches to the utils matching the kernel; drbdsetup 8.4 has no `status`).
+    async fn is_up(cx: &Cx<'_>, res: &Path) -> Result<bool> {
+        if !cx.host.exists(res) {
+            return Ok(false);
+        }
         let out = cx
-            .observe(&Command::new("drbdsetup", ["status", cx.rd.as_str()]))
+            .observe(&Command::new(
+                "drbdadm",
+                ["-c", Self::res_arg(res).as_str(), "role", cx.rd.as_str()],
+            ))
             .await?;
         Ok(out.success())
     }
@@ -105,7 +113,7 @@ impl Layer for Drbd {
             return Ok(());
         };
         let up = if cx.host.exists(&res) || cx.host.drbd_available() {
-            Self::is_up(cx).await?
+            Self::is_up(cx, &res).await?
         } else {
             false
         };
@@ -166,7 +174,7 @@ impl Layer for Drbd {
             )?;
         }
         let res_arg = Self::res_arg(&res);
-        let up = !cx.dry_run && cx.host.drbd_available() && Self::is_up(cx).await?;
+        let up = !cx.dry_run && cx.host.drbd_available() && Self::is_up(cx, &res).await?;
         if !up {
             for (v, l) in vols.iter().zip(&locals) {
                 let fresh = v.created_now && cx.dry_run;
@@ -264,14 +272,15 @@ impl Layer for Drbd {
     }
 
     async fn teardown(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        let res = self.res_file(cx);
         if cx.drbd.as_ref().is_some_and(|o| o.up) {
+            let res_arg = Self::res_arg(&res);
             cx.act(
                 L::Drbd,
-                &Command::new("drbdsetup", ["down", cx.rd.as_str()]),
+                &Command::new("drbdadm", ["-c", res_arg.as_str(), "down", cx.rd.as_str()]),
             )
             .await?;
         }
-        let res = self.res_file(cx);
         if cx.host.exists(&res) {
             let path = res.clone();
             cx.act_host(
