@@ -69,7 +69,11 @@ impl Attribute {
         Self::new(name, ty, Mode::OptionalComputed, description)
     }
 
-    /// An optional NestedType SINGLE attribute.
+    /// An optional NestedType SINGLE attribute. It is also *computed*: Terraform 1.0.3
+    /// panics building the proposed state of a non-computed nested attribute left null in
+    /// config (objchange.proposedNewNestedType calls GetAttr on the null object); for a
+    /// computed one with null config it takes the prior value instead. The provider never
+    /// sets it, so it stays what the configuration says.
     pub fn nested_single(
         name: &'static str,
         attributes: Vec<Attribute>,
@@ -78,7 +82,7 @@ impl Attribute {
         Attribute {
             name,
             ty: AttrType::NestedSingle(attributes),
-            mode: Mode::Optional,
+            mode: Mode::OptionalComputed,
             sensitive: false,
             description,
         }

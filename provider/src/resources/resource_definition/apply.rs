@@ -146,18 +146,19 @@ async fn converge(
     }
 
     let all: Vec<&NodeInfo> = infos.values().collect();
-    let pool: StoragePoolName = match planned.get("effective_storage_pool").as_str() {
-        Some(p) => match choose_pool(&all, Some(p)) {
-            Ok(p) => p,
-            Err(e) => return placement_error(prior, private, diags, e),
-        },
-        None => {
-            let wanted = eff.storage_pool.clone().known();
-            match choose_pool(&all, wanted.as_deref()) {
-                Ok(p) => p,
-                Err(e) => return placement_error(prior, private, diags, e),
-            }
-        }
+    let wanted_pool = planned
+        .get("effective_storage_pool")
+        .as_str()
+        .map(str::to_owned)
+        .or(eff.storage_pool.clone().known());
+    // With open placement a named pool need only exist on the nodes chosen for it.
+    let pool_check: &[&NodeInfo] = match (&planned_nodes, &wanted_pool) {
+        (None, Some(_)) => &[],
+        _ => &all,
+    };
+    let pool: StoragePoolName = match choose_pool(pool_check, wanted_pool.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return placement_error(prior, private, diags, e),
     };
     let nodes = match planned_nodes {
         Some(n) => n,
