@@ -15,7 +15,7 @@ use crate::{process, Outcome};
 pub const VERSION: &str = "1.0.3";
 
 /// How long one terraform command may take before it is killed.
-const TIMEOUT: Duration = Duration::from_secs(300);
+const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Path of a terraform binary that reports [`VERSION`], or why there is none.
 pub fn locate() -> Result<PathBuf, String> {
