@@ -301,3 +301,44 @@ async fn with_tls_disabled_it_serves_plaintext_and_prints_an_empty_cert() {
         .expect("plaintext connection");
     schema_then_shutdown(&mut plugin, channel).await;
 }
+
+#[test]
+fn an_orphaned_plugin_stops_when_terraform_is_gone() {
+    // The shell starts the plugin in the background and exits a second later without any
+    // Shutdown, as a crashed Terraform would: the plugin is re-parented and must stop by itself.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "\"$0\" >/dev/null 2>&1 & echo $!; sleep 1", BINARY])
+        .env("TF_PLUGIN_MAGIC_COOKIE", COOKIE)
+        .env("PLUGIN_PROTOCOL_VERSIONS", "6")
+        .env_remove("PLUGIN_CLIENT_CERT")
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while is_running(&proc_dir) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphaned plugin {pid} still running after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A zombie (state Z) has exited; only its parent has not reaped it yet.
+fn is_running(proc_dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat"))
+        .map(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}

@@ -81,6 +81,7 @@ pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone());
+    spawn_parent_watch(shutdown.clone());
 
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
@@ -241,6 +242,29 @@ fn spawn_signal_handlers(shutdown: CancellationToken) {
                     return;
                 }
                 _ = int.recv() => tracing::debug!("SIGINT ignored: Terraform stops providers through StopProvider"),
+            }
+        }
+    });
+}
+
+/// Stops the server when Terraform is gone without calling Shutdown (it crashed or was killed):
+/// an orphaned provider would otherwise live on, holding Terraform's inherited pipes open.
+/// Polls the parent pid, because `PR_SET_PDEATHSIG` fires on the death of the forking *thread*,
+/// which in a Go parent is not the process.
+fn spawn_parent_watch(shutdown: CancellationToken) {
+    let parent = std::os::unix::process::parent_id();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    if std::os::unix::process::parent_id() != parent {
+                        tracing::warn!(parent, "Terraform (the parent process) is gone: stopping the plugin server");
+                        shutdown.cancel();
+                        return;
+                    }
+                }
             }
         }
     });
