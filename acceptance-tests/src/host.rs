@@ -83,8 +83,10 @@ pub fn in_ci() -> bool {
 }
 
 /// Whether this kernel has device-mapper, which `cryptsetup open` (dm-crypt) needs.
+/// `/dev/mapper/control` is no evidence: libdevmapper creates that node even when the kernel
+/// has no driver behind it; the kernel's own lists are.
 pub fn has_device_mapper() -> bool {
-    Path::new("/dev/mapper/control").exists()
+    Path::new("/sys/module/dm_mod").exists()
         || std::fs::read_to_string("/proc/misc").is_ok_and(|m| m.contains("device-mapper"))
 }
 

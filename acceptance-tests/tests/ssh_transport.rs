@@ -140,9 +140,10 @@ fn unknown_ssh_host_key_is_refused() {
     tf.init().assert_success();
     let apply = tf.apply();
     apply.assert_failure();
+    let text = apply.combined();
     assert!(
-        apply.combined().to_lowercase().contains("host key"),
-        "the error should name the host key:\n{apply}"
+        text.contains("known_hosts") && text.contains("SHA256:"),
+        "the error should name known_hosts and the offered key's fingerprint:\n{apply}"
     );
     assert!(
         loops::files_under(&agent_dir.join("pools/files")).is_empty(),
