@@ -10,6 +10,7 @@ pub mod api;
 pub mod backends;
 pub mod check;
 pub mod config;
+pub mod crash;
 pub mod engine;
 pub mod error;
 pub mod host;

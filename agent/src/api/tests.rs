@@ -235,3 +235,268 @@ async fn stdio_answers_one_line_with_the_http_body_or_an_error() {
         (Some("invalid_request"), Some("name"))
     );
 }
+
+/// A document for `db` with one JSON fragment replaced: `(from, to)` applied to [`doc`].
+fn doc_with(from: &str, to: &str) -> String {
+    let d = doc("db", r#"["STORAGE"]"#, "");
+    assert!(d.contains(from), "{from} not in {d}");
+    d.replacen(from, to, 1)
+}
+
+#[tokio::test]
+async fn thirty_hostile_names_and_documents_get_400_a_code_and_the_field_before_any_process() {
+    let (_d, e, runner) = engine();
+    let storage = doc("db", r#"["STORAGE"]"#, "");
+    let luks = |props: &str| {
+        doc(
+            "db",
+            r#"["LUKS","STORAGE"]"#,
+            &format!(r#","luks":{{"passphrase":"p"}},"props":{{{props}}}"#),
+        )
+    };
+    let long = "a".repeat(300);
+    // (url name, body, code, field)
+    let cases: Vec<(String, String, &str, &str)> = vec![
+        // Names in the URL: traversal, shell metacharacters, reserved, unicode, over-long.
+        ("x%2F..".into(), storage.clone(), "invalid_name", "name"),
+        ("%2E%2E".into(), storage.clone(), "invalid_name", "name"),
+        (
+            "%2Fetc%2Fpasswd".into(),
+            storage.clone(),
+            "invalid_name",
+            "name",
+        ),
+        (
+            "a%3Brm%20-rf%20%2F".into(),
+            storage.clone(),
+            "invalid_name",
+            "name",
+        ),
+        (
+            "%24%28reboot%29".into(),
+            storage.clone(),
+            "invalid_name",
+            "name",
+        ),
+        ("a%60id%60".into(), storage.clone(), "invalid_name", "name"),
+        ("a%7Cb".into(), storage.clone(), "invalid_name", "name"),
+        ("a%0Ab".into(), storage.clone(), "invalid_name", "name"),
+        ("a%00b".into(), storage.clone(), "invalid_name", "name"),
+        ("-rf".into(), storage.clone(), "invalid_name", "name"),
+        ("all".into(), storage.clone(), "invalid_name", "name"),
+        ("ALL".into(), storage.clone(), "invalid_name", "name"),
+        ("proxy".into(), storage.clone(), "invalid_name", "name"),
+        (
+            "%C3%A9t%C3%A9".into(),
+            storage.clone(),
+            "invalid_name",
+            "name",
+        ),
+        (
+            "db%E2%80%AE".into(),
+            storage.clone(),
+            "invalid_name",
+            "name",
+        ),
+        (long.clone(), storage.clone(), "invalid_name", "name"),
+        ("a*".into(), storage.clone(), "invalid_name", "name"),
+        // Names in the document.
+        (
+            "db".into(),
+            doc("other", r#"["STORAGE"]"#, ""),
+            "name_mismatch",
+            "name",
+        ),
+        (
+            "db".into(),
+            doc("../etc", r#"["STORAGE"]"#, ""),
+            "invalid_request",
+            "name",
+        ),
+        (
+            "db".into(),
+            doc("", r#"["STORAGE"]"#, ""),
+            "invalid_request",
+            "name",
+        ),
+        (
+            "db".into(),
+            doc("all", r#"["STORAGE"]"#, ""),
+            "invalid_request",
+            "name",
+        ),
+        (
+            "db".into(),
+            doc("d b", r#"["STORAGE"]"#, ""),
+            "invalid_request",
+            "name",
+        ),
+        (
+            "db".into(),
+            doc(&long, r#"["STORAGE"]"#, ""),
+            "invalid_request",
+            "name",
+        ),
+        // Sizes and volumes.
+        (
+            "db".into(),
+            doc_with("65536", "-1"),
+            "invalid_request",
+            "volumes[0].size_kib",
+        ),
+        (
+            "db".into(),
+            doc_with("65536", "1"),
+            "invalid_request",
+            "volumes[0].size_kib",
+        ),
+        (
+            "db".into(),
+            doc_with("65536", "1e30"),
+            "invalid_request",
+            "volumes[0].size_kib",
+        ),
+        (
+            "db".into(),
+            doc_with("65536", "\"64M; rm\""),
+            "invalid_request",
+            "volumes[0].size_kib",
+        ),
+        (
+            "db".into(),
+            doc_with(r#""number":0"#, r#""number":-1"#),
+            "invalid_request",
+            "volumes[0].number",
+        ),
+        (
+            "db".into(),
+            doc_with(r#""number":0"#, r#""number":100"#),
+            "invalid_volumes",
+            "volumes[0].number",
+        ),
+        (
+            "db".into(),
+            doc_with(
+                r#"{"number":0,"size_kib":65536}"#,
+                r#"{"number":0,"size_kib":65536},{"number":0,"size_kib":65536}"#,
+            ),
+            "invalid_volumes",
+            "volumes[1].number",
+        ),
+        (
+            "db".into(),
+            doc_with(r#"{"number":0,"size_kib":65536}"#, ""),
+            "invalid_volumes",
+            "volumes",
+        ),
+        // Pools.
+        (
+            "db".into(),
+            doc_with(r#""pool":"files""#, r#""pool":"-rf""#),
+            "invalid_request",
+            "storage.pool",
+        ),
+        (
+            "db".into(),
+            doc_with(r#""pool":"files""#, r#""pool":"../x""#),
+            "invalid_request",
+            "storage.pool",
+        ),
+        (
+            "db".into(),
+            doc_with(r#""pool":"files""#, r#""pool":"a;b""#),
+            "invalid_request",
+            "storage.pool",
+        ),
+        (
+            "db".into(),
+            doc_with(r#""pool":"files""#, r#""pool":"""#),
+            "invalid_request",
+            "storage.pool",
+        ),
+        // Layer stacks.
+        (
+            "db".into(),
+            doc("db", r#"["LUKS","DRBD"]"#, ""),
+            "invalid_request",
+            "layer_stack",
+        ),
+        (
+            "db".into(),
+            doc("db", r#"["STORAGE","STORAGE"]"#, ""),
+            "invalid_request",
+            "layer_stack",
+        ),
+        (
+            "db".into(),
+            doc("db", r#"["NVME","STORAGE"]"#, ""),
+            "invalid_request",
+            "layer_stack",
+        ),
+        (
+            "db".into(),
+            doc("db", r#"["DRBD","STORAGE"]"#, ""),
+            "drbd_missing",
+            "drbd",
+        ),
+        // LUKS.
+        (
+            "db".into(),
+            doc("db", r#"["LUKS","STORAGE"]"#, ""),
+            "luks_passphrase_missing",
+            "passphrase",
+        ),
+        (
+            "db".into(),
+            doc(
+                "db",
+                r#"["LUKS","STORAGE"]"#,
+                r#","luks":{"passphrase":""}"#,
+            ),
+            "luks_passphrase_missing",
+            "passphrase",
+        ),
+        (
+            "db".into(),
+            luks(r#""Luks/pbkdf":"md5; reboot""#),
+            "invalid_prop",
+            "props[\"Luks/pbkdf\"]",
+        ),
+        (
+            "db".into(),
+            luks(r#""Luks/iter-time":"-1""#),
+            "invalid_prop",
+            "props[\"Luks/iter-time\"]",
+        ),
+        // Not a document at all.
+        (
+            "db".into(),
+            r#"{"name":"db","extra":1}"#.into(),
+            "invalid_request",
+            "",
+        ),
+        ("db".into(), "not json".into(), "invalid_request", ""),
+        ("db".into(), String::new(), "invalid_request", ""),
+    ];
+    assert!(cases.len() >= 30);
+    for (name, body, code, field) in &cases {
+        for method in [Method::PUT, Method::POST] {
+            let p = if method == Method::POST {
+                format!("/v1/resources/{name}/plan")
+            } else {
+                format!("/v1/resources/{name}")
+            };
+            let (s, b) = call(&e, method.clone(), &p, Some(TOKEN), body).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {p} {body}: {b}");
+            assert_eq!(b["code"], *code, "{p} {body}: {b}");
+            if !field.is_empty() {
+                assert_eq!(b["field"], *field, "{p} {body}: {b}");
+            }
+            assert!(
+                b["message"].as_str().is_some_and(|m| m.len() > 10),
+                "a message that says what is wrong: {b}"
+            );
+        }
+    }
+    assert!(runner.calls().is_empty(), "{:?}", runner.commands());
+}

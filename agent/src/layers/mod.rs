@@ -121,6 +121,7 @@ impl Cx<'_> {
         self.persist()?;
         tracing::info!(rd = %self.rd, layer = layer.as_str(), command = %cmd, "step");
         let out = self.runner.run_ok(cmd).await;
+        crate::crash::after_step();
         if out.is_ok() {
             self.record.done(seq);
             self.persist_done()?;
@@ -154,6 +155,7 @@ impl Cx<'_> {
                 format!("{action}: {e}"),
             )
         })?;
+        crate::crash::after_step();
         self.record.done(seq);
         self.persist_done()
     }

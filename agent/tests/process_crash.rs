@@ -1,0 +1,438 @@
+//! The real `blockstor-agent serve` process, killed and restarted (DESIGN.md §6), and watched
+//! for leaks of the passphrase. A debug build honours `BLOCKSTOR_AGENT_CRASH_AFTER_STEP=<n>`:
+//! the agent SIGKILLs itself right after its n-th journalled step ran, before the step is
+//! marked done. Needs root, loop devices, truncate and cryptsetup; skips otherwise.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::TcpStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Proc, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "crash-token";
+const PASS: &str = "zebra-Passphrase-7781";
+
+fn usable() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let tools = ["cryptsetup", "losetup", "truncate"]
+        .iter()
+        .all(|t| Proc::new(t).arg("--version").output().is_ok());
+    if !(root && tools && Path::new("/dev/loop-control").exists()) {
+        eprintln!("skipped: needs root, loop devices, truncate and cryptsetup (apt-get install -y cryptsetup-bin)");
+        return false;
+    }
+    true
+}
+
+fn attachments(file: &Path) -> Vec<String> {
+    let out = Proc::new("losetup").arg("-j").arg(file).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(d, _)| d.to_owned()))
+        .collect()
+}
+
+/// Detaches whatever is left if an assertion fails mid-test.
+struct Cleanup(PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for dev in attachments(&self.0) {
+            let _ = Proc::new("losetup").args(["-d", &dev]).status();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One request; `None` when the connection broke (the agent died mid-request).
+fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    if resp.len() < 12 {
+        return None;
+    }
+    let status = resp[9..12].parse().ok()?;
+    Some((status, resp.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+/// A running agent; its stderr goes to `log`.
+struct Agent {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Agent {
+    fn start(dir: &Path, crash_after: Option<u32>, log: &Path) -> Agent {
+        let port = free_port();
+        let (state, pool) = (dir.join("state"), dir.join("pool"));
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        let cfg = dir.join("agent.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "node_name = \"n1\"\nstate_dir = {state:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = {token_file:?}\n[[pool]]\nname = \"files\"\nbackend = \"loopfile\"\ndirectory = {pool:?}\n"
+            ),
+        )
+        .unwrap();
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut cmd = Proc::new(env!("CARGO_BIN_EXE_blockstor-agent"));
+        cmd.args(["serve", "--config"])
+            .arg(&cfg)
+            .env_remove("BLOCKSTOR_AGENT_TOKEN")
+            .env("BLOCKSTOR_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(logf);
+        match crash_after {
+            Some(n) => cmd.env("BLOCKSTOR_AGENT_CRASH_AFTER_STEP", n.to_string()),
+            None => cmd.env_remove("BLOCKSTOR_AGENT_CRASH_AFTER_STEP"),
+        };
+        let child = cmd.spawn().unwrap();
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "agent did not start"
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Agent { child, port }
+    }
+
+    /// PUTs the document; `Err(())` when the agent was SIGKILLed during the request.
+    fn put(&mut self, name: &str, doc: &str) -> Result<(u16, String), ()> {
+        match http(self.port, "PUT", &format!("/v1/resources/{name}"), doc) {
+            Some(r) => Ok(r),
+            None => {
+                let status = self.child.wait().unwrap();
+                assert_eq!(status.signal(), Some(9), "died by SIGKILL: {status:?}");
+                Err(())
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn doc(name: &str, stack: &str, size_kib: u64, pass: &str) -> String {
+    format!(
+        r#"{{"name":"{name}","layer_stack":{stack},"volumes":[{{"number":0,"size_kib":{size_kib}}}],
+            "storage":{{"pool":"files"}},"generation":1,"luks":{{"passphrase":"{pass}"}},
+            "props":{{"Luks/pbkdf":"pbkdf2","Luks/pbkdf-force-iterations":"1000"}}}}"#
+    )
+}
+
+fn luks_uuid(dev: &str) -> Option<String> {
+    let out = Proc::new("cryptsetup")
+        .args(["luksUUID", dev])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// How many times the agent ran luksFormat: the runner logs each process it spawns (debug).
+fn formats(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("blockstor_agent::runner") && l.contains("luksFormat"))
+        .count()
+}
+
+/// An apply either answers (a LUKS apply stops at `kernel_feature_missing` without dm-crypt)
+/// or converges; anything else is a failure.
+fn assert_converged(r: (u16, String)) {
+    match r.0 {
+        200 => {}
+        422 => assert!(r.1.contains("kernel_feature_missing"), "{}", r.1),
+        _ => panic!("apply after restart: {} {}", r.0, r.1),
+    }
+}
+
+fn write_at(path: &str, offset: u64, data: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn read_at(path: &str, offset: u64, len: usize) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Kills the agent after step `n` of an apply of `size_kib`, restarts it, re-applies.
+/// Returns false when the apply had fewer than `n` steps (nothing was killed).
+fn crash_and_reapply(dir: &Path, log: &Path, name: &str, doc: &str, n: u32) -> bool {
+    let mut dying = Agent::start(dir, Some(n), log);
+    let killed = match dying.put(name, doc) {
+        Err(()) => true,
+        Ok(r) => {
+            assert_converged(r);
+            false
+        }
+    };
+    drop(dying);
+    let mut agent = Agent::start(dir, None, log);
+    assert_converged(agent.put(name, doc).expect("no crash without the variable"));
+    // And again: a converged resource stays put.
+    assert_converged(agent.put(name, doc).unwrap());
+    killed
+}
+
+#[test]
+fn sigkilled_after_each_step_of_a_luks_apply_the_restarted_agent_converges_on_one_header() {
+    if !usable() {
+        return;
+    }
+    let marker = b"payload written before the crash";
+    for n in 1..=8u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        let name = format!("pc_luks_{n}");
+        let file = dir.path().join(format!("pool/{name}_00000.img"));
+        let _cleanup = Cleanup(file.clone());
+        let stack = r#"["LUKS","STORAGE"]"#;
+
+        // Create, killed after step n.
+        let killed_create =
+            crash_and_reapply(dir.path(), &log, &name, &doc(&name, stack, 16384, PASS), n);
+        let dev = attachments(&file).pop().expect("loop device attached");
+        assert_eq!(attachments(&file).len(), 1, "step {n}: one loop device");
+        let uuid = luks_uuid(&dev).expect("a LUKS header");
+        assert_eq!(
+            formats(&log),
+            1,
+            "step {n}: formatted exactly once: {}",
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("luksFormat"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+
+        // Data in the payload area (last 4 KiB of the file, past the LUKS header), then a
+        // grow killed after step n.
+        let end = std::fs::metadata(&file).unwrap().len();
+        write_at(&dev, end - 4096, marker);
+        let killed_grow =
+            crash_and_reapply(dir.path(), &log, &name, &doc(&name, stack, 32768, PASS), n);
+        let dev_after = attachments(&file).pop().expect("still attached");
+        assert_eq!(
+            luks_uuid(&dev_after).as_deref(),
+            Some(uuid.as_str()),
+            "step {n}: same header"
+        );
+        assert_eq!(formats(&log), 1, "step {n}: never a second luksFormat");
+        assert!(
+            std::fs::metadata(&file).unwrap().len() > end,
+            "step {n}: grown"
+        );
+        assert_eq!(
+            read_at(&dev_after, end - 4096, marker.len()),
+            marker,
+            "step {n}: data intact"
+        );
+
+        let mut agent = Agent::start(dir.path(), None, &log);
+        let (s, b) = http(agent.port, "DELETE", &format!("/v1/resources/{name}"), "").unwrap();
+        assert_eq!(s, 200, "{b}");
+        assert!(attachments(&file).is_empty() && !file.exists());
+        let _ = &mut agent;
+        if !killed_create && !killed_grow {
+            assert!(n > 2, "the first steps of an apply are always reached");
+            return;
+        }
+    }
+    panic!("an apply with more than 8 steps: raise the bound");
+}
+
+#[test]
+fn sigkilled_after_each_step_of_a_storage_grow_the_data_reads_back() {
+    if !usable() {
+        return;
+    }
+    let marker = b"storage data written before the crash";
+    for n in 1..=8u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        let name = format!("pc_st_{n}");
+        let file = dir.path().join(format!("pool/{name}_00000.img"));
+        let _cleanup = Cleanup(file.clone());
+        let stack = r#"["STORAGE"]"#;
+        let killed_create =
+            crash_and_reapply(dir.path(), &log, &name, &doc(&name, stack, 8192, PASS), n);
+        let dev = attachments(&file).pop().expect("attached");
+        write_at(&dev, 4 << 20, marker);
+        let killed_grow =
+            crash_and_reapply(dir.path(), &log, &name, &doc(&name, stack, 16384, PASS), n);
+        let after = attachments(&file);
+        assert_eq!(
+            after,
+            vec![dev.clone()],
+            "step {n}: same single loop device"
+        );
+        let sectors: u64 = std::fs::read_to_string(format!(
+            "/sys/block/{}/size",
+            dev.trim_start_matches("/dev/")
+        ))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        assert_eq!(
+            sectors * 512,
+            16 << 20,
+            "step {n}: the kernel sees the grown size"
+        );
+        assert_eq!(
+            read_at(&dev, 4 << 20, marker.len()),
+            marker,
+            "step {n}: data intact"
+        );
+        let agent = Agent::start(dir.path(), None, &log);
+        assert_eq!(
+            http(agent.port, "DELETE", &format!("/v1/resources/{name}"), "").map(|r| r.0),
+            Some(200)
+        );
+        if !killed_create && !killed_grow {
+            assert!(n > 2, "the first steps of an apply are always reached");
+            return;
+        }
+    }
+    panic!("an apply with more than 8 steps: raise the bound");
+}
+
+/// Every process's argv, and the environment of the agent's children, while requests run.
+fn watch_proc(needle: &'static [u8], stop: Arc<AtomicBool>, found: Arc<Mutex<Vec<String>>>) {
+    let me = std::process::id().to_string();
+    while !stop.load(Ordering::SeqCst) {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                continue;
+            }
+            for what in ["cmdline", "environ"] {
+                if let Ok(bytes) = std::fs::read(entry.path().join(what)) {
+                    if bytes.windows(needle.len()).any(|w| w == needle) {
+                        found.lock().unwrap().push(format!("/proc/{pid}/{what}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = vec![];
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            hits.extend(files_containing(&p, needle));
+        } else if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn the_passphrase_never_shows_in_argv_environ_logs_errors_or_the_store() {
+    if !usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let file = dir.path().join("pool/sec_00000.img");
+    let _cleanup = Cleanup(file.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let found = Arc::new(Mutex::new(vec![]));
+    let watcher = {
+        let (stop, found) = (stop.clone(), found.clone());
+        std::thread::spawn(move || watch_proc(PASS.as_bytes(), stop, found))
+    };
+    let mut bodies = vec![];
+    {
+        let mut agent = Agent::start(dir.path(), None, &log);
+        let stack = r#"["LUKS","STORAGE"]"#;
+        let (s, b) = agent.put("sec", &doc("sec", stack, 16384, PASS)).unwrap();
+        assert_converged((s, b.clone()));
+        bodies.push(b);
+        // Wrong passphrase on the existing header: refused, the body must not echo either.
+        let wrong = "wrong-Passphrase-0042";
+        let wrong_doc =
+            doc("sec", stack, 16384, wrong).replace(r#""generation":1"#, r#""generation":2"#);
+        let (s, b) = agent.put("sec", &wrong_doc).unwrap();
+        assert_eq!(s, 422, "{b}");
+        assert!(b.contains("luks_passphrase_mismatch"), "{b}");
+        assert!(!b.contains(wrong), "{b}");
+        bodies.push(b);
+        for (m, p) in [
+            ("POST", "/v1/resources/sec/plan"),
+            ("GET", "/v1/resources/sec"),
+            ("GET", "/v1/resources"),
+        ] {
+            let (_, b) = http(agent.port, m, p, &doc("sec", stack, 16384, PASS)).unwrap();
+            bodies.push(b);
+        }
+        let (s, b) = http(agent.port, "DELETE", "/v1/resources/sec", "").unwrap();
+        assert_eq!(s, 200, "{b}");
+        bodies.push(b);
+    }
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().unwrap();
+    assert!(
+        found.lock().unwrap().is_empty(),
+        "{:?}",
+        found.lock().unwrap()
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.lines().count() > 3,
+        "trace logs captured: {log_text}"
+    );
+    assert!(!log_text.contains(PASS), "passphrase in the agent log");
+    for b in &bodies {
+        assert!(!b.contains(PASS), "{b}");
+    }
+    let hits = files_containing(&dir.path().join("state"), PASS.as_bytes());
+    assert!(hits.is_empty(), "{hits:?}");
+}
