@@ -103,11 +103,20 @@ impl Engine {
         Ok(self.observed(&record, &walk))
     }
 
-    /// Every resource this agent knows, observed.
+    /// Every resource this agent knows, observed: those in the store, and those whose backing
+    /// volumes (`<rd>_<vol:05>`) sit in a pool without a record (state lost, or not yet
+    /// imported), as GET of one resource finds them.
     pub async fn list(&self) -> Result<Vec<ObservedResource>> {
+        let mut names: std::collections::BTreeSet<ResourceName> = self
+            .store
+            .list()?
+            .into_iter()
+            .map(|r| r.spec.name)
+            .collect();
+        names.extend(self.discover_names().await?);
         let mut out = Vec::new();
-        for r in self.store.list()? {
-            match self.get(&r.spec.name).await {
+        for name in names {
+            match self.get(&name).await {
                 Ok(o) => out.push(o),
                 Err(e) if e.kind == Kind::NotFound => {} // deleted meanwhile
                 Err(e) => return Err(e),

@@ -204,14 +204,15 @@ impl Backend for LoopFile {
         })
     }
 
-    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>> {
+    async fn volume_names(&self, cx: &Cx<'_>) -> Result<Vec<String>> {
         let names = cx.host.list_dir(&self.directory).map_err(|e| {
             Error::internal(format!("cannot list {}: {e}", self.directory.display()))
         })?;
-        Ok(super::numbers_in(
-            &cx.rd,
-            names.iter().filter_map(|n| n.strip_suffix(".img")),
-        ))
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_suffix(".img"))
+            .map(str::to_owned)
+            .collect())
     }
 
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {

@@ -128,14 +128,14 @@ impl Backend for Lvm {
         Ok(())
     }
 
-    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>> {
+    async fn volume_names(&self, cx: &Cx<'_>) -> Result<Vec<String>> {
         let out = cx
             .observe(&Command::new(
                 "lvs",
                 ["--noheadings", "-o", "lv_name", self.volume_group.as_str()],
             ))
             .await?;
-        Ok(super::numbers_in(&cx.rd, out.stdout.lines()))
+        Ok(out.stdout.lines().map(|l| l.trim().to_owned()).collect())
     }
 
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {

@@ -46,9 +46,22 @@ pub trait Backend: Send + Sync {
     async fn remove(&self, cx: &mut Cx<'_>, vol: u32, current: Option<Backing>) -> Result<()>;
     /// `(free_kib, total_kib)` of the pool.
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)>;
+    /// Names of every volume in the pool (blockstor's are `<rd>_<vol:05>`). Read-only.
+    async fn volume_names(&self, cx: &Cx<'_>) -> Result<Vec<String>>;
     /// Volume numbers of `cx.rd` present in the pool, for a resource the store does not know
     /// (an import after the agent's state was lost). Read-only.
-    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>>;
+    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>> {
+        let names = self.volume_names(cx).await?;
+        Ok(numbers_in(&cx.rd, names.iter().map(String::as_str)))
+    }
+}
+
+/// The resource a backing volume name `<rd>_<vol:05>` belongs to, if it is one of ours.
+pub fn resource_of_volume(name: &str) -> Option<ResourceName> {
+    let (rd, digits) = name.trim().rsplit_once('_')?;
+    (digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| rd.parse().ok())
+        .flatten()
 }
 
 /// The volume number in a backing volume name `<rd>_<vol:05>`, if `name` is one of `rd`'s.

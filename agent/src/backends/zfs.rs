@@ -109,7 +109,7 @@ impl Backend for Zfs {
         Ok(())
     }
 
-    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>> {
+    async fn volume_names(&self, cx: &Cx<'_>) -> Result<Vec<String>> {
         let out = cx
             .observe(&Command::new(
                 "zfs",
@@ -117,12 +117,12 @@ impl Backend for Zfs {
             ))
             .await?;
         let prefix = format!("{}/", self.dataset);
-        Ok(super::numbers_in(
-            &cx.rd,
-            out.stdout
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix(prefix.as_str())),
-        ))
+        Ok(out
+            .stdout
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(prefix.as_str()))
+            .map(str::to_owned)
+            .collect())
     }
 
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {

@@ -10,6 +10,34 @@ use crate::runner::Command;
 use crate::store::{ResourceRecord, StoredSpec};
 
 impl Engine {
+    /// Names of resources with backing volumes (`<rd>_<vol:05>`) in any pool, sorted; pools
+    /// that cannot be listed are skipped (logged at debug).
+    pub(super) async fn discover_names(&self) -> Result<Vec<ResourceName>> {
+        let mut found = std::collections::BTreeSet::new();
+        for pool in &self.config.pools {
+            let backend = backends::for_pool(pool);
+            let mut record = ResourceRecord::new(StoredSpec {
+                // Any valid name: listing a pool does not depend on it.
+                name: "list".parse().expect("valid name"),
+                layer_stack: LayerStack::parse(&["STORAGE"]).expect("valid stack"),
+                volumes: vec![],
+                pool: pool.name.clone(),
+                props: Default::default(),
+                drbd: None,
+            });
+            let cx = self.cx(&mut record, None, true);
+            match backend.volume_names(&cx).await {
+                Ok(names) => {
+                    found.extend(names.iter().filter_map(|n| backends::resource_of_volume(n)))
+                }
+                Err(e) => {
+                    tracing::debug!(pool = %pool.name, error = %e, "listing skipped a pool")
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Rebuilds a record (not stored) from what the system holds: backing volumes named
     /// `<rd>_<vol:05>` in some pool, LUKS if the first one has a header, DRBD if a `.res` exists.
     pub(super) async fn discover(&self, name: &ResourceName) -> Result<Option<ResourceRecord>> {

@@ -67,7 +67,12 @@ impl Rig {
         self.runner
             .on(&["cryptsetup", "luksUUID"], Output::ok(format!("{uuid}\n")));
         if open {
-            self.host.put("/dev/mapper/db-0-luks", size, false);
+            // A converged mapping: the backing size less the LUKS2 data offset.
+            self.host.put(
+                "/dev/mapper/db-0-luks",
+                size - crate::layers::luks::LUKS2_DEFAULT_OFFSET,
+                false,
+            );
         }
     }
 
@@ -941,4 +946,72 @@ async fn delete_reattaches_a_detached_loop_file_to_erase_its_luks_header() {
     assert_eq!(*r.host.zeroed.lock().unwrap(), [PathBuf::from(LOOP)]);
     assert!(position(&cmds, "cryptsetup erase") < position(&cmds, "losetup -d /dev/loop7"));
     assert!(!r.host.exists(Path::new(&r.file())));
+}
+
+#[tokio::test]
+async fn an_open_mapping_left_smaller_than_its_device_is_resized_on_the_next_apply() {
+    // The agent died after `losetup -c` and before `cryptsetup resize`: file and loop device
+    // are grown, the mapping is not.
+    let r = rig();
+    r.system_has_luks_volume(2 * MIB64, "u-1", true);
+    r.host
+        .put("/dev/mapper/db-0-luks", MIB64 - (16 << 20), false);
+    r.runner.on(
+        &["cryptsetup", "status"],
+        Output::ok("  type:    LUKS2\n  offset:  32768 sectors\n  size:    98304 sectors\n"),
+    );
+    r.engine
+        .apply(desired(luks_stack(), "131072", Some(PASS)))
+        .await
+        .unwrap();
+    let cmds = r.runner.commands();
+    assert!(
+        cmds.contains(&"cryptsetup status db-0-luks".to_owned()),
+        "{cmds:#?}"
+    );
+    assert_eq!(
+        cmds.last().map(String::as_str),
+        Some("cryptsetup resize --key-file=- db-0-luks"),
+        "{cmds:#?}"
+    );
+
+    // Converged: the next apply neither asks for the status nor resizes.
+    r.host
+        .put("/dev/mapper/db-0-luks", 2 * MIB64 - (16 << 20), false);
+    r.runner.clear();
+    r.engine
+        .apply(desired(luks_stack(), "131072", Some(PASS)))
+        .await
+        .unwrap();
+    let cmds = r.runner.commands();
+    assert!(
+        cmds.iter()
+            .all(|c| !c.contains("resize") && !c.contains("status")),
+        "{cmds:#?}"
+    );
+}
+
+#[tokio::test]
+async fn list_also_finds_resources_the_store_does_not_know() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-9", false);
+    r.host
+        .put(r.pool.join("notes.img").display().to_string(), 4096, true);
+    r.host
+        .put(r.pool.join("x_1.img").display().to_string(), 4096, true);
+    let all = r.engine.list().await.unwrap();
+    assert_eq!(
+        all.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+        ["db"]
+    );
+    assert_eq!(all[0].layer_stack.names(), ["LUKS", "STORAGE"]);
+    // Listing observes only: nothing was created, formatted or stored.
+    assert!(r
+        .runner
+        .commands()
+        .iter()
+        .all(|c| c.starts_with("losetup -j")
+            || c.starts_with("cryptsetup isLuks")
+            || c.starts_with("cryptsetup luksUUID")));
+    assert!(r.engine.store.list().unwrap().is_empty());
 }

@@ -19,6 +19,8 @@ use crate::runner::{Command, RunError};
 pub const PROP_PBKDF: &str = "Luks/pbkdf";
 pub const PROP_ITER_TIME: &str = "Luks/iter-time";
 pub const PROP_FORCE_ITERATIONS: &str = "Luks/pbkdf-force-iterations";
+/// Where LUKS2 puts the data by default (cryptsetup 2.x): 16 MiB after the start.
+pub const LUKS2_DEFAULT_OFFSET: u64 = 16 << 20;
 
 /// The dm-crypt mapping name of a volume: `<rd>-<vol>-luks`.
 pub fn mapper_name(cx: &Cx<'_>, vol: u32) -> String {
@@ -113,7 +115,7 @@ impl Luks {
                 Kind::Unprocessable,
                 "luks_passphrase_mismatch",
                 format!(
-                    "the passphrase does not open the LUKS header on {dev} (volume {vol});                      nothing was changed. Use the passphrase the volume was created with"
+                    "the passphrase does not open the LUKS header on {dev} (volume {vol}); nothing was changed. Use the passphrase the volume was created with"
                 ),
             )
             .field("passphrase"));
@@ -124,6 +126,42 @@ impl Luks {
             stderr: crate::runner::trim_stderr(&out.stderr),
         }
         .into())
+    }
+
+    /// An open mapping smaller than its backing device allows: a grow whose `cryptsetup
+    /// resize` never ran (the agent died after `losetup -c`). Sizes come from the host; only
+    /// when they do not match the default LUKS2 data offset does it ask `cryptsetup status`
+    /// for the real offset, so a converged volume costs no extra command.
+    async fn mapping_lags(cx: &Cx<'_>, dev: &str, mapper: &std::path::Path) -> Result<bool> {
+        let size = |p: &std::path::Path| {
+            cx.host
+                .device_size(p)
+                .map_err(|e| Error::internal(format!("cannot size {}: {e}", p.display())))
+        };
+        let (Some(mapped), Some(backing)) = (size(mapper)?, size(std::path::Path::new(dev))?)
+        else {
+            return Ok(false);
+        };
+        if mapped + LUKS2_DEFAULT_OFFSET == backing {
+            return Ok(false);
+        }
+        let name = mapper.file_name().map(|n| n.to_string_lossy().into_owned());
+        let status = cx
+            .observe(&Command::new(
+                "cryptsetup",
+                ["status".to_owned(), name.unwrap_or_default()],
+            ))
+            .await?;
+        // `  offset:  32768 sectors`
+        let offset_sectors = status.stdout.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("offset:")?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        });
+        Ok(offset_sectors.is_some_and(|o| mapped + o * 512 < backing))
     }
 
     /// The error for a kernel without device-mapper, saying what was already done.
@@ -271,7 +309,7 @@ impl Layer for Luks {
                     }
                     Err(e) => return Err(e),
                 }
-            } else if v.grew_now {
+            } else if v.grew_now || Self::mapping_lags(cx, &dev, &path).await? {
                 let resize = Command::new("cryptsetup", ["resize", "--key-file=-", name.as_str()])
                     .with_secret(&pass);
                 cx.act(L::Luks, &resize).await?;
