@@ -1,0 +1,218 @@
+//! Items 1, 2, 4 (provider memory) and 5 of issue #7: everything that runs `terraform`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use acceptance_tests::binaries;
+
+use super::hcl;
+use super::null::NullSeat;
+use super::procwatch::Watcher;
+use super::seat::{run_ok, OurSeat, APPLY, DESTROY, PLAN, VALIDATE};
+use super::stats::{median, mib, ratio, secs};
+use super::table::{Row, Verdict};
+
+/// Item 1: `terraform validate` on a one-resource config (each run starts the provider
+/// cold and fetches its schema), ours vs null.
+pub fn cold_start(reps: usize, null_bin: &Path) -> Vec<Row> {
+    let ours = OurSeat::new(&["n1"], false);
+    ours.set_resources(&hcl::rds("rd", "bench-cold", 1, "n1"));
+    let null = NullSeat::new(null_bin, 1);
+    // One unmeasured run each: page cache and terraform's own first-run work.
+    run_ok(&ours.tf, VALIDATE);
+    run_ok(&null.tf(), VALIDATE);
+    let mut o = Vec::new();
+    let mut n = Vec::new();
+    // Interleaved, so a burst of load from elsewhere hits both sides alike.
+    for _ in 0..reps {
+        o.push(run_ok(&ours.tf, VALIDATE));
+        n.push(run_ok(&null.tf(), VALIDATE));
+    }
+    let (o, n) = (median(&o), median(&n));
+    let r = ratio(o, n);
+    vec![Row {
+        item: "1. cold start + schema".into(),
+        ours: secs(o),
+        reference: format!("null {}", secs(n)),
+        value: format!("{r:.2}"),
+        target: "<= 0.5".into(),
+        verdict: Verdict::at_most(r, 0.5),
+        note: format!("`terraform validate`, 1 resource, median of {reps}"),
+    }]
+}
+
+/// What one repetition of plan/apply/plan/destroy measured on one side.
+#[derive(Default)]
+struct Cycle {
+    plan_fresh: Vec<Duration>,
+    apply: Vec<Duration>,
+    agent_busy: Vec<Duration>,
+    plan_state: Vec<Duration>,
+    destroy: Vec<Duration>,
+    peak_kib_fresh: u64,
+    peak_kib_state: u64,
+}
+
+/// Item 2 (and the provider half of item 4 at N=500): plan on a fresh config, apply, plan
+/// with state (refresh included), destroy; ours vs null, at each N.
+pub fn plan_apply(reps: usize, sizes: &[usize], null_bin: &Path) -> Vec<Row> {
+    let ours = OurSeat::new(&["n1"], true);
+    let null = NullSeat::new(null_bin, 1);
+    let mut rows = Vec::new();
+    for &n in sizes {
+        ours.set_resources(&hcl::rds("rd", "bench", n, "n1"));
+        null.set_count(n);
+        let mut o = Cycle::default();
+        let mut z = Cycle::default();
+        for _ in 0..reps {
+            cycle_ours(&ours, &mut o);
+            cycle_null(&null, &mut z);
+        }
+        rows.extend(plan_rows(n, reps, &o, &z));
+        if n == *sizes.iter().max().unwrap_or(&0) {
+            rows.extend(provider_memory_rows(n, &o, &z));
+        }
+    }
+    rows
+}
+
+fn cycle_ours(seat: &OurSeat, c: &mut Cycle) {
+    let provider = binaries::provider();
+    let w = Watcher::start(&provider);
+    c.plan_fresh.push(run_ok(&seat.tf, PLAN));
+    c.peak_kib_fresh = c.peak_kib_fresh.max(w.stop());
+    seat.reset_proxies();
+    c.apply.push(run_ok(&seat.tf, APPLY));
+    c.agent_busy.push(seat.agent_busy().0);
+    let w = Watcher::start(&provider);
+    c.plan_state.push(run_ok(&seat.tf, PLAN));
+    c.peak_kib_state = c.peak_kib_state.max(w.stop());
+    c.destroy.push(run_ok(&seat.tf, DESTROY));
+}
+
+fn cycle_null(seat: &NullSeat, c: &mut Cycle) {
+    let tf = seat.tf();
+    let w = Watcher::start(seat.binary());
+    c.plan_fresh.push(run_ok(&tf, PLAN));
+    c.peak_kib_fresh = c.peak_kib_fresh.max(w.stop());
+    c.apply.push(run_ok(&tf, APPLY));
+    c.plan_state.push(run_ok(&tf, PLAN));
+    c.destroy.push(run_ok(&tf, DESTROY));
+}
+
+fn plan_rows(n: usize, reps: usize, o: &Cycle, z: &Cycle) -> Vec<Row> {
+    let pf = (median(&o.plan_fresh), median(&z.plan_fresh));
+    let ps = (median(&o.plan_state), median(&z.plan_state));
+    let ap = (median(&o.apply), median(&z.apply));
+    let busy = median(&o.agent_busy);
+    let rest = ap.0.saturating_sub(busy);
+    let de = (median(&o.destroy), median(&z.destroy));
+    let cmp = |a: Duration, b: Duration| format!("{:.2}", ratio(a, b));
+    vec![
+        Row {
+            item: format!("2. plan N={n}, fresh (no state)"),
+            ours: secs(pf.0),
+            reference: format!("null {}", secs(pf.1)),
+            value: cmp(pf.0, pf.1),
+            target: "<= 1.0".into(),
+            verdict: Verdict::at_most(ratio(pf.0, pf.1), 1.0),
+            note: format!("`terraform plan`, nothing applied yet, median of {reps}"),
+        },
+        Row {
+            item: format!("2. plan N={n}, with state"),
+            ours: secs(ps.0),
+            reference: format!("null {}", secs(ps.1)),
+            value: cmp(ps.0, ps.1),
+            target: "<= 1.0".into(),
+            verdict: Verdict::at_most(ratio(ps.0, ps.1), 1.0),
+            note: "`terraform plan` after apply: refresh reads every RD from the agent".into(),
+        },
+        Row {
+            item: format!("2. apply N={n}"),
+            ours: format!("{} (agent {}, rest {})", secs(ap.0), secs(busy), secs(rest)),
+            reference: format!("null {}", secs(ap.1)),
+            value: format!("{} (rest/null {})", cmp(ap.0, ap.1), cmp(rest, ap.1)),
+            target: "reported".into(),
+            verdict: Verdict::Info,
+            note: "agent = time >= 1 agent request was in flight (timing proxy); rest = \
+                   terraform + provider"
+                .into(),
+        },
+        Row {
+            item: format!("2. destroy N={n}"),
+            ours: secs(de.0),
+            reference: format!("null {}", secs(de.1)),
+            value: cmp(de.0, de.1),
+            target: "-".into(),
+            verdict: Verdict::Info,
+            note: "detaches every loop device and removes every backing file".into(),
+        },
+    ]
+}
+
+fn provider_memory_rows(n: usize, o: &Cycle, z: &Cycle) -> Vec<Row> {
+    let limit = 30 * 1024;
+    vec![
+        Row {
+            item: format!("4. provider peak RSS, plan N={n} fresh"),
+            ours: mib(o.peak_kib_fresh),
+            reference: format!("null {}", mib(z.peak_kib_fresh)),
+            value: mib(o.peak_kib_fresh),
+            target: "<= 30 MiB".into(),
+            verdict: Verdict::at_most(o.peak_kib_fresh as f64, limit as f64),
+            note: "max VmHWM of every provider process terraform started".into(),
+        },
+        Row {
+            item: format!("4. provider peak RSS, plan N={n} with state"),
+            ours: mib(o.peak_kib_state),
+            reference: "-".into(),
+            value: mib(o.peak_kib_state),
+            target: "<= 30 MiB".into(),
+            verdict: Verdict::at_most(o.peak_kib_state as f64, limit as f64),
+            note: "same, plan with refresh".into(),
+        },
+    ]
+}
+
+/// Item 5: 100 RDs spread round-robin over 3 agents, one apply, against the slowest agent's
+/// share applied alone (its RDs only, one agent).
+pub fn scale(reps: usize, total: usize) -> Vec<Row> {
+    let nodes = ["n1", "n2", "n3"];
+    let shares: Vec<usize> = (0..nodes.len())
+        .map(|i| total / nodes.len() + usize::from(i < total % nodes.len()))
+        .collect();
+    let all = OurSeat::new(&nodes, false);
+    let text: String = nodes
+        .iter()
+        .zip(&shares)
+        .map(|(node, &count)| hcl::rds(&format!("rd_{node}"), &format!("s-{node}"), count, node))
+        .collect();
+    all.set_resources(&text);
+    let mut together = Vec::new();
+    let mut slowest = Vec::new();
+    for _ in 0..reps {
+        together.push(run_ok(&all.tf, APPLY));
+        run_ok(&all.tf, DESTROY);
+        let mut worst = Duration::ZERO;
+        for (node, &count) in nodes.iter().zip(&shares) {
+            let one = OurSeat::new(&[node], false);
+            one.set_resources(&hcl::rds("rd", &format!("s-{node}"), count, node));
+            worst = worst.max(run_ok(&one.tf, APPLY));
+            run_ok(&one.tf, DESTROY);
+        }
+        slowest.push(worst);
+    }
+    let (t, s) = (median(&together), median(&slowest));
+    let r = ratio(t, s);
+    vec![Row {
+        item: format!("5. scale {total} RDs x 3 agents"),
+        ours: secs(t),
+        reference: format!("slowest share alone {}", secs(s)),
+        value: format!("{r:.2}"),
+        target: "<= 1.2".into(),
+        verdict: Verdict::at_most(r, 1.2),
+        note: format!(
+            "`terraform apply`, shares {shares:?}, each share alone on its own agent, median of {reps}"
+        ),
+    }]
+}
