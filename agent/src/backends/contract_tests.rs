@@ -238,3 +238,87 @@ async fn pool_space_is_parsed_from_each_tool() {
         (500, 900)
     );
 }
+
+/// The first two words of a command line, as a runner prefix (`lvcreate --yes`).
+fn prefix_of(cmd: &str) -> Vec<&str> {
+    cmd.split_whitespace().take(2).collect()
+}
+
+#[tokio::test]
+async fn every_backend_stops_at_a_failing_step_with_tool_failed_naming_the_command() {
+    const STDERR: &str = "Insufficient free space: 1 extents needed";
+    for case in cases() {
+        let kind = case.config.kind();
+        let backend = for_pool(&PoolConfig {
+            name: "p1".parse().unwrap(),
+            backend: case.config.clone(),
+        });
+        // Each create step failing in turn: the error names it, nothing after it runs.
+        for (i, failing) in case.create.iter().enumerate() {
+            let host = FakeHost::new();
+            let mut rec = record();
+            let runner = RecordingRunner::new();
+            runner.on(case.missing.0, case.missing.1.clone());
+            runner.on(&prefix_of(failing), Output::fail(5, STDERR));
+            runner.on(&["losetup", "-f"], Output::ok("/dev/loop3\n"));
+            let mut c = cx(&runner, &host, &mut rec);
+            let err = backend.create(&mut c, 0, 65536).await.unwrap_err();
+            assert_eq!(err.code, "tool_failed", "{kind}: {err:?}");
+            assert!(
+                err.message.contains(failing) && err.message.contains(STDERR),
+                "{kind}: {}",
+                err.message
+            );
+            assert_eq!(runner.commands(), case.create[..=i], "{kind}");
+            // The journal keeps the failed step as not done.
+            assert!(
+                rec.journal
+                    .last()
+                    .is_some_and(|j| j.state == crate::store::StepState::Intent),
+                "{kind}"
+            );
+        }
+        // Grow and remove failing: same contract.
+        for (steps, grow) in [(&case.grow, true), (&case.remove, false)] {
+            let failing = steps[0];
+            let host = FakeHost::new();
+            host.put("/pool/db_00000.img", 64 << 20, true);
+            let mut rec = record();
+            let runner = RecordingRunner::new();
+            runner.on(case.present.0, case.present.1.clone());
+            runner.on(&prefix_of(failing), Output::fail(5, STDERR));
+            let mut c = cx(&runner, &host, &mut rec);
+            let seen = backend.observe(&mut c, 0).await.unwrap().expect("present");
+            runner.clear();
+            let err = if grow {
+                backend.grow(&mut c, 0, seen, 131072).await.unwrap_err()
+            } else {
+                backend.remove(&mut c, 0, Some(seen)).await.unwrap_err()
+            };
+            assert_eq!(err.code, "tool_failed", "{kind}: {err:?}");
+            assert!(err.message.contains(failing), "{kind}: {}", err.message);
+            let ran: Vec<String> = runner
+                .commands()
+                .into_iter()
+                .filter(|c| !c.starts_with("losetup -j"))
+                .collect();
+            assert_eq!(ran, [failing], "{kind}: stops at the failing step");
+        }
+        // A tool that is not installed is `tool_missing`, before anything is created.
+        let host = FakeHost::new();
+        let mut rec = record();
+        let runner = RecordingRunner::new();
+        runner.on(case.missing.0, case.missing.1.clone());
+        let first = prefix_of(case.create[0]);
+        runner.on_error(
+            &first,
+            crate::runner::RunError::NotInstalled {
+                program: first[0].to_owned(),
+                command: case.create[0].to_owned(),
+            },
+        );
+        let mut c = cx(&runner, &host, &mut rec);
+        let err = backend.create(&mut c, 0, 65536).await.unwrap_err();
+        assert_eq!(err.code, "tool_missing", "{kind}: {err:?}");
+    }
+}
