@@ -26,6 +26,8 @@ pub struct Command {
     /// Written to stdin, then stdin is closed. Never part of argv, logs or errors.
     pub stdin: Option<Passphrase>,
     pub timeout: Duration,
+    /// Extra environment variables (never secrets: they may show in `/proc/<pid>/environ`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Command {
@@ -40,7 +42,14 @@ impl Command {
             args: args.into_iter().map(Into::into).collect(),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the process (not shown in argv, plans or logs).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Sends `secret` on stdin (for `--key-file=-`).
@@ -174,6 +183,7 @@ impl Runner for SystemRunner {
         tracing::debug!(%command, "run");
         let mut child = tokio::process::Command::new(&cmd.program)
             .args(&cmd.args)
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .stdin(if cmd.stdin.is_some() {
                 Stdio::piped()
             } else {

@@ -33,19 +33,31 @@ impl Drbd {
         self.res_dir.join(format!("{}.res", cx.rd))
     }
 
+    /// `drbdadm <args>` acting as this node. The `.res` names hosts by node name, and
+    /// drbdadm picks "this host" by `uname -n` unless `__DRBD_NODE__` says otherwise; without
+    /// it every command fails with "not defined in your config (for this host)" wherever the
+    /// node name is not the hostname.
+    fn drbdadm<I, S>(node: &NodeName, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Command::new("drbdadm", args).with_env("__DRBD_NODE__", node.as_str())
+    }
+
     fn res_arg(path: &Path) -> String {
         path.display().to_string()
     }
 
     /// Whether the resource is up: `drbdadm role` answers for 8.4 and 9 alike (drbdadm
     /// dispatches to the utils matching the kernel; drbdsetup 8.4 has no `status`).
-    async fn is_up(cx: &Cx<'_>, res: &Path) -> Result<bool> {
+    async fn is_up(&self, cx: &Cx<'_>, res: &Path) -> Result<bool> {
         if !cx.host.exists(res) {
             return Ok(false);
         }
         let out = cx
-            .observe(&Command::new(
-                "drbdadm",
+            .observe(&Self::drbdadm(
+                &self.node,
                 ["-c", Self::res_arg(res).as_str(), "role", cx.rd.as_str()],
             ))
             .await?;
@@ -113,7 +125,7 @@ impl Layer for Drbd {
             return Ok(());
         };
         let up = if cx.host.exists(&res) || cx.host.drbd_available() {
-            Self::is_up(cx, &res).await?
+            self.is_up(cx, &res).await?
         } else {
             false
         };
@@ -174,7 +186,7 @@ impl Layer for Drbd {
             )?;
         }
         let res_arg = Self::res_arg(&res);
-        let up = !cx.dry_run && cx.host.drbd_available() && Self::is_up(cx, &res).await?;
+        let up = !cx.dry_run && cx.host.drbd_available() && self.is_up(cx, &res).await?;
         if !up {
             for (v, l) in vols.iter().zip(&locals) {
                 let fresh = v.created_now && cx.dry_run;
@@ -190,7 +202,7 @@ impl Layer for Drbd {
                         "create-md".into(),
                         target,
                     ]);
-                    cx.act(L::Drbd, &Command::new("drbdadm", args)).await?;
+                    cx.act(L::Drbd, &Self::drbdadm(&self.node, args)).await?;
                     cx.record.volume(v.number).awaiting_initial_sync = true;
                     cx.persist()?;
                 }
@@ -204,8 +216,8 @@ impl Layer for Drbd {
         }
         cx.act(
             L::Drbd,
-            &Command::new(
-                "drbdadm",
+            &Self::drbdadm(
+                &self.node,
                 ["-c", res_arg.as_str(), "adjust", cx.rd.as_str()],
             ),
         )
@@ -230,11 +242,11 @@ impl Layer for Drbd {
                 };
                 let mut args = vec!["-c".to_owned(), res_arg.clone()];
                 args.extend(force);
-                cx.act(L::Drbd, &Command::new("drbdadm", args)).await?;
+                cx.act(L::Drbd, &Self::drbdadm(&self.node, args)).await?;
                 cx.act(
                     L::Drbd,
-                    &Command::new(
-                        "drbdadm",
+                    &Self::drbdadm(
+                        &self.node,
                         ["-c", res_arg.as_str(), "secondary", cx.rd.as_str()],
                     ),
                 )
@@ -251,8 +263,8 @@ impl Layer for Drbd {
             let target = format!("{}/{}", cx.rd, v.number);
             cx.act(
                 L::Drbd,
-                &Command::new(
-                    "drbdadm",
+                &Self::drbdadm(
+                    &self.node,
                     ["-c", res_arg.as_str(), "resize", target.as_str()],
                 ),
             )
@@ -277,7 +289,7 @@ impl Layer for Drbd {
             let res_arg = Self::res_arg(&res);
             cx.act(
                 L::Drbd,
-                &Command::new("drbdadm", ["-c", res_arg.as_str(), "down", cx.rd.as_str()]),
+                &Self::drbdadm(&self.node, ["-c", res_arg.as_str(), "down", cx.rd.as_str()]),
             )
             .await?;
         }
