@@ -58,6 +58,7 @@ impl FakeAgent {
                     (a.name.clone(), node)
                 })
                 .collect(),
+            ..Cluster::default()
         }
     }
 

@@ -34,6 +34,8 @@ pub struct ClusterNode {
 #[derive(Clone, Default)]
 pub struct Cluster {
     pub nodes: BTreeMap<NodeName, ClusterNode>,
+    /// DRBD minors and ports handed out by concurrent applies of this process.
+    pub reserved: Arc<std::sync::Mutex<allocate::Reserved>>,
 }
 
 impl Cluster {

@@ -176,6 +176,7 @@ async fn converge(
     if stack.has(Layer::Drbd) {
         let chosen: Vec<&NodeInfo> = nodes.iter().filter_map(|n| infos.get(n)).collect();
         state.drbd = Some(drbd_allocation(
+            &mut cluster.reserved.lock().expect("allocation lock"),
             state.drbd.take(),
             &nodes,
             &chosen,
@@ -260,6 +261,7 @@ fn placement_error(
 
 /// Keeps an existing allocation (adding minors for new volumes), or makes a fresh one.
 fn drbd_allocation(
+    reserved: &mut allocate::Reserved,
     existing: Option<DrbdAllocation>,
     nodes: &[NodeName],
     infos: &[&NodeInfo],
@@ -268,18 +270,14 @@ fn drbd_allocation(
     match existing {
         Some(mut alloc) if alloc.node_ids.keys().eq(sorted(nodes).iter()) => {
             if alloc.minors.len() < volumes {
-                let more = allocate::minors(infos, volumes + alloc.minors.len())
-                    .into_iter()
-                    .filter(|m| !alloc.minors.contains(m))
-                    .take(volumes - alloc.minors.len())
-                    .collect::<Vec<_>>();
+                let more = reserved.minors(infos, &alloc.minors, volumes - alloc.minors.len());
                 alloc.minors.extend(more);
             }
             alloc
         }
         _ => DrbdAllocation {
-            port: allocate::port(infos),
-            minors: allocate::minors(infos, volumes),
+            port: reserved.port(infos),
+            minors: reserved.minors(infos, &[], volumes),
             node_ids: node_ids(nodes),
             shared_secret: random_secret(),
         },
