@@ -2,7 +2,6 @@
 //! magic cookie before anything else, then serves the provider over the plugin protocol.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use terraform_provider_blockstor::plugin::{self, handshake};
 use terraform_provider_blockstor::server::BlockstorProvider;
@@ -28,9 +27,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(plugin::serve(BlockstorProvider::new()));
-    // Do not wait for stray tasks (e.g. an agent call Terraform abandoned): Terraform kills a
-    // plugin that takes more than 2 s to exit after Shutdown.
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    // Do not wait for stray tasks (e.g. an agent call Terraform abandoned) nor for idle
+    // blocking threads: Terraform waits for the process to exit after Shutdown, on every phase.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
