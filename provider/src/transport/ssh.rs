@@ -31,7 +31,14 @@ pub struct SshAgentClient {
     node: NodeName,
     cfg: SshConfig,
     session: tokio::sync::Mutex<Option<Arc<Handle<HostKeyCheck>>>>,
+    /// Bounds the channels open at once on the session (see [`MAX_CHANNELS`]).
+    channels: tokio::sync::Semaphore,
 }
+
+/// Channels one session may have open at once. OpenSSH refuses more than `MaxSessions`
+/// (default 10) per connection, and Terraform applies up to 10 resources in parallel, each
+/// with several requests: without a bound the extra channel opens fail with ConnectFailed.
+const MAX_CHANNELS: usize = 8;
 
 /// Checks the server's host key against the endpoint's policy and remembers why it refused.
 struct HostKeyCheck {
@@ -78,6 +85,7 @@ impl SshAgentClient {
             node,
             cfg,
             session: tokio::sync::Mutex::new(None),
+            channels: tokio::sync::Semaphore::new(MAX_CHANNELS),
         }
     }
 
@@ -256,6 +264,7 @@ impl SshAgentClient {
         request: &StdioRequest,
     ) -> Result<Option<T>, TransportError> {
         let work = async {
+            let _permit = self.channels.acquire().await.expect("never closed");
             let handle = self.session().await?;
             let mut channel = handle
                 .channel_open_session()
