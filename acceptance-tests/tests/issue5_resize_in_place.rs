@@ -44,7 +44,11 @@ fn growing_is_in_place_and_shrinking_fails_at_plan() {
         .assert_success()
         .assert_contains("0 added, 1 changed, 0 destroyed");
     let files = s.agent.pool_files("acc5-grow");
-    assert_eq!(files, std::slice::from_ref(&file), "the same backing file must be grown");
+    assert_eq!(
+        files,
+        std::slice::from_ref(&file),
+        "the same backing file must be grown"
+    );
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 128 * MIB);
     s.tf.plan().assert_code(0).assert_contains("No changes.");
 
