@@ -169,6 +169,29 @@ async fn every_backend_creates_observes_grows_and_removes_idempotently() {
             (Some(case.device), 65536),
             "{kind}"
         );
+        // Re-apply at the same size is a no-op: observing ran only the read-only query, and
+        // activating an attached volume runs nothing at all.
+        let query = case.present.0.join(" ");
+        assert!(
+            runner
+                .commands()
+                .iter()
+                .all(|c| c.starts_with(&query) || c.starts_with("losetup -j")),
+            "{kind}: observe ran {:?}",
+            runner.commands()
+        );
+        runner.clear();
+        let same = backend.activate(&mut c, 0, seen.clone()).await.unwrap();
+        assert!(
+            runner.commands().is_empty(),
+            "{kind}: re-apply ran {:?}",
+            runner.commands()
+        );
+        assert_eq!(
+            (same.device, same.size_kib),
+            (seen.device.clone(), seen.size_kib),
+            "{kind}"
+        );
         runner.clear();
         let grown = backend.grow(&mut c, 0, seen.clone(), 131072).await.unwrap();
         assert_eq!(runner.commands(), case.grow, "{kind}");
