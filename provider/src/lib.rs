@@ -6,9 +6,11 @@
 //! * [`schema`], [`values`]: the Terraform schema and msgpack DynamicValue codec.
 //! * [`resources`]: plan/apply/read/import of each resource and data source.
 //! * [`controller`]: stack/passphrase resolution, placement, per-node DesiredResource.
+//! * [`docs`]: the registry docs (`docs/`), rendered from the schema.
 //! * [`transport`]: the `AgentClient` trait and its HTTP(S)/SSH implementations.
 
 pub mod controller;
+pub mod docs;
 pub mod plugin;
 pub mod resources;
 pub mod schema;

@@ -15,7 +15,7 @@ fn http_block() -> Block {
             Attribute::optional(
                 "token",
                 Ty::String,
-                "Bearer token the agent expects; defaults to the `BLOCKSTOR_TOKEN` environment variable.",
+                "Bearer token the agent expects (its `token_file`); defaults to the `BLOCKSTOR_TOKEN` environment variable.",
             )
             .sensitive(),
             Attribute::optional(
@@ -31,9 +31,9 @@ fn http_block() -> Block {
 /// Host-key and login attributes shared by `ssh` and its `bastion`.
 fn ssh_login_attributes() -> Vec<Attribute> {
     vec![
-        Attribute::required("host", Ty::String, "Host name or address to connect to."),
+        Attribute::required("host", Ty::String, "Host name or address of the SSH server."),
         Attribute::optional("port", Ty::Number, "SSH port; 22 when unset."),
-        Attribute::optional("user", Ty::String, "Login user; `root` when unset."),
+        Attribute::optional("user", Ty::String, "Login user; `root` when unset. A non-root user needs `agent_command` with sudo (see the security model)."),
         Attribute::optional(
             "private_key",
             Ty::String,
@@ -43,7 +43,7 @@ fn ssh_login_attributes() -> Vec<Attribute> {
         Attribute::optional(
             "known_hosts",
             Ty::String,
-            "known_hosts content used to verify the host key; this or `host_key` is required.",
+            "Content (not a path) of a known_hosts file used to verify the host key, e.g. `file(\"known_hosts\")`; this or `host_key` is required.",
         ),
         Attribute::optional(
             "host_key",
@@ -67,7 +67,7 @@ fn ssh_block() -> Block {
         Attribute::optional(
             "use_agent",
             Ty::Bool,
-            "Authenticate with the SSH agent at `SSH_AUTH_SOCK` instead of `private_key`.",
+            "Authenticate with the keys of the SSH agent at `SSH_AUTH_SOCK` instead of `private_key`; no key material reaches Terraform state.",
         ),
         Attribute::optional(
             "insecure_ignore_host_key",
@@ -77,7 +77,7 @@ fn ssh_block() -> Block {
         Attribute::optional(
             "agent_command",
             Ty::String,
-            "Command run over SSH that speaks the agent's stdio protocol; default `blockstor-agent stdio`.",
+            "Command line run on the node over SSH; it must speak the agent's stdio protocol. Default `blockstor-agent stdio --config /etc/blockstor/agent.toml`; with a non-root `user`, e.g. `sudo -n /usr/local/bin/blockstor-agent stdio --config /etc/blockstor/agent.toml`.",
         ),
     ]);
     Block {

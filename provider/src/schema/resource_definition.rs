@@ -6,7 +6,11 @@ use crate::values::Ty;
 /// The inner attributes of `resource_group`: the RG fields an RD inherits.
 fn resource_group_attributes() -> Vec<Attribute> {
     vec![
-        Attribute::optional("name", Ty::String, "The group's name."),
+        Attribute::optional(
+            "name",
+            Ty::String,
+            "The group's name; inheritance is by value, so this is informational.",
+        ),
         Attribute::optional(
             "layer_stack",
             Ty::list(Ty::String),
@@ -21,9 +25,13 @@ fn resource_group_attributes() -> Vec<Attribute> {
         Attribute::optional(
             "place_count",
             Ty::Number,
-            "How many nodes to place on when `nodes` is not set.",
+            "How many nodes to place on when `nodes` is not set; changing it moves the definition (replacement).",
         ),
-        Attribute::optional("storage_pool", Ty::String, "The pool backing the volumes."),
+        Attribute::optional(
+            "storage_pool",
+            Ty::String,
+            "The group's storage pool; changing it replaces the definition.",
+        ),
         Attribute::optional(
             "props",
             Ty::map(Ty::String),
@@ -124,12 +132,12 @@ pub fn schema() -> Schema {
                 Attribute::computed(
                     "effective_place_count",
                     Ty::Number,
-                    "How many replicas the definition has.",
+                    "How many replicas the definition has: the number of `nodes`, else the group's `place_count`.",
                 ),
                 Attribute::computed(
                     "effective_storage_pool",
                     Ty::String,
-                    "The pool backing the volumes.",
+                    "The pool backing the volumes: the group's `storage_pool`, else the only pool every chosen node has.",
                 ),
                 Attribute::computed(
                     "passphrase_fingerprint",
