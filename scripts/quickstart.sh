@@ -53,6 +53,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+say "blockstor-agent check  (kernel features and tools on this machine)"
+"$bin/blockstor-agent" check
+
 say "Starting blockstor-agent on 127.0.0.1"
 mkdir -p "$work/pool" "$work/state" "$work/tf"
 umask 077
@@ -163,6 +166,9 @@ if ((dm_missing)); then
  LUKS2 header was written and verified; the ["STORAGE"] volume worked
  end to end; everything was destroyed. On a kernel with dm-crypt the
  same command opens /dev/mapper/quickstart-secret-0-luks.
+ Missing: kernel feature device-mapper (dm-crypt). Fix: `modprobe
+ dm_crypt` (Debian package linux-image-amd64; in a container, load it
+ on the host), then run ./scripts/quickstart.sh again.
 ======================================================================
 BANNER
 else

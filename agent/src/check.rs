@@ -5,55 +5,74 @@ use std::path::Path;
 use crate::host::Host;
 use crate::runner::{Command, Runner};
 
+/// Debian's kernel package: it ships the `loop`, `dm_crypt` and `drbd` (8.4) modules.
+const KERNEL_PACKAGE: &str = "linux-image-amd64";
+
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
     pub name: &'static str,
+    /// What needs it, e.g. "LUKS layer" or "lvm, lvm-thin pools".
+    pub needed_for: &'static str,
     /// Version or detail when present, `None` when missing.
     pub found: Option<String>,
-    /// What to install (Debian package) or load when missing.
-    pub fix: &'static str,
+    /// What to install (the Debian package) or load when missing.
+    pub fix: String,
 }
 
-/// Probes tools (by running them with `--version`) and kernel features (by paths).
+/// A tool: what it is called, how to ask its version, who needs it, its Debian package.
+struct Tool {
+    name: &'static str,
+    args: &'static [&'static str],
+    needed_for: &'static str,
+    package: &'static str,
+}
+
+const TOOLS: &[Tool] = &[
+    Tool {
+        name: "cryptsetup",
+        args: &["--version"],
+        needed_for: "LUKS layer",
+        package: "cryptsetup-bin",
+    },
+    Tool {
+        name: "losetup",
+        args: &["--version"],
+        needed_for: "loopfile pools",
+        package: "mount",
+    },
+    Tool {
+        name: "truncate",
+        args: &["--version"],
+        needed_for: "loopfile pools",
+        package: "coreutils",
+    },
+    Tool {
+        name: "drbdadm",
+        args: &["--version"],
+        needed_for: "DRBD layer",
+        package: "drbd-utils",
+    },
+    Tool {
+        name: "lvm",
+        args: &["version"],
+        needed_for: "lvm, lvm-thin pools",
+        package: "lvm2",
+    },
+    Tool {
+        name: "zfs",
+        args: &["version"],
+        needed_for: "zfs pools",
+        package: "zfsutils-linux (contrib; also zfs-dkms)",
+    },
+];
+
+/// Probes tools (by running them with their version flag) and kernel features (by paths).
 pub async fn probe(runner: &dyn Runner, host: &dyn Host) -> Vec<Item> {
-    let tools: [(&str, &str, &[&str], &str); 6] = [
-        (
-            "cryptsetup",
-            "cryptsetup",
-            &["--version"],
-            "apt-get install cryptsetup-bin",
-        ),
-        (
-            "losetup",
-            "losetup",
-            &["--version"],
-            "apt-get install mount",
-        ),
-        (
-            "drbdadm",
-            "drbdadm",
-            &["--version"],
-            "apt-get install drbd-utils",
-        ),
-        ("lvm", "lvm", &["version"], "apt-get install lvm2"),
-        (
-            "zfs",
-            "zfs",
-            &["version"],
-            "apt-get install zfsutils-linux (contrib)",
-        ),
-        (
-            "truncate",
-            "truncate",
-            &["--version"],
-            "apt-get install coreutils",
-        ),
-    ];
     let mut items = Vec::new();
-    for (name, program, args, fix) in tools {
+    for tool in TOOLS {
         let found = match runner
-            .run(&Command::new(program, args.iter().copied()))
+            .run(&Command::new(tool.name, tool.args.iter().copied()))
             .await
         {
             Ok(o) if o.success() || !o.stdout.is_empty() => Some(
@@ -68,31 +87,66 @@ pub async fn probe(runner: &dyn Runner, host: &dyn Host) -> Vec<Item> {
             ),
             _ => None,
         };
-        items.push(Item { name, found, fix });
+        items.push(Item {
+            name: tool.name,
+            needed_for: tool.needed_for,
+            found,
+            fix: format!("apt-get install {}", tool.package),
+        });
     }
     let feature = |present: bool, what: &str| present.then(|| what.to_owned());
+    // A container shares its host's kernel: modules must be loaded there.
+    let module_fix = |module: &str| {
+        format!(
+            "modprobe {module} (module from apt-get install {KERNEL_PACKAGE}; \
+             in a container, load it on the host)"
+        )
+    };
     items.push(Item {
         name: "loop devices",
+        needed_for: "loopfile pools",
         found: feature(
             host.exists(Path::new("/dev/loop-control")),
             "/dev/loop-control",
         ),
-        fix: "modprobe loop",
+        fix: module_fix("loop"),
     });
     items.push(Item {
         name: "device-mapper (dm-crypt)",
+        needed_for: "LUKS layer (cryptsetup open)",
         found: feature(
             host.device_mapper_available(),
             "device-mapper in the kernel",
         ),
-        fix: "modprobe dm_crypt (kernel modules package)",
+        fix: module_fix("dm_crypt"),
     });
     items.push(Item {
         name: "drbd kernel module",
-        found: feature(host.drbd_available(), "/proc/drbd"),
-        fix: "modprobe drbd (Debian kernels ship DRBD 8.4; DRBD 9 needs drbd-dkms)",
+        needed_for: "DRBD layer",
+        found: drbd_module(host),
+        fix: format!(
+            "modprobe drbd (DRBD 8.4 from apt-get install {KERNEL_PACKAGE}; \
+             DRBD 9 needs drbd-dkms from LINBIT)"
+        ),
     });
     items
+}
+
+/// The loaded DRBD module's version line from `/proc/drbd`, e.g. `version: 8.4.11`.
+fn drbd_module(host: &dyn Host) -> Option<String> {
+    if !host.drbd_available() {
+        return None;
+    }
+    let version = host
+        .read_to_string(Path::new("/proc/drbd"))
+        .ok()
+        .flatten()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("version:"))
+                .map(|l| l.trim().to_owned())
+        });
+    Some(version.unwrap_or_else(|| "loaded".to_owned()))
 }
 
 /// The report as text: one line per item, `ok` or `MISSING` with the fix.
@@ -101,7 +155,10 @@ pub fn render(items: &[Item]) -> String {
     for i in items {
         match &i.found {
             Some(v) => out.push_str(&format!("ok       {:<26} {v}\n", i.name)),
-            None => out.push_str(&format!("MISSING  {:<26} fix: {}\n", i.name, i.fix)),
+            None => out.push_str(&format!(
+                "MISSING  {:<26} needed for {}; fix: {}\n",
+                i.name, i.needed_for, i.fix
+            )),
         }
     }
     out
@@ -146,5 +203,40 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("MISSING  drbd kernel module"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn every_missing_item_names_the_debian_package_to_install() {
+        let runner = RecordingRunner::new();
+        for tool in TOOLS {
+            runner.on_error(
+                &[tool.name],
+                RunError::NotInstalled {
+                    program: tool.name.into(),
+                    command: tool.name.into(),
+                },
+            );
+        }
+        let mut host = FakeHost::new();
+        host.device_mapper = false;
+        host.drbd = false;
+        let items = probe(&runner, &host).await;
+        assert!(items.iter().all(|i| i.found.is_none()), "{items:?}");
+        for line in render(&items).lines() {
+            assert!(
+                line.starts_with("MISSING") && line.contains("apt-get install "),
+                "{line}"
+            );
+        }
+        let text = render(&items);
+        for package in [
+            "cryptsetup-bin",
+            "drbd-utils",
+            "lvm2",
+            "zfsutils-linux",
+            "linux-image-amd64",
+        ] {
+            assert!(text.contains(package), "{package} not named:\n{text}");
+        }
     }
 }

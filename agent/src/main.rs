@@ -1,5 +1,5 @@
 //! `blockstor-agent`: `serve --config FILE` (HTTP), `stdio --config FILE` (one request, for
-//! SSH), `check` (tools and kernel features present).
+//! SSH), `check` (tools and kernel features present, and what to install).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +18,18 @@ use clap::{Parser, Subcommand};
 const STDIO_STORE_WAIT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Parser)]
-#[command(name = "blockstor-agent", version, about = "blockstor node agent")]
+#[command(
+    name = "blockstor-agent",
+    version,
+    about = "blockstor node agent: builds STORAGE, LUKS and DRBD layers on this node",
+    long_about = "blockstor node agent: builds STORAGE, LUKS and DRBD layers on this node for \
+                  the blockstor Terraform provider. Runs as root.",
+    after_help = "Config file (TOML): node_name, state_dir, [http] listen/token_file/tls_cert/\
+                  tls_key, [[pool]] name/backend (loopfile, lvm, lvm-thin, zfs). A commented \
+                  example: agent/packaging/agent.toml.example.\n\
+                  Environment: BLOCKSTOR_AGENT_TOKEN (token when http.token_file is unset), \
+                  BLOCKSTOR_LOG (log filter, default info; logs go to stderr)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -26,17 +37,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Serve the agent API over HTTP(S).
+    /// Serve the agent API over HTTP(S) (the provider's `http {}` transport).
+    ///
+    /// Listens on http.listen (127.0.0.1:3370 by default); a non-loopback address needs
+    /// http.tls_cert and http.tls_key. Every request needs the bearer token from
+    /// http.token_file (or BLOCKSTOR_AGENT_TOKEN).
     Serve {
-        #[arg(long)]
+        /// Path of the agent's TOML config, e.g. /etc/blockstor/agent.toml.
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Answer one JSON request line from stdin on stdout (SSH mode).
+    /// Answer one JSON request line from stdin on stdout (the provider's `ssh {}` transport).
+    ///
+    /// The provider runs this over SSH as its agent_command; no port opens. Concurrent
+    /// invocations take turns on the store.
     Stdio {
-        #[arg(long)]
+        /// Path of the agent's TOML config, e.g. /etc/blockstor/agent.toml.
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Print which tools and kernel features are present, and what to install.
+    /// Report the tools and kernel features present, and the Debian package for each missing one.
+    ///
+    /// Checks cryptsetup, losetup, truncate, drbdadm, lvm, zfs, loop devices, device-mapper
+    /// (dm-crypt) and the DRBD kernel module. Needs no config.
     Check,
 }
 

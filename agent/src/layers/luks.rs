@@ -171,8 +171,8 @@ impl Luks {
             "kernel_feature_missing",
             format!(
                 "cannot open the LUKS device: this kernel has no device-mapper/dm-crypt \
-                 ({detail}). Load the kernel module with `modprobe dm_crypt` (package: the \
-                 kernel's modules) and apply again. Everything before this step is done and \
+                 ({detail}). Load the kernel module with `modprobe dm_crypt` (Debian package \
+                 linux-image-amd64; in a container, load it on the host) and apply again. Everything before this step is done and \
                  will be reused: backing volume, block device {dev}, LUKS header written."
             ),
         )
