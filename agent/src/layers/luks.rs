@@ -172,8 +172,9 @@ impl Luks {
             format!(
                 "cannot open the LUKS device: this kernel has no device-mapper/dm-crypt \
                  ({detail}). Load the kernel module with `modprobe dm_crypt` (Debian package \
-                 linux-image-amd64; in a container, load it on the host) and apply again. Everything before this step is done and \
-                 will be reused: backing volume, block device {dev}, LUKS header written."
+                 linux-image-amd64; in a container, load it on the host) and apply again. \
+                 Everything before this step is done and will be reused: backing volume, \
+                 block device {dev}, LUKS header written."
             ),
         )
         .field("layer_stack")
