@@ -121,6 +121,28 @@ fn size_text(kib: u64) -> String {
     }
 }
 
+/// The pool backing an imported definition, when it cannot be another: every node holding a
+/// replica has exactly one pool, and it has the same name everywhere. The agents do not report
+/// a resource's pool, so with several pools it stays null and the next apply records it.
+async fn sole_pool(cluster: &Cluster, observed: &[ObservedResource]) -> Option<String> {
+    let nodes: Vec<NodeName> = observed.iter().map(|o| o.node.clone()).collect();
+    let infos = cluster
+        .fan_out(&nodes, |c| async move { c.node_info().await })
+        .await;
+    let mut pool: Option<String> = None;
+    for (_, info) in infos {
+        let info = info.ok()?;
+        let [only] = info.pools.as_slice() else {
+            return None;
+        };
+        match &pool {
+            Some(p) if p != only.name.as_str() => return None,
+            _ => pool = Some(only.name.as_str().to_owned()),
+        }
+    }
+    pool
+}
+
 /// `terraform import blockstor_resource_definition.x NAME`: state from what the agents have.
 /// The passphrase is not readable: it stays null until the configuration sets it, and the
 /// next apply verifies it against the LUKS header.
@@ -179,9 +201,17 @@ pub async fn import(cluster: &Cluster, id: &str) -> (Value, Vec<u8>, Diagnostics
             })
             .collect(),
     );
+    let pool = sole_pool(cluster, &observed).await;
     let state = Value::object([
         ("id", Value::string(name.as_str())),
         ("name", Value::string(name.as_str())),
+        // What the agents built; a configuration that writes the same stack (or pool) plans
+        // no changes after the import.
+        ("layer_stack", Value::strings(first.layer_stack.names())),
+        (
+            "effective_storage_pool",
+            pool.map_or(Value::Null, Value::String),
+        ),
         ("nodes", Value::strings(nodes.iter())),
         ("volume", volume),
         (

@@ -259,12 +259,38 @@ async fn import_fills_state_from_the_agents_and_keeps_passphrase_null() {
         Some("64MiB")
     );
     assert!(state.get("passphrase").is_null());
+    assert_eq!(
+        state.get("layer_stack"),
+        &Value::strings(["LUKS", "STORAGE"])
+    );
+    assert_eq!(state.get("effective_storage_pool").as_str(), Some("files"));
     // The config's passphrase is verified in place, not a replacement.
     let p = plan::plan(&state, &proposed(&state, &cfg), &cfg, &private, None);
     assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
     assert!(!p.diags.has_errors());
     let (_, _, diags) = read::import(&cluster, "nope").await;
     assert!(diags.has_errors());
+}
+
+#[tokio::test]
+async fn imported_storage_rd_with_a_matching_config_plans_no_changes() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let cfg = config(&["STORAGE"], None, "64MiB");
+    create(&cluster, &cfg).await;
+    let (state, private, diags) = read::import(&cluster, "db").await;
+    assert!(!diags.has_errors());
+    let state = conformed(state);
+    let p = plan::plan(&state, &proposed(&state, &cfg), &cfg, &private, None);
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    assert_eq!(
+        p.state.get("replicas"),
+        state.get("replicas"),
+        "nothing to apply"
+    );
+    assert_eq!(
+        p.state.get("effective_storage_pool"),
+        state.get("effective_storage_pool")
+    );
 }
 
 #[test]

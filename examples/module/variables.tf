@@ -1,0 +1,16 @@
+variable "endpoint" {
+  description = "The agent's HTTP endpoint, e.g. http://127.0.0.1:3370."
+  type        = string
+}
+
+variable "token" {
+  description = "The agent's bearer token (the contents of its token_file)."
+  type        = string
+  sensitive   = true
+}
+
+variable "passphrase" {
+  description = "LUKS passphrase of the secure volumes. Never shown in plans."
+  type        = string
+  sensitive   = true
+}
