@@ -22,7 +22,7 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 say "Installing dependencies (idempotent)"
 tf=$("$repo/scripts/install-deps.sh" | tail -n1)
-"$tf" version | head -n1
+"$tf" version | sed -n 1p  # sed reads it all: head could SIGPIPE terraform under pipefail
 
 say "Building release binaries"
 cargo build --release -p terraform-provider-blockstor -p blockstor-agent
