@@ -3,7 +3,8 @@
 //! plain volumes and stop their LUKS ones at dm-crypt open on a kernel without device-mapper;
 //! import adopts an agent-created volume with no changes left; the CI pipeline applies its
 //! saved plan and then finds nothing to do. The replicated example (DRBD over SSH on two nodes)
-//! needs the DRBD kernel module, so here it is validated only.
+//! needs the DRBD kernel module, so here it is validated only. The HCL examples in the docs
+//! (`provider/docs-src/*.tf`) validate too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -146,6 +147,94 @@ fn quickstart_example_applies_shows_and_destroys() {
         s.agent.pool_files("quickstart-plain").is_empty(),
         "destroy left the plain backing file"
     );
+}
+
+/// What a docs example may use without declaring it: the provider, the variables the prose
+/// mentions, and the group the definition examples assign.
+const DOCS_STUB: &str = r#"terraform {
+  required_providers {
+    blockstor = { source = "cozystack/blockstor" }
+  }
+}
+
+provider "blockstor" {}
+
+variable "token" {
+  type      = string
+  sensitive = true
+  default   = null
+}
+
+variable "passphrase" {
+  type      = string
+  sensitive = true
+  default   = null
+}
+
+variable "rg_passphrase" {
+  type      = string
+  sensitive = true
+  default   = null
+}
+"#;
+
+const DOCS_STUB_GROUP: &str = r#"
+resource "blockstor_resource_group" "encrypted" {
+  name        = "encrypted"
+  layer_stack = ["DRBD", "LUKS", "STORAGE"]
+  passphrase  = var.rg_passphrase
+}
+"#;
+
+#[test]
+fn every_docs_example_validates() {
+    if !require(&[Requirement::Terraform, Requirement::ProviderBinary]) {
+        return;
+    }
+    let dir = binaries::workspace_root().join("provider/docs-src");
+    let mut fragments: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
+        .collect();
+    fragments.sort();
+    assert!(
+        fragments.len() >= 5,
+        "docs examples not found in {}",
+        dir.display()
+    );
+    for fragment in fragments {
+        let text = std::fs::read_to_string(&fragment).unwrap();
+        let ws = Workspace::new();
+        ws.write("example.tf", &text);
+        if !text.contains("provider \"blockstor\"") {
+            let mut stub = DOCS_STUB.to_owned();
+            if text.contains("blockstor_resource_group.encrypted")
+                && !text.contains("resource \"blockstor_resource_group\" \"encrypted\"")
+            {
+                stub.push_str(DOCS_STUB_GROUP);
+            }
+            ws.write("stub.tf", &stub);
+        } else {
+            // The provider example reads key and certificate files.
+            for file in ["ca.pem", "id_ed25519", "known_hosts"] {
+                ws.write(file, "");
+            }
+            ws.write(
+                "stub.tf",
+                "variable \"token\" {\n  type      = string\n  sensitive = true\n}\n",
+            );
+        }
+        let tf = ws.terraform();
+        tf.init().assert_success();
+        let validate = tf.run(&["validate", "-no-color"]);
+        assert!(
+            validate.code() == 0,
+            "{} does not validate:\n{validate}",
+            fragment.display()
+        );
+    }
 }
 
 #[test]
