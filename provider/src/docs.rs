@@ -486,13 +486,39 @@ mod tests {
             }
             match std::fs::read_to_string(&path) {
                 Ok(committed) if committed == page.text => {}
-                _ => stale.push(page.path),
+                Ok(committed) => stale.push(format!(
+                    "{}: {}",
+                    page.path,
+                    first_difference(&committed, &page.text)
+                )),
+                Err(e) => stale.push(format!("{}: {e}", page.path)),
             }
         }
         assert!(
             stale.is_empty(),
-            "these docs differ from the schema: {stale:?}\nregenerate them with:\n  {REGENERATE}"
+            "these docs differ from the schema:\n  {}\nregenerate them with:\n  {REGENERATE}",
+            stale.join("\n  ")
         );
+    }
+
+    /// The first line where the committed page and the rendered one differ.
+    fn first_difference(committed: &str, rendered: &str) -> String {
+        let mut old = committed.lines();
+        let mut new = rendered.lines();
+        for n in 1.. {
+            match (old.next(), new.next()) {
+                (None, None) => break,
+                (a, b) if a == b => continue,
+                (a, b) => {
+                    return format!(
+                        "line {n}: committed {:?}, schema renders {:?}",
+                        a.unwrap_or("<end>"),
+                        b.unwrap_or("<end>")
+                    )
+                }
+            }
+        }
+        "trailing whitespace or newline".into()
     }
 
     #[test]
