@@ -353,6 +353,90 @@ fn sigkilled_after_each_step_of_a_storage_grow_the_data_reads_back() {
     panic!("an apply with more than 8 steps: raise the bound");
 }
 
+fn opens(dev: &str, pass: &str) -> bool {
+    let mut child = Proc::new("cryptsetup")
+        .args(["open", "--test-passphrase", "--key-file=-", dev])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pass.as_bytes())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+#[test]
+fn sigkilled_between_the_two_phases_of_a_rotation_the_rerun_finishes_it() {
+    if !usable() {
+        return;
+    }
+    if !crash_injection_built() {
+        return;
+    }
+    const NEW: &str = "walrus-Passphrase-9912";
+    let stack = r#"["LUKS","STORAGE"]"#;
+    let rotation = |name: &str| {
+        doc(name, stack, 16384, NEW).replace(
+            &format!(r#""passphrase":"{NEW}""#),
+            &format!(r#""passphrase":"{NEW}","previous_passphrase":"{PASS}""#),
+        )
+    };
+    let marker = b"payload written before the rotation";
+    // Step 1 of the rotation apply is luksAddKey, step 2 luksRemoveKey.
+    for n in 1..=2u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("agent.log");
+        let name = format!("pc_rot_{n}");
+        let file = dir.path().join(format!("pool/{name}_00000.img"));
+        let _cleanup = Cleanup(file.clone());
+        let mut agent = Agent::start(dir.path(), None, &log);
+        assert_converged(agent.put(&name, &doc(&name, stack, 16384, PASS)).unwrap());
+        drop(agent);
+        let dev = attachments(&file).pop().expect("loop device attached");
+        let uuid = luks_uuid(&dev).expect("a LUKS header");
+        let end = std::fs::metadata(&file).unwrap().len();
+        write_at(&dev, end - 4096, marker);
+
+        let mut dying = Agent::start(dir.path(), Some(n), &log);
+        assert!(
+            dying.put(&name, &rotation(&name)).is_err(),
+            "killed at step {n}"
+        );
+        drop(dying);
+        match n {
+            1 => assert!(opens(&dev, PASS) && opens(&dev, NEW), "half-way: both keys"),
+            _ => assert!(!opens(&dev, PASS) && opens(&dev, NEW), "old slot removed"),
+        }
+        let log_text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            log_text.contains("luksAddKey") && !log_text.contains(NEW),
+            "journalled step, no secret in the log"
+        );
+
+        let mut agent = Agent::start(dir.path(), None, &log);
+        assert_converged(agent.put(&name, &rotation(&name)).unwrap());
+        assert!(opens(&dev, NEW), "step {n}: the new passphrase opens");
+        assert!(!opens(&dev, PASS), "step {n}: the old one does not");
+        assert_eq!(
+            luks_uuid(&dev).as_deref(),
+            Some(uuid.as_str()),
+            "same header"
+        );
+        assert_eq!(
+            read_at(&dev, end - 4096, marker.len()),
+            marker,
+            "data intact"
+        );
+        let (s, b) = http(agent.port, "DELETE", &format!("/v1/resources/{name}"), "").unwrap();
+        assert_eq!(s, 200, "{b}");
+    }
+}
+
 /// Every process's argv, and the environment of the agent's children, while requests run.
 fn watch_proc(needle: &'static [u8], stop: Arc<AtomicBool>, found: Arc<Mutex<Vec<String>>>) {
     let me = std::process::id().to_string();

@@ -85,6 +85,11 @@ pub struct StorageSpec {
 #[serde(deny_unknown_fields)]
 pub struct LuksSpec {
     pub passphrase: Passphrase,
+    /// Set only while rotating: the passphrase the header holds now. The agent adds
+    /// `passphrase` to a free keyslot, checks it opens the header, then removes this one;
+    /// a header that holds both (a rotation cut short) is valid and finishes on the next apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_passphrase: Option<Passphrase>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -249,6 +254,27 @@ mod tests {
     fn debug_never_shows_the_passphrase() {
         let d: DesiredResource = serde_json::from_str(&desired_json("db")).unwrap();
         assert!(!format!("{d:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_rotation_carries_the_previous_passphrase_redacted() {
+        let json = desired_json("db").replace(
+            r#""passphrase":"s3cret-pass""#,
+            r#""passphrase":"s3cret-pass","previous_passphrase":"0ld-s3cret""#,
+        );
+        let d: DesiredResource = serde_json::from_str(&json).unwrap();
+        let luks = d.luks.as_ref().unwrap();
+        assert_eq!(
+            luks.previous_passphrase.as_ref().unwrap().expose(),
+            "0ld-s3cret"
+        );
+        assert!(!format!("{d:?}").contains("0ld"));
+        let plain: DesiredResource = serde_json::from_str(&desired_json("db")).unwrap();
+        let back = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !back.contains("previous_passphrase"),
+            "absent unless rotating"
+        );
     }
 
     #[test]

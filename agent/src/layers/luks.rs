@@ -83,6 +83,55 @@ impl Luks {
             "--batch-mode".into(),
             format!("--uuid={uuid}"),
         ];
+        args.extend(Self::pbkdf_args(cx));
+        args.push("--key-file=-".into());
+        args.push(dev.into());
+        Command::new("cryptsetup", args).with_secret(pass)
+    }
+
+    /// `cryptsetup open --test-passphrase`: read-only; a wrong passphrase is
+    /// `luks_passphrase_mismatch` and nothing has been changed.
+    async fn verify_passphrase(cx: &Cx<'_>, dev: &str, vol: u32, pass: &Passphrase) -> Result<()> {
+        if Self::opens(cx, dev, pass).await? {
+            return Ok(());
+        }
+        Err(Error::new(
+            Kind::Unprocessable,
+            "luks_passphrase_mismatch",
+            format!(
+                "the passphrase does not open the LUKS header on {dev} (volume {vol}); nothing was changed. Use the passphrase the volume was created with"
+            ),
+        )
+        .field("passphrase"))
+    }
+
+    /// Whether `pass` opens a keyslot of the header on `dev` (`cryptsetup open
+    /// --test-passphrase`, read-only, also when planning).
+    async fn opens(cx: &Cx<'_>, dev: &str, pass: &Passphrase) -> Result<bool> {
+        let test = Command::new(
+            "cryptsetup",
+            ["open", "--test-passphrase", "--key-file=-", dev],
+        )
+        .with_secret(pass);
+        let out = cx.observe(&test).await?;
+        if out.success() {
+            return Ok(true);
+        }
+        // Exit code 2: no key slot opened with this passphrase.
+        if out.status == 2 || out.stderr.contains("No key available") {
+            return Ok(false);
+        }
+        Err(RunError::Failed {
+            command: test.to_string(),
+            status: out.status,
+            stderr: crate::runner::trim_stderr(&out.stderr),
+        }
+        .into())
+    }
+
+    /// The key-derivation options of the props, for every new keyslot.
+    fn pbkdf_args(cx: &Cx<'_>) -> Vec<String> {
+        let mut args = Vec::new();
         if let Some(v) = cx.props.get(PROP_PBKDF) {
             args.push(format!("--pbkdf={v}"));
         }
@@ -92,40 +141,66 @@ impl Luks {
         if let Some(v) = cx.props.get(PROP_FORCE_ITERATIONS) {
             args.push(format!("--pbkdf-force-iterations={v}"));
         }
-        args.push("--key-file=-".into());
-        args.push(dev.into());
-        Command::new("cryptsetup", args).with_secret(pass)
+        args
     }
 
-    /// `cryptsetup open --test-passphrase`: read-only; a wrong passphrase is
-    /// `luks_passphrase_mismatch` and nothing has been changed.
-    async fn verify_passphrase(cx: &Cx<'_>, dev: &str, vol: u32, pass: &Passphrase) -> Result<()> {
-        let test = Command::new(
-            "cryptsetup",
-            ["open", "--test-passphrase", "--key-file=-", dev],
-        )
-        .with_secret(pass);
-        let out = cx.observe(&test).await?;
-        if out.success() {
-            return Ok(());
-        }
-        // Exit code 2: no key slot opened with this passphrase.
-        if out.status == 2 || out.stderr.contains("No key available") {
+    /// Rotates the header on `dev` from `old` to `new`, in two journalled phases, each decided
+    /// by what the header holds now, so a rotation cut short at any point finishes on the next
+    /// apply: (1) unless `new` already opens it, add `new` to a free keyslot (authenticated by
+    /// `old`) and check that it opens the header; (2) while `old` still opens a keyslot, remove
+    /// that keyslot (authenticated by `old` itself, which names the slot). A header that
+    /// neither opens is refused untouched.
+    async fn rotate(
+        cx: &mut Cx<'_>,
+        dev: &str,
+        vol: u32,
+        old: &Passphrase,
+        new: &Passphrase,
+    ) -> Result<()> {
+        let mut new_opens = Self::opens(cx, dev, new).await?;
+        let mut old_opens = Self::opens(cx, dev, old).await?;
+        if !new_opens && !old_opens {
             return Err(Error::new(
                 Kind::Unprocessable,
                 "luks_passphrase_mismatch",
                 format!(
-                    "the passphrase does not open the LUKS header on {dev} (volume {vol}); nothing was changed. Use the passphrase the volume was created with"
+                    "neither the new nor the previous passphrase opens the LUKS header on {dev} \
+                     (volume {vol}); nothing was changed. Set passphrase to the one the volume \
+                     holds, apply, then change it"
                 ),
             )
             .field("passphrase"));
         }
-        Err(RunError::Failed {
-            command: test.to_string(),
-            status: out.status,
-            stderr: crate::runner::trim_stderr(&out.stderr),
+        if !new_opens {
+            let both = rotation_stdin(dev, vol, old, new)?;
+            let mut args = vec!["luksAddKey".to_owned(), "--batch-mode".to_owned()];
+            args.extend(Self::pbkdf_args(cx));
+            args.push(dev.to_owned());
+            let add = Command::new("cryptsetup", args).with_secret(&both);
+            cx.act(L::Luks, &add).await?;
+            new_opens = cx.dry_run || Self::opens(cx, dev, new).await?;
+            if !new_opens {
+                return Err(Error::internal(format!(
+                    "cryptsetup luksAddKey succeeded on {dev} (volume {vol}) but the new \
+                     passphrase does not open the header; the previous one still does"
+                )));
+            }
         }
-        .into())
+        // A keyslot holds one passphrase; a header could hold the old one twice. At most 32
+        // keyslots exist in LUKS2.
+        for _ in 0..32 {
+            if !old_opens {
+                break;
+            }
+            let remove = Command::new(
+                "cryptsetup",
+                ["luksRemoveKey", "--batch-mode", "--key-file=-", dev],
+            )
+            .with_secret(old);
+            cx.act(L::Luks, &remove).await?;
+            old_opens = !cx.dry_run && Self::opens(cx, dev, old).await?;
+        }
+        Ok(())
     }
 
     /// An open mapping smaller than its backing device allows: a grow whose `cryptsetup
@@ -279,7 +354,21 @@ impl Layer for Luks {
                     .as_ref()
                     .is_some_and(|d| d.generation != cx.record.generation);
             let verify = !formatted_now && !cx.dry_run && (!was_open || new_generation);
-            if verify {
+            // A rotation runs before the open step: it only touches the header, so it works
+            // whether or not the mapping is (or can be) open.
+            let previous = cx
+                .desired
+                .as_ref()
+                .and_then(|d| d.luks.as_ref())
+                .and_then(|l| l.previous_passphrase.clone())
+                .filter(|p| !p.is_empty() && p.expose() != pass.expose());
+            if let (Some(old), false) = (&previous, formatted_now || v.created_now) {
+                Self::rotate(cx, &dev, v.number, old, &pass).await?;
+                if !cx.dry_run {
+                    cx.record.volume(v.number).adopted = true;
+                    cx.persist()?;
+                }
+            } else if verify {
                 Self::verify_passphrase(cx, &dev, v.number, &pass).await?;
                 cx.record.volume(v.number).adopted = true;
                 cx.persist()?;
@@ -364,6 +453,34 @@ fn mentions_missing_dm(stderr: &str) -> bool {
         || s.contains("dm-crypt")
         || s.contains("dm_mod")
         || s.contains("device mapper")
+}
+
+/// Both passphrases for `luksAddKey`, one a line: without `--key-file`, cryptsetup reads the
+/// existing passphrase from stdin up to the first newline and the new one up to the next, so
+/// neither appears in argv (`--keyfile-size` would put the old one's length there). Hence a
+/// passphrase with a newline, or longer than cryptsetup's 512-byte line limit, cannot be
+/// rotated this way and is refused before anything changes.
+fn rotation_stdin(dev: &str, vol: u32, old: &Passphrase, new: &Passphrase) -> Result<Passphrase> {
+    const MAX_LINE: usize = 512;
+    for p in [old, new] {
+        if p.expose().contains(['\n', '\r']) || p.expose().len() > MAX_LINE {
+            return Err(Error::invalid(
+                "luks_passphrase_unrotatable",
+                "passphrase",
+                format!(
+                    "cannot rotate the LUKS passphrase on {dev} (volume {vol}): a passphrase \
+                     to rotate from or to has a line break or is longer than {MAX_LINE} bytes. \
+                     Use a single-line passphrase of at most {MAX_LINE} bytes"
+                ),
+            ));
+        }
+    }
+    let mut both = String::with_capacity(old.expose().len() + new.expose().len() + 2);
+    both.push_str(old.expose());
+    both.push('\n');
+    both.push_str(new.expose());
+    both.push('\n');
+    Ok(Passphrase::new(both))
 }
 
 /// A random RFC 4122 version-4 UUID, so the header's UUID is known without asking cryptsetup.

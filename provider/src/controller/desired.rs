@@ -33,6 +33,8 @@ pub struct Spec {
     pub volumes: Vec<VolumeSpec>,
     pub pool: StoragePoolName,
     pub passphrase: Option<Passphrase>,
+    /// The passphrase the LUKS headers hold now, while rotating to `passphrase`.
+    pub previous_passphrase: Option<Passphrase>,
     pub props: BTreeMap<String, String>,
     pub generation: u64,
     pub nodes: Vec<NodeName>,
@@ -43,9 +45,10 @@ impl Spec {
     /// The document sent to `node`'s agent.
     pub fn desired_for(&self, node: &NodeName, cluster: &Cluster) -> DesiredResource {
         let luks = if self.layer_stack.has(Layer::Luks) {
-            self.passphrase
-                .clone()
-                .map(|passphrase| LuksSpec { passphrase })
+            self.passphrase.clone().map(|passphrase| LuksSpec {
+                passphrase,
+                previous_passphrase: self.previous_passphrase.clone(),
+            })
         } else {
             None
         };
@@ -137,6 +140,7 @@ mod tests {
             }],
             pool: "files".parse().unwrap(),
             passphrase: Some(Passphrase::new("pw")),
+            previous_passphrase: None,
             props: [("DrbdOptions/Net/protocol".to_owned(), "A".to_owned())].into(),
             generation: 1,
             drbd: Some(DrbdAllocation {

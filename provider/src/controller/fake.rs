@@ -20,6 +20,8 @@ pub struct FakeAgent {
     pub resources: Mutex<BTreeMap<ResourceName, ObservedResource>>,
     /// Every request, as `op name`.
     pub calls: Mutex<Vec<String>>,
+    /// When set, every apply fails with this agent error code (e.g. `kernel_feature_missing`).
+    pub fail_apply: Mutex<Option<&'static str>>,
 }
 
 impl FakeAgent {
@@ -29,6 +31,7 @@ impl FakeAgent {
             pools: pools.iter().map(|(p, f)| (p.to_string(), *f)).collect(),
             resources: Mutex::default(),
             calls: Mutex::default(),
+            fail_apply: Mutex::default(),
         })
     }
 
@@ -105,6 +108,30 @@ impl AgentClient for FakeAgent {
 
     async fn apply(&self, desired: &DesiredResource) -> Result<ObservedResource, TransportError> {
         self.record(format!("apply {}", desired.name));
+        if let Some(old) = desired
+            .luks
+            .as_ref()
+            .and_then(|l| l.previous_passphrase.as_ref())
+        {
+            // Only tests read this: which rotation was asked for.
+            let new = desired.luks.as_ref().map(|l| l.passphrase.expose());
+            self.record(format!(
+                "rotate {} {} -> {}",
+                desired.name,
+                old.expose(),
+                new.unwrap_or_default()
+            ));
+        }
+        if let Some(code) = *self.fail_apply.lock().unwrap() {
+            return Err(TransportError::Agent {
+                node: self.name.clone(),
+                error: AgentError {
+                    code: code.into(),
+                    message: "failed as told".into(),
+                    field: None,
+                },
+            });
+        }
         if desired.layer_stack.has(Layer::Luks) && desired.luks.is_none() {
             return Err(TransportError::Agent {
                 node: self.name.clone(),

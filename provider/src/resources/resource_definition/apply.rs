@@ -186,12 +186,18 @@ async fn converge(
         state.drbd = None;
     }
     let passphrase = eff.passphrase.clone().known();
+    // A changed passphrase is a rotation: the headers hold the prior one, known from state.
+    let previous = resolve::effective(prior)
+        .passphrase
+        .known()
+        .filter(|old| stack.has(Layer::Luks) && passphrase.as_ref().is_some_and(|new| new != old));
     let spec = Spec {
         name: name.clone(),
         layer_stack: stack.clone(),
         volumes,
         pool: pool.clone(),
         passphrase: passphrase.clone().map(Passphrase::new),
+        previous_passphrase: previous.clone().map(Passphrase::new),
         props: eff.props.clone().known().unwrap_or_default(),
         generation: state.generation,
         nodes: nodes.clone(),
@@ -230,6 +236,12 @@ async fn converge(
         "replicas",
         Value::List(observed.iter().map(replica).collect()),
     );
+    if diags.has_errors() && previous.is_some() {
+        // Some replica may still hold only the prior passphrase: keep it in state so the next
+        // plan shows the rotation again and the next apply resends both (replicas already
+        // rotated skip it).
+        keep_prior_passphrase(&mut new_state, prior);
+    }
     Applied {
         state: if diags.has_errors() {
             unknown_as_null(new_state)
@@ -238,6 +250,23 @@ async fn converge(
         },
         private: state.encode(),
         diags,
+    }
+}
+
+/// Puts the prior passphrase (own or inherited) and its fingerprint back into `state`.
+fn keep_prior_passphrase(state: &mut Value, prior: &Value) {
+    state.set("passphrase", prior.get("passphrase").clone());
+    state.set(
+        "passphrase_fingerprint",
+        prior.get("passphrase_fingerprint").clone(),
+    );
+    if let Value::Map(_) = state.get("resource_group") {
+        let mut group = state.get("resource_group").clone();
+        group.set(
+            "passphrase",
+            prior.get("resource_group").get("passphrase").clone(),
+        );
+        state.set("resource_group", group);
     }
 }
 

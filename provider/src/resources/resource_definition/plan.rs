@@ -2,7 +2,8 @@
 //!
 //! Create: computed values are unknown unless the config already decides them. Update:
 //! volume growth, props and drift are in-place (replicas become unknown: the agents converge);
-//! a new name, effective stack, passphrase, node set or pool requires replacement; shrinking a
+//! a new passphrase is a rotation, in place; a new name, effective stack, node set or pool
+//! requires replacement; shrinking a
 //! volume is an error on that volume.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -137,11 +138,15 @@ fn plan_update(
     match (&prior_eff.passphrase, &eff.passphrase) {
         (Known::Some(a), Known::Some(b)) if a == b => {}
         (Known::Null, Known::Null) => {}
-        (Known::Some(_), Known::Some(_) | Known::Null) => {
+        // Dropping the passphrase of a LUKS stack: validation already refuses it while the
+        // stack has LUKS; without LUKS the stack change replaces the resource anyway.
+        (Known::Some(_), Known::Null) => {
             replace.push(own_or_group("passphrase", "passphrase"));
         }
-        // Imported (the passphrase was not readable) or newly set: apply verifies it against
-        // the LUKS header; it never reformats.
+        // A new passphrase is a rotation, in place: every replica adds it to its header and
+        // then removes the old one (apply sends both); the data is never touched. Imported
+        // (the passphrase was not readable) or newly set: apply verifies it against the
+        // header; it never reformats.
         _ => needs_apply = true,
     }
     let same_passphrase = matches!((&prior_eff.passphrase, &eff.passphrase),

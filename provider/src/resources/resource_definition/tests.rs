@@ -113,7 +113,9 @@ async fn storage_only_create_then_replan_has_no_changes() {
 
 #[tokio::test]
 async fn luks_create_fingerprints_the_passphrase_and_growing_is_in_place() {
-    let cluster = FakeAgent::cluster(&["n1", "n2"], &[]);
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let cluster =
+        FakeAgent::cluster_of([agent.clone(), FakeAgent::new("n2", &[("files", 1 << 20)])]);
     let cfg = config(&["LUKS", "STORAGE"], Some("pw"), "64MiB");
     let (state, private) = create(&cluster, &cfg).await;
     let fp = state.get("passphrase_fingerprint").as_str().unwrap();
@@ -145,7 +147,72 @@ async fn luks_create_fingerprints_the_passphrase_and_growing_is_in_place() {
         &a.private,
         None,
     );
-    assert_eq!(p.requires_replace, [AttrPath::attr("passphrase")]);
+    assert!(
+        p.requires_replace.is_empty(),
+        "a new passphrase rotates in place"
+    );
+    assert!(p.state.get("passphrase_fingerprint").is_unknown());
+    assert!(p.state.get("replicas").is_unknown());
+    let r = apply::apply(&cluster, &a.state, &p.state, &changed, &p.private).await;
+    assert!(!r.diags.has_errors());
+    assert_conforms(&p.state, &r.state);
+    let fp = r.state.get("passphrase_fingerprint").as_str().unwrap();
+    assert!(super::fingerprint::matches(fp, "other"));
+    assert_eq!(
+        agent.calls.lock().unwrap().last().map(String::as_str),
+        Some("rotate db pw -> other"),
+        "apply sends the prior passphrase with the new one"
+    );
+    let calls = agent.calls.lock().unwrap().len();
+    let again = plan::plan(
+        &conformed(r.state.clone()),
+        &proposed(&conformed(r.state.clone()), &changed),
+        &changed,
+        &r.private,
+        None,
+    );
+    assert!(again.state.is_wholly_known(), "rotated: no changes");
+    let _ = apply::apply(&cluster, &r.state, &again.state, &changed, &r.private).await;
+    assert_eq!(
+        agent.calls.lock().unwrap().len(),
+        calls,
+        "nothing dispatched"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_that_fails_keeps_the_prior_passphrase_in_state() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let cfg = config(&["LUKS", "STORAGE"], Some("pw"), "64MiB");
+    let (state, private) = create(&cluster, &cfg).await;
+    let changed = config(&["LUKS", "STORAGE"], Some("other"), "64MiB");
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &changed),
+        &changed,
+        &private,
+        None,
+    );
+    // The agent fails after the dispatch (on this host: dm-crypt missing at open).
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    *agent.fail_apply.lock().unwrap() = Some("kernel_feature_missing");
+    let failing = FakeAgent::cluster_of([agent]);
+    let a = apply::apply(&failing, &state, &p.state, &changed, &p.private).await;
+    assert!(a.diags.has_errors());
+    assert_eq!(a.state.get("passphrase").as_str(), Some("pw"));
+    let fp = a.state.get("passphrase_fingerprint").as_str().unwrap();
+    assert!(super::fingerprint::matches(fp, "pw"));
+    let again = plan::plan(
+        &conformed(a.state.clone()),
+        &proposed(&conformed(a.state.clone()), &changed),
+        &changed,
+        &a.private,
+        None,
+    );
+    assert!(
+        again.state.get("passphrase_fingerprint").is_unknown(),
+        "the next plan shows the rotation again"
+    );
 }
 
 #[tokio::test]
