@@ -1,6 +1,7 @@
 //! The controller: what the provider decides before it talks to agents, and the fan-out.
 //!
 //! * [`resolve`]: the effective stack, passphrase, place count, pool and props of a definition.
+//! * [`secret`]: where the passphrase comes from (literal, file or environment variable).
 //! * [`place`]: which nodes get a replica, and which pool backs it.
 //! * [`allocate`]: DRBD node ids, minors and ports.
 //! * [`desired`]: the per-node `DesiredResource`.
@@ -14,6 +15,7 @@ pub mod desired;
 pub mod fake;
 pub mod place;
 pub mod resolve;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::future::Future;

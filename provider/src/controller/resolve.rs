@@ -87,6 +87,7 @@ pub fn layer_stack(v: &Value) -> Known<Result<LayerStack, LayerStackError>> {
 #[derive(Debug, Clone)]
 pub struct Effective {
     pub layer_stack: Known<LayerStack>,
+    /// The passphrase, with `passphrase_file`/`passphrase_env` read on this machine.
     pub passphrase: Known<String>,
     pub place_count: Known<i64>,
     pub storage_pool: Known<String>,
@@ -131,7 +132,7 @@ pub fn effective(rd: &Value) -> Effective {
     };
     Effective {
         layer_stack,
-        passphrase: string(rd.get("passphrase")).or(string(rg.get("passphrase"))),
+        passphrase: super::secret::effective(rd),
         place_count,
         storage_pool: string(rg.get("storage_pool")),
         props,

@@ -28,6 +28,16 @@ pub fn validate(config: &Value) -> Diagnostics {
         &mut diags,
     );
     shared::check_props(config.get("props"), &AttrPath::attr("props"), &mut diags);
+    if let Err(attrs) = crate::controller::secret::CURRENT.source(config) {
+        diags.error(
+            &AttrPath::attr(attrs[1]),
+            format!("Set only one of {}", attrs.join(", ")),
+            format!(
+                "{} are all set; each is a whole passphrase. Keep one of them.",
+                attrs.join(" and ")
+            ),
+        );
+    }
     if let (Known::Some(stack), Value::String(_)) = (stack, config.get("passphrase")) {
         if !stack.has(Layer::Luks) {
             diags.warning(

@@ -23,6 +23,16 @@ fn resource_group_attributes() -> Vec<Attribute> {
         )
         .sensitive(),
         Attribute::optional(
+            "passphrase_file",
+            Ty::String,
+            "Instead of `passphrase`: a file on the machine running terraform holding the group's passphrase.",
+        ),
+        Attribute::optional(
+            "passphrase_env",
+            Ty::String,
+            "Instead of `passphrase`: an environment variable of terraform holding the group's passphrase.",
+        ),
+        Attribute::optional(
             "place_count",
             Ty::Number,
             "How many nodes to place on when `nodes` is not set; changing it moves the definition (replacement).",
@@ -110,9 +120,29 @@ pub fn schema() -> Schema {
                 Attribute::optional(
                     "passphrase",
                     Ty::String,
-                    "LUKS passphrase; overrides the group's. Required when the effective stack has LUKS. Changing it replaces the resource.",
+                    "LUKS passphrase; overrides the group's. Required when the effective stack has LUKS (or one of `passphrase_file`, `passphrase_env`). Terraform keeps it in state (marked sensitive); use `passphrase_file` or `passphrase_env` to keep it out. Changing it rotates the passphrase in place on every replica: the new one is added to the LUKS header, checked, then the old one is removed; the data is untouched.",
                 )
                 .sensitive(),
+                Attribute::optional(
+                    "passphrase_file",
+                    Ty::String,
+                    "Instead of `passphrase`: path of a file on the machine running terraform that holds the passphrase (one trailing newline is ignored). Read at plan and apply; state keeps only the path and `passphrase_fingerprint`. A change of the file's content is planned as an in-place rotation, which needs the old passphrase once: set `previous_passphrase_file` or `previous_passphrase_env` for that apply.",
+                ),
+                Attribute::optional(
+                    "passphrase_env",
+                    Ty::String,
+                    "Instead of `passphrase`: name of an environment variable of the terraform process holding the passphrase. Read at plan and apply; state keeps only the name and `passphrase_fingerprint`. A change of its value is planned as an in-place rotation (see `passphrase_file`).",
+                ),
+                Attribute::optional(
+                    "previous_passphrase_file",
+                    Ty::String,
+                    "While rotating away from a passphrase given by `passphrase_file`/`passphrase_env`: a file holding the old one, checked against `passphrase_fingerprint` at plan. Remove it after the rotation.",
+                ),
+                Attribute::optional(
+                    "previous_passphrase_env",
+                    Ty::String,
+                    "Like `previous_passphrase_file`, from an environment variable of terraform.",
+                ),
                 Attribute::optional_computed(
                     "nodes",
                     Ty::list(Ty::String),
@@ -142,7 +172,7 @@ pub fn schema() -> Schema {
                 Attribute::computed(
                     "passphrase_fingerprint",
                     Ty::String,
-                    "A salted PBKDF2 hash of the effective passphrase, to see that it changed; never the passphrase.",
+                    "A salted PBKDF2 hash of the effective passphrase (salt per definition, inside the value): shows that it changed, and detects a changed `passphrase_file`/`passphrase_env` secret at plan; never the passphrase.",
                 ),
                 Attribute::computed(
                     "replicas",

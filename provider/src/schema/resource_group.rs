@@ -39,6 +39,16 @@ pub fn schema() -> Schema {
                 )
                 .sensitive(),
                 Attribute::optional(
+                    "passphrase_file",
+                    Ty::String,
+                    "Instead of `passphrase`: a file on the machine running terraform holding the passphrase definitions inherit; state keeps only the path.",
+                ),
+                Attribute::optional(
+                    "passphrase_env",
+                    Ty::String,
+                    "Instead of `passphrase`: an environment variable of terraform holding the passphrase definitions inherit; state keeps only the name.",
+                ),
+                Attribute::optional(
                     "props",
                     Ty::map(Ty::String),
                     "Properties inherited by definitions, e.g. `DrbdOptions/Net/protocol`.",

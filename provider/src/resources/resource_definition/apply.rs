@@ -12,6 +12,7 @@ use super::{fingerprint, replica, unknown_as_null, Private};
 use crate::controller::desired::{node_ids, random_secret, DrbdAllocation, Spec};
 use crate::controller::place::{choose_pool, place};
 use crate::controller::resolve::{self, Known};
+use crate::controller::secret;
 use crate::controller::{allocate, Cluster};
 use crate::resources::diag::{AttrPath, Diagnostics};
 use crate::values::Value;
@@ -186,10 +187,11 @@ async fn converge(
         state.drbd = None;
     }
     let passphrase = eff.passphrase.clone().known();
-    // A changed passphrase is a rotation: the headers hold the prior one, known from state.
-    let previous = resolve::effective(prior)
-        .passphrase
+    // A changed passphrase is a rotation: the headers hold the prior one, known from state
+    // when it was literal, else from a previous_* reference (plan checked its fingerprint).
+    let previous = secret::literal_in_state(prior)
         .known()
+        .or_else(|| secret::previous(config).known().and_then(Result::ok))
         .filter(|old| stack.has(Layer::Luks) && passphrase.as_ref().is_some_and(|new| new != old));
     let spec = Spec {
         name: name.clone(),

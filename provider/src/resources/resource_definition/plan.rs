@@ -10,8 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use blockstor_proto::{Layer, NodeName, Size};
 
+use super::fingerprint;
 use super::validate::validate;
 use crate::controller::resolve::{self, Known};
+use crate::controller::secret;
 use crate::resources::diag::{AttrPath, Diagnostics};
 use crate::values::Value;
 
@@ -135,27 +137,30 @@ fn plan_update(
         }
     }
 
-    match (&prior_eff.passphrase, &eff.passphrase) {
-        (Known::Some(a), Known::Some(b)) if a == b => {}
-        (Known::Null, Known::Null) => {}
+    // Not `prior_eff.passphrase`: a reference in prior state would read today's secret.
+    let prior_fp = prior.get("passphrase_fingerprint").as_str();
+    let change = if has_luks == Known::Some(false) {
+        Change::Same // no header to rotate; the fingerprint stays null
+    } else {
+        passphrase_change(prior, prior_fp, &eff.passphrase)
+    };
+    let same = matches!(change, Change::Same);
+    match change {
+        Change::Same => {}
         // Dropping the passphrase of a LUKS stack: validation already refuses it while the
         // stack has LUKS; without LUKS the stack change replaces the resource anyway.
-        (Known::Some(_), Known::Null) => {
-            replace.push(own_or_group("passphrase", "passphrase"));
-        }
+        Change::Dropped => replace.push(own_or_group("passphrase", "passphrase")),
         // A new passphrase is a rotation, in place: every replica adds it to its header and
-        // then removes the old one (apply sends both); the data is never touched. Imported
-        // (the passphrase was not readable) or newly set: apply verifies it against the
-        // header; it never reformats.
-        _ => needs_apply = true,
+        // then removes the old one (apply sends both); the data is never touched.
+        Change::Rotated => {
+            needs_apply = true;
+            check_previous(prior, prior_fp, config, diags);
+        }
+        // Imported (the passphrase was not readable) or newly set: apply verifies it against
+        // the header; it never reformats.
+        Change::Unverified => needs_apply = true,
     }
-    let same_passphrase = matches!((&prior_eff.passphrase, &eff.passphrase),
-        (Known::Some(a), Known::Some(b)) if a == b)
-        || matches!(
-            (&prior_eff.passphrase, &eff.passphrase),
-            (Known::Null, Known::Null)
-        );
-    let fp = if same_passphrase && !prior.get("passphrase_fingerprint").is_null() {
+    let fp = if same && prior_fp.is_some() {
         prior.get("passphrase_fingerprint").clone()
     } else {
         fingerprint_plan(&eff.passphrase, has_luks)
@@ -225,6 +230,65 @@ fn plan_update(
 
     if needs_apply {
         planned.set("replicas", Value::Unknown);
+    }
+}
+
+/// How the effective passphrase compares with the one the replicas hold.
+enum Change {
+    Same,
+    Dropped,
+    Rotated,
+    Unverified,
+}
+
+/// The prior passphrase is known from state when it was literal, else only by its
+/// fingerprint (a `passphrase_file`/`passphrase_env` reference, read again now).
+fn passphrase_change(prior: &Value, prior_fp: Option<&str>, now: &Known<String>) -> Change {
+    match (secret::literal_in_state(prior), now) {
+        (Known::Null, Known::Null) if prior_fp.is_none() => Change::Same,
+        (_, Known::Null) => Change::Dropped,
+        (_, Known::Unknown) => Change::Unverified,
+        (Known::Some(old), Known::Some(new)) if &old == new => Change::Same,
+        (Known::Some(_), Known::Some(_)) => Change::Rotated,
+        (_, Known::Some(new)) => match prior_fp {
+            Some(fp) if fingerprint::matches(fp, new) => Change::Same,
+            Some(_) => Change::Rotated,
+            None => Change::Unverified,
+        },
+    }
+}
+
+/// A rotation away from a referenced secret needs the old one, from a previous_* reference
+/// that matches the fingerprint in state.
+fn check_previous(prior: &Value, prior_fp: Option<&str>, config: &Value, diags: &mut Diagnostics) {
+    if secret::literal_in_state(prior).known().is_some() {
+        return; // state holds the old passphrase itself
+    }
+    let attr = if config.get("passphrase_env").is_null() {
+        "passphrase_file"
+    } else {
+        "passphrase_env"
+    };
+    match secret::previous(config) {
+        Known::Null => diags.error(
+            &AttrPath::attr(attr),
+            "The passphrase changed: the rotation needs the old one",
+            format!("The secret {attr} points at no longer matches passphrase_fingerprint in state, so this apply rotates every replica to it, which needs the passphrase the LUKS headers hold now. State does not keep it: make it readable once with previous_passphrase_file or previous_passphrase_env, apply, then remove that attribute. (If the change was a mistake, restore the old secret.)"),
+        ),
+        Known::Some(Ok(old)) if prior_fp.is_some_and(|fp| !fingerprint::matches(fp, &old)) => {
+            let at = if config.get("previous_passphrase_env").is_null() {
+                "previous_passphrase_file"
+            } else {
+                "previous_passphrase_env"
+            };
+            diags.error(
+                &AttrPath::attr(at),
+                "Not the passphrase the volumes hold",
+                format!("The secret {at} points at does not match passphrase_fingerprint in state, so it is not the passphrase the LUKS headers hold now. Point it at the old passphrase."),
+            );
+        }
+        // Matches; or unreadable (validation reports it); or unknown (checked at apply).
+        _ => {}
     }
 }
 

@@ -371,3 +371,79 @@ fn unknown_node_in_nodes_is_a_plan_error() {
         Some(AttrPath::attr("nodes").index(0).to_proto())
     );
 }
+
+#[tokio::test]
+async fn a_passphrase_file_stays_out_of_state_and_a_new_content_plans_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "first-secret\n").unwrap();
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let cluster = FakeAgent::cluster_of([agent.clone()]);
+    let mut cfg = config(&["LUKS", "STORAGE"], None, "64MiB");
+    cfg.set("passphrase_file", Value::string(key.to_str().unwrap()));
+    let (state, private) = create(&cluster, &cfg).await;
+    let text = format!("{state:?}");
+    assert!(!text.contains("first-secret"), "no secret in state: {text}");
+    let fp = state.get("passphrase_fingerprint").as_str().unwrap();
+    assert!(super::fingerprint::matches(fp, "first-secret"));
+
+    let p = plan::plan(&state, &proposed(&state, &cfg), &cfg, &private, None);
+    assert!(p.state.is_wholly_known(), "same secret: no changes");
+
+    // The file now holds another passphrase: a rotation, which needs the old one.
+    std::fs::write(&key, "second-secret\n").unwrap();
+    let p = plan::plan(&state, &proposed(&state, &cfg), &cfg, &private, None);
+    let err = &p.diags.0[0];
+    assert_eq!(
+        err.attribute,
+        Some(AttrPath::attr("passphrase_file").to_proto())
+    );
+    assert!(
+        err.detail.contains("previous_passphrase_file"),
+        "{}",
+        err.detail
+    );
+
+    let old = dir.path().join("old");
+    std::fs::write(&old, "not-it").unwrap();
+    let mut rotating = cfg.clone();
+    rotating.set(
+        "previous_passphrase_file",
+        Value::string(old.to_str().unwrap()),
+    );
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &rotating),
+        &rotating,
+        &private,
+        None,
+    );
+    assert_eq!(
+        p.diags.0[0].attribute,
+        Some(AttrPath::attr("previous_passphrase_file").to_proto()),
+        "a previous secret that does not match the fingerprint"
+    );
+
+    std::fs::write(&old, "first-secret").unwrap();
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &rotating),
+        &rotating,
+        &private,
+        None,
+    );
+    assert!(!p.diags.has_errors(), "{:?}", p.diags);
+    assert!(p.requires_replace.is_empty(), "rotated in place");
+    assert!(p.state.get("passphrase_fingerprint").is_unknown());
+    let a = apply::apply(&cluster, &state, &p.state, &rotating, &p.private).await;
+    assert!(!a.diags.has_errors(), "{:?}", a.diags);
+    assert_conforms(&p.state, &a.state);
+    assert_eq!(
+        agent.calls.lock().unwrap().last().map(String::as_str),
+        Some("rotate db first-secret -> second-secret")
+    );
+    let text = format!("{:?}", a.state);
+    assert!(!text.contains("first-secret") && !text.contains("second-secret"));
+    let fp = a.state.get("passphrase_fingerprint").as_str().unwrap();
+    assert!(super::fingerprint::matches(fp, "second-secret"));
+}

@@ -9,6 +9,7 @@ use blockstor_proto::wire::MAX_VOLUME_NUMBER;
 use blockstor_proto::{Layer, NodeName, Size};
 
 use crate::controller::resolve::{self, Known};
+use crate::controller::secret;
 use crate::resources::diag::{AttrPath, Diagnostics};
 use crate::resources::shared;
 use crate::values::Value;
@@ -59,8 +60,12 @@ pub fn validate(config: &Value) -> Diagnostics {
         (Known::Null, Value::Map(_), Known::Null) => Known::Some(Default::default()),
         _ => Known::Unknown,
     };
-    let passphrase =
-        resolve::string(config.get("passphrase")).or(resolve::string(rg.get("passphrase")));
+    check_passphrase_sources(config, &mut diags);
+    let passphrase = if diags.has_errors() {
+        Known::Unknown
+    } else {
+        resolve::effective(config).passphrase
+    };
     if let Known::Some(stack) = stack {
         match (&passphrase, stack.has(Layer::Luks)) {
             (Known::Null, true) => diags.error(
@@ -82,6 +87,42 @@ pub fn validate(config: &Value) -> Diagnostics {
         }
     }
     diags
+}
+
+/// At most one passphrase source per level, and a referenced one must be readable here.
+fn check_passphrase_sources(config: &Value, diags: &mut Diagnostics) {
+    let rg = config.get("resource_group");
+    let levels = [
+        (config, None, secret::CURRENT),
+        (config, None, secret::PREVIOUS),
+        (rg, Some("resource_group"), secret::CURRENT),
+    ];
+    for (obj, base, family) in levels {
+        let at = |attr: &str| match base {
+            Some(b) => AttrPath::attr(b).then(attr),
+            None => AttrPath::attr(attr),
+        };
+        match family.source(obj) {
+            Err(attrs) => diags.error(
+                &at(attrs[1]),
+                format!("Set only one of {}", attrs.join(", ")),
+                format!(
+                    "{} are all set; each is a whole passphrase. Keep one of them.",
+                    attrs.join(" and ")
+                ),
+            ),
+            Ok(Known::Some(src)) => {
+                if let Err(why) = src.read() {
+                    diags.error(
+                        &at(src.attribute(&family)),
+                        format!("Cannot read {}", src.attribute(&family)),
+                        why,
+                    );
+                }
+            }
+            Ok(_) => {}
+        }
+    }
 }
 
 fn check_volumes(volumes: &Value, diags: &mut Diagnostics) {
