@@ -547,15 +547,39 @@ mod tests {
             }
         }
         assert!(text("docs/resources/resource_definition.md")
-            .contains("- `passphrase` (String, Sensitive, Forces replacement)"));
+            .contains("- `name` (String, Forces replacement)"));
     }
 
+    /// The table and the descriptions say the same: an attribute is in FORCES_REPLACEMENT
+    /// exactly when its description says that changing it replaces the object. When plan.rs
+    /// changes what replaces, fix the description and the table together.
     #[test]
-    fn forces_replacement_names_only_existing_top_level_attributes() {
+    fn forces_replacement_agrees_with_the_descriptions() {
         let s = schema::schemas();
         for (ty, attr) in FORCES_REPLACEMENT {
             let schema = s.resource(ty).expect("a resource type");
-            assert!(schema.block.attribute(attr).is_some(), "{ty}.{attr}");
+            let a = schema.block.attribute(attr).unwrap_or_else(|| {
+                panic!("FORCES_REPLACEMENT names {ty}.{attr}, which does not exist")
+            });
+            assert!(
+                a.description.contains("replaces the"),
+                "{ty}.{attr} is in FORCES_REPLACEMENT (docs.rs) but its description does not say \
+                 that changing it replaces the resource: update one or the other"
+            );
+        }
+        for (ty, schema) in [
+            (schema::RESOURCE_GROUP, &s.resource_group),
+            (schema::RESOURCE_DEFINITION, &s.resource_definition),
+        ] {
+            for a in &schema.block.attributes {
+                if a.description.contains("Changing it replaces") {
+                    assert!(
+                        FORCES_REPLACEMENT.contains(&(ty, a.name)),
+                        "{ty}.{} says changing it replaces the resource: add it to FORCES_REPLACEMENT in docs.rs",
+                        a.name
+                    );
+                }
+            }
         }
     }
 
