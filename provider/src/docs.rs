@@ -39,7 +39,6 @@ const FORCES_REPLACEMENT: &[(&str, &str)] = &[
     (schema::RESOURCE_GROUP, "name"),
     (schema::RESOURCE_DEFINITION, "name"),
     (schema::RESOURCE_DEFINITION, "layer_stack"),
-    (schema::RESOURCE_DEFINITION, "passphrase"),
     (schema::RESOURCE_DEFINITION, "nodes"),
 ];
 
