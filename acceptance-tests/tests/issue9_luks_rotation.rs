@@ -229,3 +229,68 @@ fn a_passphrase_file_stays_out_of_state_and_a_new_content_plans_a_rotation() {
     assert_state_keeps_no(&s, NEW);
     s.tf.destroy().assert_success();
 }
+
+const GROUP_ADDRESS: &str = "blockstor_resource_definition.inherits";
+
+fn group_rd() -> &'static str {
+    r#"
+variable "passphrase" {
+  type      = string
+  sensitive = true
+}
+
+resource "blockstor_resource_group" "encrypted" {
+  name        = "acc9-encrypted"
+  place_count = 1
+  layer_stack = ["LUKS", "STORAGE"]
+  passphrase  = var.passphrase
+}
+
+resource "blockstor_resource_definition" "inherits" {
+  name           = "acc9-inherits"
+  resource_group = blockstor_resource_group.encrypted
+  nodes          = ["n1"]
+  volume {
+    number = 0
+    size   = "64MiB"
+  }
+  props = {
+    "Luks/pbkdf"     = "pbkdf2"
+    "Luks/iter-time" = "1"
+  }
+}
+"#
+}
+
+#[test]
+fn changing_the_groups_passphrase_rotates_the_inheriting_definition_in_place() {
+    if !require(&needs()) {
+        return;
+    }
+    let mut s = Scenario::new(group_rd());
+    s.tf.var("passphrase", OLD);
+    s.tf.init().assert_success();
+    check_apply(&s.tf.apply());
+    if !host::has_device_mapper() {
+        s.tf.run(&["untaint", "-no-color", GROUP_ADDRESS])
+            .assert_success();
+    }
+    let dev = device(&s);
+    assert!(luks::passphrase_unlocks(&dev, OLD));
+
+    s.tf.var("passphrase", NEW);
+    let plan = s.tf.plan();
+    plan.assert_code(2)
+        .assert_not_contains_secret("must be replaced")
+        .assert_not_contains_secret(OLD)
+        .assert_not_contains_secret(NEW);
+    assert!(
+        plan.combined()
+            .contains("0 to add, 2 to change, 0 to destroy"),
+        "the group and the definition update in place:\n{plan}"
+    );
+    check_apply(&s.tf.apply());
+    assert!(luks::passphrase_unlocks(&dev, NEW), "B opens the header");
+    assert!(!luks::passphrase_unlocks(&dev, OLD), "A no longer does");
+    s.tf.destroy().assert_success();
+}

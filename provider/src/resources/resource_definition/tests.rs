@@ -447,3 +447,41 @@ async fn a_passphrase_file_stays_out_of_state_and_a_new_content_plans_a_rotation
     let fp = a.state.get("passphrase_fingerprint").as_str().unwrap();
     assert!(super::fingerprint::matches(fp, "second-secret"));
 }
+
+#[tokio::test]
+async fn a_new_group_passphrase_rotates_the_inheriting_definition_in_place() {
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let cluster = FakeAgent::cluster_of([agent.clone()]);
+    let with_group_pass = |pass: &str| {
+        let mut cfg = config(&["LUKS", "STORAGE"], None, "64MiB");
+        cfg.set(
+            "resource_group",
+            Value::object([
+                ("name", Value::string("rg")),
+                ("passphrase", Value::string(pass)),
+            ]),
+        );
+        conformed(cfg)
+    };
+    let cfg = with_group_pass("group-old");
+    let (state, private) = create(&cluster, &cfg).await;
+    let changed = with_group_pass("group-new");
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &changed),
+        &changed,
+        &private,
+        None,
+    );
+    assert!(!p.diags.has_errors(), "{:?}", p.diags);
+    assert!(
+        p.requires_replace.is_empty(),
+        "inherited change rotates in place"
+    );
+    let a = apply::apply(&cluster, &state, &p.state, &changed, &p.private).await;
+    assert!(!a.diags.has_errors(), "{:?}", a.diags);
+    assert_eq!(
+        agent.calls.lock().unwrap().last().map(String::as_str),
+        Some("rotate db group-old -> group-new")
+    );
+}
