@@ -1,4 +1,4 @@
-//! Generates the Terraform plugin protocol code (tfplugin6 and go-plugin's services) when the
+//! Generates the Terraform plugin protocol code (tfplugin6, tfplugin5 and go-plugin's services) when the
 //! `tfplugin` feature is on. Without it this script does nothing, so crates that only need the
 //! agent contracts never compile protobuf tooling or tonic.
 
@@ -12,8 +12,9 @@ fn main() {
 
 #[cfg(feature = "tfplugin")]
 mod tfplugin {
-    const PROTOS: [&str; 3] = [
+    const PROTOS: [&str; 4] = [
         "proto/tfplugin6.proto",
+        "proto/tfplugin5.proto",
         "proto/grpc_controller.proto",
         "proto/grpc_stdio.proto",
     ];

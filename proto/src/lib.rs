@@ -3,7 +3,7 @@
 //! * [`names`], [`size`], [`layer_stack`]: validated value types. A value that exists is valid
 //!   (parse, don't validate), so an unchecked name can never reach a path, a device name or argv.
 //! * [`wire`]: the JSON documents exchanged between provider and agent (DESIGN.md §4).
-//! * `tfplugin6`, `goplugin` (feature `tfplugin`): the generated Terraform plugin protocol.
+//! * `tfplugin6`, `tfplugin5`, `goplugin` (feature `tfplugin`): the generated Terraform plugin protocol.
 
 pub mod layer_stack;
 pub mod names;
@@ -18,6 +18,14 @@ pub mod tfplugin6 {
     tonic::include_proto!("tfplugin6");
 }
 
+/// Terraform plugin protocol 5.2 (package `tfplugin5`), served to clients that do not offer 6.
+/// Generated from `proto/tfplugin5.proto`.
+#[cfg(feature = "tfplugin")]
+#[allow(clippy::all, missing_docs)]
+pub mod tfplugin5 {
+    tonic::include_proto!("tfplugin5");
+}
+
 /// go-plugin's own gRPC services (package `plugin`): `GRPCController` (Shutdown) and
 /// `GRPCStdio` (StreamStdio), served next to the provider in the same plugin process.
 #[cfg(feature = "tfplugin")]
@@ -25,6 +33,10 @@ pub mod tfplugin6 {
 pub mod goplugin {
     tonic::include_proto!("plugin");
 }
+
+/// The protobuf runtime of the generated code, for callers that encode or transcode messages.
+#[cfg(feature = "tfplugin")]
+pub use prost;
 
 pub use layer_stack::{Layer, LayerStack, LayerStackError};
 pub use names::{NameError, NodeName, ResourceName, StoragePoolName};

@@ -3,6 +3,7 @@
 //!
 //! * [`plugin`]: go-plugin handshake, AutoMTLS, Shutdown/stdio/health services, logging.
 //! * [`server`]: the tfplugin6 `Provider` service: decodes requests, dispatches per type.
+//! * [`server5`]: tfplugin5 for older clients, an adapter over any tfplugin6 `Provider`.
 //! * [`schema`], [`values`]: the Terraform schema and msgpack DynamicValue codec.
 //! * [`resources`]: plan/apply/read/import of each resource and data source.
 //! * [`controller`]: stack/passphrase resolution, placement, per-node DesiredResource.
@@ -15,5 +16,6 @@ pub mod plugin;
 pub mod resources;
 pub mod schema;
 pub mod server;
+pub mod server5;
 pub mod transport;
 pub mod values;

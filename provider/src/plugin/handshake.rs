@@ -18,26 +18,53 @@ pub const PROTOCOL_VERSIONS_KEY: &str = "PLUGIN_PROTOCOL_VERSIONS";
 /// go-plugin's own handshake version: the first field of the handshake line; always 1.
 const CORE_PROTOCOL_VERSION: u32 = 1;
 
+/// Test-only knob: a comma-separated subset of [`ProtocolVersion::SUPPORTED`] to offer, e.g. `5`,
+/// so a Terraform that offers `5,6` really talks protocol 5 to this provider. Unset: offer all.
+pub const RESTRICT_VERSIONS_KEY: &str = "BLOCKSTOR_PROTOCOL_VERSIONS";
+
 /// A Terraform plugin protocol major version this provider can serve.
 ///
-/// Only 6 today; protocol 5 (for Terraform 0.12–0.14) can be added as a new variant without
-/// touching the negotiation.
+/// Ordered: negotiation picks the highest one both sides speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ProtocolVersion {
-    /// tfplugin6 (Terraform ≥ 1.0).
+    /// tfplugin5 (Terraform 0.12 to 1.x and OpenTofu; 5.2 is the revision this build speaks),
+    /// served by an adapter over the protocol 6 implementation.
+    V5,
+    /// tfplugin6 (Terraform ≥ 1.0, OpenTofu).
     V6,
 }
 
 impl ProtocolVersion {
     /// Every version this build serves.
-    pub const SUPPORTED: &'static [ProtocolVersion] = &[ProtocolVersion::V6];
+    pub const SUPPORTED: &'static [ProtocolVersion] = &[ProtocolVersion::V5, ProtocolVersion::V6];
 
     /// The number Terraform uses for this version.
     pub fn number(self) -> u32 {
         match self {
+            ProtocolVersion::V5 => 5,
             ProtocolVersion::V6 => 6,
         }
     }
+
+    /// The versions to offer: [`Self::SUPPORTED`], narrowed to the numbers listed in
+    /// `restrict` (the value of [`RESTRICT_VERSIONS_KEY`]) when it is set.
+    pub fn offered(restrict: Option<&str>) -> Vec<ProtocolVersion> {
+        let Some(restrict) = restrict else {
+            return Self::SUPPORTED.to_vec();
+        };
+        let numbers = parse_versions(restrict);
+        Self::SUPPORTED
+            .iter()
+            .copied()
+            .filter(|version| numbers.contains(&version.number()))
+            .collect()
+    }
+}
+
+fn parse_versions(list: &str) -> Vec<u32> {
+    list.split(',')
+        .filter_map(|part| part.trim().parse().ok())
+        .collect()
 }
 
 /// Why this process refuses to run the handshake.
@@ -55,7 +82,7 @@ pub enum HandshakeError {
     #[error(
         "[plugin.protocol_version] Terraform offered plugin protocol version(s) {offered:?} \
          ({PROTOCOL_VERSIONS_KEY}), but this provider speaks only {supported}; use Terraform \
-         1.0 or newer"
+         0.15.4 or newer, or OpenTofu (and leave {RESTRICT_VERSIONS_KEY} unset)"
     )]
     NoCommonProtocol {
         /// The value of `PLUGIN_PROTOCOL_VERSIONS` as received.
@@ -88,10 +115,7 @@ pub fn negotiate_protocol(
         }
         return Err(no_common(String::new(), supported));
     };
-    let numbers: Vec<u32> = offered
-        .split(',')
-        .filter_map(|part| part.trim().parse().ok())
-        .collect();
+    let numbers = parse_versions(offered);
     supported
         .iter()
         .filter(|version| numbers.contains(&version.number()))
@@ -165,6 +189,44 @@ mod tests {
     }
 
     #[test]
+    fn negotiation_picks_5_when_the_client_offers_only_5() {
+        assert_eq!(
+            negotiate_protocol(Some("5"), ProtocolVersion::SUPPORTED),
+            Ok(ProtocolVersion::V5)
+        );
+        assert_eq!(
+            negotiate_protocol(Some("4, 5"), ProtocolVersion::SUPPORTED),
+            Ok(ProtocolVersion::V5)
+        );
+    }
+
+    #[test]
+    fn restricting_to_5_makes_a_5_6_offer_negotiate_5() {
+        let offered = ProtocolVersion::offered(Some("5"));
+        assert_eq!(offered, vec![ProtocolVersion::V5]);
+        assert_eq!(
+            negotiate_protocol(Some("5,6"), &offered),
+            Ok(ProtocolVersion::V5)
+        );
+        assert_eq!(
+            ProtocolVersion::offered(None),
+            ProtocolVersion::SUPPORTED.to_vec()
+        );
+        let err = negotiate_protocol(Some("6"), &offered).unwrap_err();
+        assert!(err.to_string().contains("only 5"), "{err}");
+    }
+
+    #[test]
+    fn handshake_line_carries_the_negotiated_version() {
+        let line = HandshakeLine {
+            protocol: ProtocolVersion::V5,
+            address: "127.0.0.1:1".parse().unwrap(),
+            server_cert_der: None,
+        };
+        assert_eq!(line.to_string(), "1|5|tcp|127.0.0.1:1|grpc|");
+    }
+
+    #[test]
     fn negotiation_picks_6_from_terraforms_offer() {
         let supported = ProtocolVersion::SUPPORTED;
         assert_eq!(
@@ -183,18 +245,18 @@ mod tests {
     }
 
     #[test]
-    fn negotiation_without_6_names_the_offered_versions() {
-        let err = negotiate_protocol(Some("4,5"), ProtocolVersion::SUPPORTED).unwrap_err();
+    fn negotiation_without_a_common_version_names_the_offered_versions() {
+        let err = negotiate_protocol(Some("3,4"), ProtocolVersion::SUPPORTED).unwrap_err();
         assert_eq!(
             err,
             HandshakeError::NoCommonProtocol {
-                offered: "4,5".into(),
-                supported: "6".into()
+                offered: "3,4".into(),
+                supported: "5,6".into()
             }
         );
         let message = err.to_string();
-        assert!(message.contains("\"4,5\""), "{message}");
-        assert!(message.contains("only 6"), "{message}");
+        assert!(message.contains("\"3,4\""), "{message}");
+        assert!(message.contains("only 5,6"), "{message}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! [`serve`] negotiates the protocol version, listens on `127.0.0.1:<ephemeral>`, sets up
 //! AutoMTLS ([`tls`]), prints the handshake line ([`handshake`]) and serves the tfplugin6
-//! `Provider` next to go-plugin's `GRPCController` ([`controller`]), `GRPCStdio` ([`stdio`]) and
+//! `Provider` (or, for a protocol 5 client, [`crate::server5`] over it) next to go-plugin's
+//! `GRPCController` ([`controller`]), `GRPCStdio` ([`stdio`]) and
 //! gRPC health, until Terraform calls Shutdown or the process gets SIGTERM. Logging is in
 //! [`log`].
 //!
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use blockstor_proto::goplugin::grpc_controller_server::GrpcControllerServer;
 use blockstor_proto::goplugin::grpc_stdio_server::GrpcStdioServer;
+use blockstor_proto::tfplugin5::provider_server::ProviderServer as Provider5Server;
 use blockstor_proto::tfplugin6::provider_server::{Provider, ProviderServer};
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -68,11 +70,16 @@ pub enum ServeError {
 /// Reads `PLUGIN_PROTOCOL_VERSIONS` and `PLUGIN_CLIENT_CERT` from the environment; the magic
 /// cookie must have been checked before (see [`handshake::check_magic_cookie`]).
 pub async fn serve<P: Provider>(provider: P) -> Result<(), ServeError> {
+    let offered = ProtocolVersion::offered(
+        std::env::var(handshake::RESTRICT_VERSIONS_KEY)
+            .ok()
+            .as_deref(),
+    );
     let protocol = handshake::negotiate_protocol(
         std::env::var(handshake::PROTOCOL_VERSIONS_KEY)
             .ok()
             .as_deref(),
-        ProtocolVersion::SUPPORTED,
+        &offered,
     )?;
     let client_cert = match std::env::var(tls::CLIENT_CERT_KEY) {
         Ok(pem) if !pem.trim().is_empty() => Some(tls::parse_client_cert(&pem)?),
@@ -117,13 +124,22 @@ async fn router<P: Provider>(
     health
         .set_service_status(HEALTH_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
-    // Only protocol 6 exists today; protocol 5 would add its own provider service here.
-    let ProtocolVersion::V6 = protocol;
-    let provider = ProviderServer::new(provider)
-        .max_decoding_message_size(MAX_MESSAGE_SIZE)
-        .max_encoding_message_size(MAX_MESSAGE_SIZE);
-    Server::builder()
-        .add_service(provider)
+    // One provider service, for the negotiated protocol: protocol 5 clients get the adapter
+    // over the same protocol 6 implementation.
+    let mut builder = Server::builder();
+    let router = match protocol {
+        ProtocolVersion::V6 => builder.add_service(
+            ProviderServer::new(provider)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        ),
+        ProtocolVersion::V5 => builder.add_service(
+            Provider5Server::new(crate::server5::Protocol5::new(provider))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+        ),
+    };
+    router
         .add_service(GrpcControllerServer::new(controller::Controller::new(
             shutdown.clone(),
         )))

@@ -2,6 +2,7 @@
 //! transport configurations. Values not known yet (they come from other resources) are
 //! accepted at validate time; such a node is left out at configure time.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use blockstor_proto::NodeName;
@@ -69,6 +70,12 @@ pub fn parse(config: &Value) -> (Vec<NodeConfig>, Diagnostics) {
                 TransportConfig::Ssh(s) => s.endpoint.host.clone(),
                 TransportConfig::Http(h) => host_of(&h.endpoint),
             });
+        let address_path = if block.get("address").is_null() {
+            path.clone()
+        } else {
+            path.clone().then("address")
+        };
+        warn_public_address(label, &address, &address_path, &mut diags);
         nodes.push(NodeConfig {
             name,
             address,
@@ -76,6 +83,36 @@ pub fn parse(config: &Value) -> (Vec<NodeConfig>, Diagnostics) {
         });
     }
     (nodes, diags)
+}
+
+/// Warns when a node's DRBD address is a public IP: DRBD replicates unencrypted, so the data
+/// of every volume would cross networks the user does not control. Host names are not resolved
+/// (validation does no I/O), so only IP literals are judged.
+fn warn_public_address(label: &str, address: &str, path: &AttrPath, diags: &mut Diagnostics) {
+    let Ok(ip) = address.trim_matches(['[', ']']).parse::<IpAddr>() else {
+        return;
+    };
+    if !is_private(ip) {
+        diags.warning(
+            path,
+            format!("node \"{label}\": DRBD address {ip} is public"),
+            "DRBD replicates block data unencrypted over this address. Use a private address (RFC 1918, IPv6 ULA, loopback or link-local) on a network you control, or a VPN, for `address`.",
+        );
+    }
+}
+
+/// RFC 1918 and RFC 4193 (ULA) networks, loopback and link-local.
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 /// The host part of an endpoint URL, used as the default DRBD address.
@@ -231,6 +268,61 @@ mod tests {
                     .to_proto()
             )
         );
+    }
+
+    fn http_node(address: Option<&str>, endpoint: &str) -> Value {
+        let http = Value::object([
+            ("endpoint", Value::string(endpoint)),
+            ("token", Value::string("t")),
+        ]);
+        let mut attrs = vec![("http", Value::List(vec![http]))];
+        if let Some(address) = address {
+            attrs.push(("address", Value::string(address)));
+        }
+        node(Value::object(attrs))
+    }
+
+    #[test]
+    fn public_address_warns_on_the_nodes_address() {
+        let (nodes, diags) = parse(&http_node(Some("203.0.113.7"), "http://10.0.0.1:3370"));
+        assert_eq!(nodes.len(), 1, "a warning does not drop the node");
+        assert_eq!(diags.0.len(), 1, "{diags:?}");
+        let warning = &diags.0[0];
+        assert_eq!(warning.severity, 2, "severity WARNING");
+        assert!(warning.summary.contains("203.0.113.7"), "{}", warning.summary);
+        assert_eq!(
+            warning.attribute,
+            Some(AttrPath::attr("node").key("n1").then("address").to_proto())
+        );
+    }
+
+    #[test]
+    fn public_address_from_the_endpoint_warns_on_the_node() {
+        let (_, diags) = parse(&http_node(None, "https://[2001:db8::1]:3370"));
+        assert_eq!(diags.0.len(), 1, "{diags:?}");
+        assert_eq!(
+            diags.0[0].attribute,
+            Some(AttrPath::attr("node").key("n1").to_proto())
+        );
+    }
+
+    #[test]
+    fn private_addresses_and_host_names_do_not_warn() {
+        for address in [
+            "10.1.2.3",
+            "172.16.0.9",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.3.4",
+            "fd00::5",
+            "fe80::1",
+            "::1",
+            "::ffff:192.168.0.1",
+            "node1.internal",
+        ] {
+            let (_, diags) = parse(&http_node(Some(address), "http://10.0.0.1:3370"));
+            assert!(diags.0.is_empty(), "{address}: {diags:?}");
+        }
     }
 
     #[test]

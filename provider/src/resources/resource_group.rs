@@ -38,6 +38,11 @@ pub fn validate(config: &Value) -> Diagnostics {
             ),
         );
     }
+    shared::warn_short_passphrase(
+        config.get("passphrase"),
+        &AttrPath::attr("passphrase"),
+        &mut diags,
+    );
     if let (Known::Some(stack), Value::String(_)) = (stack, config.get("passphrase")) {
         if !stack.has(Layer::Luks) {
             diags.warning(
@@ -82,6 +87,33 @@ mod tests {
         let renamed = Value::object([("name", Value::string("other"))]);
         let (_, replace, _) = plan(&planned, &renamed, &renamed);
         assert_eq!(replace, [AttrPath::attr("name")]);
+    }
+
+    #[test]
+    fn short_group_passphrase_warns_on_passphrase_without_revealing_it() {
+        let cfg = Value::object([
+            ("layer_stack", Value::strings(["LUKS", "STORAGE"])),
+            ("passphrase", Value::string("hunter2")),
+        ]);
+        let diags = validate(&cfg);
+        assert!(!diags.has_errors());
+        assert_eq!(diags.0.len(), 1, "{diags:?}");
+        let warning = &diags.0[0];
+        assert_eq!(warning.severity, 2, "severity WARNING");
+        assert_eq!(warning.summary, "Short passphrase");
+        assert_eq!(
+            warning.attribute,
+            Some(AttrPath::attr("passphrase").to_proto())
+        );
+        assert!(!warning.detail.contains("hunter2") && !warning.summary.contains("hunter2"));
+
+        let long = Value::object([
+            ("layer_stack", Value::strings(["LUKS", "STORAGE"])),
+            ("passphrase", Value::string("twelve-chars")),
+        ]);
+        assert!(validate(&long).0.is_empty());
+        let unknown = Value::object([("passphrase", Value::Unknown)]);
+        assert!(validate(&unknown).0.is_empty());
     }
 
     #[test]

@@ -9,6 +9,24 @@ use crate::values::Value;
 /// The props key that must never hold a passphrase: it would sit in clear in state and logs.
 pub const PASSPHRASE_PROP: &str = "DrbdOptions/Encryption/passphrase";
 
+/// Passphrases shorter than this many characters get a warning (not an error: the user may
+/// have reasons, and LUKS accepts them).
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+
+/// Warns about a known, non-empty passphrase shorter than [`MIN_PASSPHRASE_CHARS`]. The text
+/// names only the length rule, never the passphrase nor its length.
+pub fn warn_short_passphrase(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
+    let Some(passphrase) = v.as_str() else { return };
+    let chars = passphrase.chars().count();
+    if chars > 0 && chars < MIN_PASSPHRASE_CHARS {
+        diags.warning(
+            path,
+            "Short passphrase",
+            format!("The LUKS passphrase is shorter than {MIN_PASSPHRASE_CHARS} characters, which makes it easier to guess for anyone who gets hold of a disk. Use a longer passphrase (e.g. a random one from a secret store)."),
+        );
+    }
+}
+
 /// `name`: a valid resource name, when known.
 pub fn check_name(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
     if let Some(name) = v.as_str() {

@@ -8,7 +8,7 @@ use blockstor_proto::wire::{NodeInfo, ObservedResource, Passphrase, VolumeSpec};
 use blockstor_proto::{Layer, NodeName, ResourceName, Size, StoragePoolName};
 
 use super::validate::timeout;
-use super::{fingerprint, replica, unknown_as_null, Private};
+use super::{fingerprint, progress, replica, unknown_as_null, Private};
 use crate::controller::desired::{node_ids, random_secret, DrbdAllocation, Spec};
 use crate::controller::place::{choose_pool, place};
 use crate::controller::resolve::{self, Known};
@@ -209,7 +209,12 @@ async fn converge(
     let results = cluster
         .fan_out(&nodes, |client| {
             let desired = spec.desired_for(client.node(), cluster);
-            async move { client.apply(&desired).await }
+            async move {
+                let since = progress::started(client.node(), &desired);
+                let result = client.apply(&desired).await;
+                progress::finished(client.node(), &desired.name, since, &result);
+                result
+            }
         })
         .await;
     let mut observed: Vec<ObservedResource> = Vec::new();
@@ -380,7 +385,12 @@ async fn delete(cluster: &Cluster, prior: &Value, private: &[u8]) -> Applied {
     let limit = timeout(prior, "delete");
     let work = cluster.fan_out(&nodes, |c| {
         let name = name.clone();
-        async move { c.delete(&name).await }
+        async move {
+            let since = progress::deleting(c.node(), &name);
+            let result = c.delete(&name).await;
+            progress::deleted(c.node(), &name, since, &result);
+            result
+        }
     });
     match tokio::time::timeout(limit, work).await {
         Ok(results) => {

@@ -5,6 +5,7 @@
 //! * [`plan`]: computed values, in-place updates, replacements, shrink errors.
 //! * [`apply`]: placement, allocation, parallel dispatch, delete.
 //! * [`read`]: refresh from the agents (drift) and import.
+//! * [`progress`]: INFO log lines bracketing each agent dispatch of an apply.
 //!
 //! Private state (opaque to Terraform, stored base64 in the state file) holds the generation
 //! counter and the DRBD allocation including its random shared secret: the secret must stay
@@ -13,6 +14,7 @@
 pub mod apply;
 pub mod fingerprint;
 pub mod plan;
+pub mod progress;
 pub mod read;
 pub mod validate;
 

@@ -52,6 +52,13 @@ pub fn validate(config: &Value) -> Diagnostics {
     check_nodes(config.get("nodes"), &mut diags);
     check_timeouts(config.get("timeouts"), &mut diags);
 
+    // The group's own passphrase is checked (and warned about) on the group.
+    shared::warn_short_passphrase(
+        config.get("passphrase"),
+        &AttrPath::attr("passphrase"),
+        &mut diags,
+    );
+
     // The passphrase rules need the effective stack; an unknown RG or stack skips them.
     let stack = match (rd_stack, rg, rg_stack) {
         (Known::Some(s), _, _) => Known::Some(s),
@@ -280,6 +287,27 @@ mod tests {
             .filter(|d| d.severity == 1)
             .map(|d| (path_of(d), format!("{} {}", d.summary, d.detail)))
             .collect()
+    }
+
+    #[test]
+    fn short_passphrase_warns_on_passphrase_and_never_shows_it() {
+        let diags = validate(&config(
+            Value::strings(["LUKS", "STORAGE"]),
+            Value::string("s3cr3t"),
+        ));
+        assert!(errors(&diags).is_empty());
+        let warnings: Vec<_> = diags.0.iter().filter(|d| d.severity == 2).collect();
+        assert_eq!(warnings.len(), 1, "{diags:?}");
+        assert_eq!(path_of(warnings[0]), ["passphrase"]);
+        assert_eq!(warnings[0].summary, "Short passphrase");
+        assert!(warnings[0].detail.contains("12 characters"));
+        assert!(!format!("{diags:?}").contains("s3cr3t"));
+
+        let long = validate(&config(
+            Value::strings(["LUKS", "STORAGE"]),
+            Value::string("correct horse battery"),
+        ));
+        assert!(long.0.is_empty(), "{long:?}");
     }
 
     #[test]
