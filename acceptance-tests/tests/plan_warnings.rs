@@ -72,7 +72,8 @@ fn plan_warns_about_public_address_and_short_passphrase_and_apply_logs_progress(
         .assert_contains("Warning: node \"n1\": DRBD address 198.51.100.7 is public")
         .assert_not_contains_secret(SHORT_PASSPHRASE);
     assert!(
-        plan.combined().contains("blockstor_resource_group.encrypted"),
+        plan.combined()
+            .contains("blockstor_resource_group.encrypted"),
         "the passphrase warning names the resource:\n{}",
         plan.combined()
     );

@@ -91,9 +91,10 @@ fn downgrade_attribute(attribute: &mut v6::schema::Attribute) {
 }
 
 fn any_sensitive(object: &v6::schema::Object) -> bool {
-    object.attributes.iter().any(|a| {
-        a.sensitive || a.nested_type.as_ref().is_some_and(any_sensitive)
-    })
+    object
+        .attributes
+        .iter()
+        .any(|a| a.sensitive || a.nested_type.as_ref().is_some_and(any_sensitive))
 }
 
 /// The cty type JSON of a nested object: `["object", {...}]`, wrapped in a list, set or map for
@@ -272,7 +273,14 @@ mod tests {
         assert_eq!(find(rd, "name").r#type, b"\"string\"");
         assert!(find(rd, "name").required);
         assert!(rd.block_types.iter().any(|b| b.type_name == "volume"));
-        assert!(schema.provider.unwrap().block.unwrap().block_types.iter().any(|b| b.type_name == "node"));
+        assert!(schema
+            .provider
+            .unwrap()
+            .block
+            .unwrap()
+            .block_types
+            .iter()
+            .any(|b| b.type_name == "node"));
         assert!(schema.data_source_schemas.contains_key("blockstor_nodes"));
     }
 
@@ -285,15 +293,19 @@ mod tests {
             .into_inner();
         fn check(block: &v5::schema::Block) {
             for a in &block.attributes {
-                let ty: serde_json::Value = serde_json::from_slice(&a.r#type)
-                    .unwrap_or_else(|e| panic!("{}: {e}", a.name));
+                let ty: serde_json::Value =
+                    serde_json::from_slice(&a.r#type).unwrap_or_else(|e| panic!("{}: {e}", a.name));
                 assert!(!ty.to_string().contains("null"), "{}: {ty}", a.name);
             }
             for b in &block.block_types {
                 check(b.block.as_ref().unwrap());
             }
         }
-        for s in schema.resource_schemas.values().chain(schema.data_source_schemas.values()) {
+        for s in schema
+            .resource_schemas
+            .values()
+            .chain(schema.data_source_schemas.values())
+        {
             check(s.block.as_ref().unwrap());
         }
         check(schema.provider.as_ref().unwrap().block.as_ref().unwrap());
@@ -326,8 +338,20 @@ mod tests {
         assert_eq!(v5_reply.prepared_config, Some(config));
         let summaries = |d: Vec<String>| d;
         assert_eq!(
-            summaries(v5_reply.diagnostics.iter().map(|d| d.summary.clone()).collect()),
-            summaries(v6_reply.diagnostics.iter().map(|d| d.summary.clone()).collect()),
+            summaries(
+                v5_reply
+                    .diagnostics
+                    .iter()
+                    .map(|d| d.summary.clone())
+                    .collect()
+            ),
+            summaries(
+                v6_reply
+                    .diagnostics
+                    .iter()
+                    .map(|d| d.summary.clone())
+                    .collect()
+            ),
         );
     }
 
@@ -362,9 +386,15 @@ mod tests {
             ..Default::default()
         };
         let v5_reply: v5::plan_resource_change::Response = transcode(&reply).unwrap();
-        assert_eq!(v5_reply.planned_state.as_ref().unwrap().msgpack, vec![0x81, 0xa1, b'a', 0x01]);
+        assert_eq!(
+            v5_reply.planned_state.as_ref().unwrap().msgpack,
+            vec![0x81, 0xa1, b'a', 0x01]
+        );
         assert_eq!(v5_reply.planned_private, b"private");
-        assert_eq!(v5_reply.diagnostics[0].severity, v5::diagnostic::Severity::Warning as i32);
+        assert_eq!(
+            v5_reply.diagnostics[0].severity,
+            v5::diagnostic::Severity::Warning as i32
+        );
         assert_eq!(v5_reply.diagnostics[0].detail, "d");
         assert!(!v5_reply.legacy_type_system);
         let back: v6::plan_resource_change::Response = transcode(&v5_reply).unwrap();
@@ -392,15 +422,28 @@ mod tests {
         assert_eq!(v6_apply.planned_state.unwrap().msgpack, vec![2]);
         assert_eq!(v6_apply.config.unwrap().msgpack, vec![3]);
         assert_eq!(v6_apply.planned_private, b"p");
-        let back: v5::apply_resource_change::Request = transcode(&v6::apply_resource_change::Request {
-            type_name: apply.type_name.clone(),
-            prior_state: Some(v6::DynamicValue { msgpack: vec![1], json: vec![] }),
-            planned_state: Some(v6::DynamicValue { msgpack: vec![2], json: vec![] }),
-            config: Some(v6::DynamicValue { msgpack: vec![3], json: vec![] }),
-            planned_private: b"p".to_vec(),
-            provider_meta: Some(v6::DynamicValue { msgpack: vec![4], json: vec![] }),
-        })
-        .unwrap();
+        let back: v5::apply_resource_change::Request =
+            transcode(&v6::apply_resource_change::Request {
+                type_name: apply.type_name.clone(),
+                prior_state: Some(v6::DynamicValue {
+                    msgpack: vec![1],
+                    json: vec![],
+                }),
+                planned_state: Some(v6::DynamicValue {
+                    msgpack: vec![2],
+                    json: vec![],
+                }),
+                config: Some(v6::DynamicValue {
+                    msgpack: vec![3],
+                    json: vec![],
+                }),
+                planned_private: b"p".to_vec(),
+                provider_meta: Some(v6::DynamicValue {
+                    msgpack: vec![4],
+                    json: vec![],
+                }),
+            })
+            .unwrap();
         assert_eq!(back, apply);
 
         let upgrade = v5::upgrade_resource_state::Request {
@@ -419,14 +462,20 @@ mod tests {
             transcode(&v6::import_resource_state::Response {
                 imported_resources: vec![v6::import_resource_state::ImportedResource {
                     type_name: "t".into(),
-                    state: Some(v6::DynamicValue { msgpack: vec![9], json: vec![] }),
+                    state: Some(v6::DynamicValue {
+                        msgpack: vec![9],
+                        json: vec![],
+                    }),
                     private: b"x".to_vec(),
                     ..Default::default()
                 }],
                 ..Default::default()
             })
             .unwrap();
-        assert_eq!(import.imported_resources[0].state.as_ref().unwrap().msgpack, vec![9]);
+        assert_eq!(
+            import.imported_resources[0].state.as_ref().unwrap().msgpack,
+            vec![9]
+        );
         assert_eq!(import.imported_resources[0].private, b"x");
     }
 }

@@ -289,7 +289,11 @@ mod tests {
         assert_eq!(diags.0.len(), 1, "{diags:?}");
         let warning = &diags.0[0];
         assert_eq!(warning.severity, 2, "severity WARNING");
-        assert!(warning.summary.contains("203.0.113.7"), "{}", warning.summary);
+        assert!(
+            warning.summary.contains("203.0.113.7"),
+            "{}",
+            warning.summary
+        );
         assert_eq!(
             warning.attribute,
             Some(AttrPath::attr("node").key("n1").then("address").to_proto())

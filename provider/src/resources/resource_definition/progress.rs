@@ -93,7 +93,11 @@ pub fn deleted(
 /// What the agent works through, bottom-up: e.g. `STORAGE volume 0 (64MiB) in pool files,
 /// LUKS format/open volume 0, DRBD up and initial sync with 1 peer(s)`.
 fn steps(desired: &DesiredResource) -> String {
-    let volumes: Vec<String> = desired.volumes.iter().map(|v| v.number.to_string()).collect();
+    let volumes: Vec<String> = desired
+        .volumes
+        .iter()
+        .map(|v| v.number.to_string())
+        .collect();
     let volumes = volumes.join(",");
     desired
         .layer_stack
@@ -152,7 +156,10 @@ mod tests {
         };
         let text = steps(&desired);
         assert!(text.starts_with("STORAGE volume 0 ("), "{text}");
-        assert!(text.contains("in pool files, LUKS format/open volume 0"), "{text}");
+        assert!(
+            text.contains("in pool files, LUKS format/open volume 0"),
+            "{text}"
+        );
         assert!(!text.contains("do-not-log-me"));
     }
 }
