@@ -330,7 +330,6 @@ mod tests {
                     msgpack: config.msgpack.clone(),
                     json: Vec::new(),
                 }),
-                ..Default::default()
             }))
             .await
             .unwrap()
@@ -381,7 +380,6 @@ mod tests {
                 summary: "s".into(),
                 detail: "d".into(),
                 attribute: Some(path),
-                ..Default::default()
             }],
             ..Default::default()
         };
@@ -467,7 +465,6 @@ mod tests {
                         json: vec![],
                     }),
                     private: b"x".to_vec(),
-                    ..Default::default()
                 }],
                 ..Default::default()
             })

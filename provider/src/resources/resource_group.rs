@@ -38,11 +38,14 @@ pub fn validate(config: &Value) -> Diagnostics {
             ),
         );
     }
-    shared::warn_short_passphrase(
-        config.get("passphrase"),
-        &AttrPath::attr("passphrase"),
-        &mut diags,
-    );
+    // Without LUKS the passphrase is unused and gets the "ignored" warning below instead.
+    if !matches!(&stack, Known::Some(s) if !s.has(Layer::Luks)) {
+        shared::warn_short_passphrase(
+            config.get("passphrase"),
+            &AttrPath::attr("passphrase"),
+            &mut diags,
+        );
+    }
     if let (Known::Some(stack), Value::String(_)) = (stack, config.get("passphrase")) {
         if !stack.has(Layer::Luks) {
             diags.warning(

@@ -148,7 +148,7 @@ mod tests {
                 pool: "files".parse().unwrap(),
             },
             luks: Some(LuksSpec {
-                passphrase: Passphrase::new("do-not-log-me".into()),
+                passphrase: Passphrase::new("do-not-log-me"),
             }),
             drbd: None,
             props: Default::default(),

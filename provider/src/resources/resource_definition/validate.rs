@@ -52,13 +52,6 @@ pub fn validate(config: &Value) -> Diagnostics {
     check_nodes(config.get("nodes"), &mut diags);
     check_timeouts(config.get("timeouts"), &mut diags);
 
-    // The group's own passphrase is checked (and warned about) on the group.
-    shared::warn_short_passphrase(
-        config.get("passphrase"),
-        &AttrPath::attr("passphrase"),
-        &mut diags,
-    );
-
     // The passphrase rules need the effective stack; an unknown RG or stack skips them.
     let stack = match (rd_stack, rg, rg_stack) {
         (Known::Some(s), _, _) => Known::Some(s),
@@ -67,6 +60,15 @@ pub fn validate(config: &Value) -> Diagnostics {
         (Known::Null, Value::Map(_), Known::Null) => Known::Some(Default::default()),
         _ => Known::Unknown,
     };
+    // A passphrase that LUKS does not use gets the "ignored" warning below instead; the
+    // group's own passphrase is warned about on the group.
+    if !matches!(&stack, Known::Some(s) if !s.has(Layer::Luks)) {
+        shared::warn_short_passphrase(
+            config.get("passphrase"),
+            &AttrPath::attr("passphrase"),
+            &mut diags,
+        );
+    }
     check_passphrase_sources(config, &mut diags);
     let passphrase = if diags.has_errors() {
         Known::Unknown
