@@ -115,7 +115,14 @@ fn steps(desired: &DesiredResource) -> String {
                     desired.storage.pool
                 )
             }
-            Layer::Luks => format!("LUKS format/open volume {volumes}"),
+            Layer::Luks => match desired
+                .luks
+                .as_ref()
+                .and_then(|l| l.previous_passphrase.as_ref())
+            {
+                Some(_) => format!("LUKS format/open and passphrase rotation on volume {volumes}"),
+                None => format!("LUKS format/open volume {volumes}"),
+            },
             Layer::Drbd => {
                 let peers = desired.drbd.as_ref().map_or(0, |d| d.peers.len());
                 format!("DRBD up and initial sync with {peers} peer(s)")
@@ -149,6 +156,7 @@ mod tests {
             },
             luks: Some(LuksSpec {
                 passphrase: Passphrase::new("do-not-log-me"),
+                previous_passphrase: None,
             }),
             drbd: None,
             props: Default::default(),
