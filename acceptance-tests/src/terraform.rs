@@ -64,6 +64,7 @@ pub struct Terraform {
     binary: PathBuf,
     dir: PathBuf,
     env: Vec<(String, String)>,
+    timeout: Duration,
 }
 
 impl Terraform {
@@ -85,6 +86,7 @@ impl Terraform {
                 ("TF_IN_AUTOMATION".into(), "1".into()),
                 ("TF_INPUT".into(), "0".into()),
             ],
+            timeout: TIMEOUT,
         }
     }
 
@@ -98,6 +100,13 @@ impl Terraform {
     /// Sets the Terraform variable `name` through `TF_VAR_<name>`.
     pub fn var(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
         self.env(format!("TF_VAR_{name}"), value)
+    }
+
+    /// How long one command may run before it is killed (default 180 s; VMs under TCG need
+    /// more).
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout;
+        self
     }
 
     /// The working directory.
@@ -120,7 +129,7 @@ impl Terraform {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        process::run(cmd, format!("terraform {}", args.join(" ")), TIMEOUT)
+        process::run(cmd, format!("terraform {}", args.join(" ")), self.timeout)
     }
 
     /// `terraform init`.

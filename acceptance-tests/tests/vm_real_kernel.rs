@@ -1,0 +1,353 @@
+//! Issue #6, tier 4 (DESIGN.md §8): the whole chain on Debian's real kernel, in two QEMU VMs
+//! (TCG) reached over SSH by the real terraform binary and the built provider. This is where
+//! dm-crypt, LVM-thin and DRBD 8.4 actually run: data is written, replicated, encrypted at
+//! rest, grown in place, failed over, survives a power cut, and is gone after destroy.
+//!
+//! One test boots one pair of VMs and runs every scenario on it in turn, because booting
+//! under TCG is the expensive part. Each step prints `::: vm phase <name>: ok in <s>s`.
+//! Any failure message names the VMs' console logs, which stay on disk.
+//!
+//! Needs root, qemu-img, debootstrap, mke2fs, ssh, terraform 1.0.3 and the release binaries;
+//! outside CI a missing one skips the test with a message, in CI it fails.
+
+use std::time::Duration;
+
+use acceptance_tests::host::{in_ci, is_root, which};
+use acceptance_tests::vm::{phase, Kit, Pair, POOL};
+use acceptance_tests::{require, Requirement, Terraform, Workspace};
+
+const AGENT_COMMAND: &str = "blockstor-agent stdio --config /etc/blockstor/agent.toml";
+/// A plaintext marker written into the filesystem; it must never appear on the backing LV.
+const MARKER: &str = "BLOCKSTOR-PLAINTEXT-MARKER-4f1c9e";
+const PASSPHRASE: &str = "vm-test-passphrase-not-secret";
+
+fn prerequisites_met() -> bool {
+    let mut missing: Vec<String> = Vec::new();
+    if !is_root() {
+        missing.push("needs root (debootstrap, QEMU disks)".into());
+    }
+    for tool in ["qemu-img", "debootstrap", "mke2fs", "ssh", "ssh-keygen"] {
+        if which(tool).is_none() {
+            missing.push(format!("needs {tool}: run scripts/install-deps.sh"));
+        }
+    }
+    if !missing.is_empty() {
+        let reason = missing.join("; ");
+        if in_ci() {
+            panic!("CI must provide everything the VM tests need, but: {reason}");
+        }
+        eprintln!("skipped: {reason}");
+        return false;
+    }
+    require(&[
+        Requirement::Terraform,
+        Requirement::ProviderBinary,
+        Requirement::AgentBinary,
+    ])
+}
+
+fn provider_hcl() -> &'static str {
+    r#"terraform {
+  required_providers {
+    blockstor = { source = "cozystack/blockstor" }
+  }
+}
+
+variable "ssh_private_key" {
+  type      = string
+  sensitive = true
+}
+variable "known_hosts" {
+  type = string
+}
+variable "port_vm1" {
+  type = number
+}
+variable "port_vm2" {
+  type = number
+}
+variable "agent_command" {
+  type = string
+}
+variable "passphrase" {
+  type      = string
+  sensitive = true
+}
+
+provider "blockstor" {
+  node "vm1" {
+    address = "10.99.0.11"
+    ssh {
+      host          = "127.0.0.1"
+      port          = var.port_vm1
+      user          = "root"
+      private_key   = var.ssh_private_key
+      known_hosts   = var.known_hosts
+      agent_command = var.agent_command
+    }
+  }
+  node "vm2" {
+    address = "10.99.0.12"
+    ssh {
+      host          = "127.0.0.1"
+      port          = var.port_vm2
+      user          = "root"
+      private_key   = var.ssh_private_key
+      known_hosts   = var.known_hosts
+      agent_command = var.agent_command
+    }
+  }
+}
+"#
+}
+
+/// One RD on both VMs, with a cheap KDF (argon2 takes ~20 s under TCG).
+fn rd_hcl(rd: &str, stack: &[&str], size: &str) -> String {
+    let stack = stack
+        .iter()
+        .map(|l| format!("\"{l}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let luks = stack.contains("LUKS");
+    format!(
+        r#"
+resource "blockstor_resource_definition" "rd" {{
+  name           = "{rd}"
+  resource_group = {{ name = "vm", place_count = 2, storage_pool = "{POOL}", layer_stack = [{stack}] }}
+  nodes          = ["vm1", "vm2"]
+  {passphrase}
+  props          = {props}
+  volume {{
+    number = 0
+    size   = "{size}"
+  }}
+}}
+"#,
+        passphrase = if luks {
+            "passphrase = var.passphrase"
+        } else {
+            ""
+        },
+        props = if luks {
+            r#"{ "Luks/pbkdf" = "pbkdf2", "Luks/iter-time" = "1" }"#
+        } else {
+            "{}"
+        },
+    )
+}
+
+/// Terraform in a fresh workspace, wired to both VMs over SSH.
+fn terraform_for(pair: &Pair, ws: &Workspace) -> Terraform {
+    let mut tf = ws.terraform();
+    tf.timeout(Duration::from_secs(900))
+        .var("ssh_private_key", pair.client_private_key())
+        .var("known_hosts", pair.known_hosts())
+        .var("port_vm1", pair.vms[0].spec.ssh_port.to_string())
+        .var("port_vm2", pair.vms[1].spec.ssh_port.to_string())
+        .var("agent_command", AGENT_COMMAND)
+        .var("passphrase", PASSPHRASE);
+    tf
+}
+
+/// The agent's view of a node (stdio `node` request), as JSON.
+fn node_info(pair: &Pair, i: usize) -> serde_json::Value {
+    let out = pair.ssh_ok(i, &format!("echo '{{\"op\":\"node\"}}' | {AGENT_COMMAND}"));
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("node info is not JSON ({e}): {out}"))
+}
+
+#[test]
+fn two_vms_run_the_whole_chain_on_the_real_kernel() {
+    if !prerequisites_met() {
+        return;
+    }
+    let total = std::time::Instant::now();
+    let kit = phase("image build (cached after the first run)", || {
+        Kit::build().unwrap_or_else(|e| panic!("{e}"))
+    });
+    eprintln!("::: vm guest kernel {}", kit.kernel_version());
+    let mut pair = Pair::create(&kit, "vm-chain");
+    eprintln!("::: vm files (console logs) under {}", pair.dir().display());
+    phase("boot two VMs", || pair.boot());
+
+    phase("agent over ssh on both VMs", || {
+        for i in 0..2 {
+            let name = &pair.vms[i].spec.name;
+            let info = node_info(&pair, i);
+            eprintln!("::: vm {name} node info: {info}");
+            let versions = &info["versions"];
+            let kernel = versions["drbd_kernel"].as_str().unwrap_or_default();
+            assert!(
+                kernel.starts_with("8.4"),
+                "{name}: Debian's kernel carries DRBD 8.4, agent saw {versions}\n{}",
+                pair.console_hint()
+            );
+            let proc_drbd = pair.ssh_ok(i, "head -n1 /proc/drbd");
+            eprintln!("::: vm {name} /proc/drbd: {}", proc_drbd.trim());
+            let pools = info["pools"].to_string();
+            assert!(
+                pools.contains(POOL) && pools.contains("lvm-thin"),
+                "{name}: pool {POOL} (lvm-thin) missing: {pools}\n{}",
+                pair.console_hint()
+            );
+        }
+    });
+
+    drbd_luks_storage(&pair);
+
+    let rss: Vec<String> = pair
+        .vms
+        .iter()
+        .map(|vm| format!("{} {:?} MiB", vm.spec.name, vm.peak_rss_mib()))
+        .collect();
+    eprintln!(
+        "::: vm tier done in {:.1}s; QEMU peak RSS: {}",
+        total.elapsed().as_secs_f64(),
+        rss.join(", ")
+    );
+}
+
+/// ["DRBD","LUKS","STORAGE"] on both VMs: write, replicate, encrypted at rest, grow, fail
+/// over, destroy.
+fn drbd_luks_storage(pair: &Pair) {
+    let rd = "vmdrbd";
+    let res = format!("/var/lib/blockstor/drbd.d/{rd}.res");
+    let ws = Workspace::new();
+    let tf = terraform_for(pair, &ws);
+    let write = |size: &str| {
+        ws.write(
+            "main.tf",
+            &format!(
+                "{}{}",
+                provider_hcl(),
+                rd_hcl(rd, &["DRBD", "LUKS", "STORAGE"], size)
+            ),
+        );
+    };
+    write("128MiB");
+    let hint = pair.console_hint();
+    phase("drbd+luks: terraform init", || {
+        tf.init().assert_success();
+    });
+    let apply = phase("drbd+luks: apply 2 replicas", || tf.apply());
+    assert!(apply.status.success(), "{apply}\n{hint}");
+
+    let replicas = tf
+        .state_resource("blockstor_resource_definition.rd")
+        .expect("rd in state")["replicas"]
+        .clone();
+    eprintln!("::: vm drbd+luks replicas: {replicas}");
+    let device = replicas[0]["device_path"]
+        .as_str()
+        .expect("device_path")
+        .to_owned();
+    for i in 0..2 {
+        let head = pair.ssh_ok(i, &format!("grep -m3 -n . {res}"));
+        eprintln!(
+            "::: vm {} rendered .res (DRBD 8.4 dialect expected): {}",
+            pair.vms[i].spec.name,
+            head.replace('\n', " | ")
+        );
+    }
+
+    let sum = phase("drbd+luks: write on vm1 (primary)", || {
+        pair.ssh_ok(
+            0,
+            &format!(
+                "set -e; drbdadm -c {res} primary {rd}; mkfs.ext4 -q {device}; \
+                 mkdir -p /mnt/{rd}; mount {device} /mnt/{rd}; \
+                 for i in $(seq 1 2000); do echo {MARKER}; done > /mnt/{rd}/data; \
+                 dd if=/dev/urandom of=/mnt/{rd}/random bs=1M count=8 status=none; sync; \
+                 cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum | cut -d' ' -f1"
+            ),
+        )
+        .trim()
+        .to_owned()
+    });
+
+    phase("drbd+luks: both replicas UpToDate", || {
+        let started = std::time::Instant::now();
+        loop {
+            let state = pair.ssh_ok(0, &format!("drbdadm -c {res} dstate {rd}"));
+            if state.trim() == "UpToDate/UpToDate" {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "replicas not in sync: {state}; /proc/drbd: {}\n{hint}",
+                pair.ssh(0, "cat /proc/drbd").stdout
+            );
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        eprintln!("{}", pair.ssh_ok(0, "cat /proc/drbd"));
+    });
+
+    phase("drbd+luks: encrypted at rest on both LVs", || {
+        for i in 0..2 {
+            let out = pair.ssh(i, &format!("grep -a -c {MARKER} /dev/vg0/{rd}_00000"));
+            assert_eq!(
+                out.stdout.trim(),
+                "0",
+                "{}: plaintext marker found on the backing LV:\n{out}",
+                pair.vms[i].spec.name
+            );
+            pair.ssh_ok(i, &format!("cryptsetup isLuks /dev/vg0/{rd}_00000"));
+        }
+    });
+
+    phase("drbd+luks: grow 128MiB -> 192MiB in place", || {
+        write("192MiB");
+        let apply = tf.apply();
+        assert!(apply.status.success(), "{apply}\n{hint}");
+        let df = pair.ssh_ok(
+            0,
+            &format!(
+                "set -e; resize2fs {device} >/dev/null 2>&1; \
+                 df --output=size -k /mnt/{rd} | tail -n1"
+            ),
+        );
+        let kib: u64 = df.trim().parse().unwrap_or(0);
+        assert!(
+            kib > 150 * 1024,
+            "filesystem did not grow: {kib} KiB\n{hint}"
+        );
+    });
+
+    phase("drbd+luks: fail over to vm2, same checksum", || {
+        pair.ssh_ok(
+            0,
+            &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
+        );
+        let got = pair.ssh_ok(
+            1,
+            &format!(
+                "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
+                 mount {device} /mnt/{rd}; cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum \
+                 | cut -d' ' -f1; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
+            ),
+        );
+        assert_eq!(got.trim(), sum, "vm2 read different data\n{hint}");
+    });
+
+    phase("drbd+luks: destroy leaves nothing", || {
+        let destroy = tf.destroy();
+        assert!(destroy.status.success(), "{destroy}\n{hint}");
+        for i in 0..2 {
+            let left = pair.ssh_ok(
+                i,
+                &format!(
+                    "lvs --noheadings -o lv_name vg0 | grep -c {rd} || true; \
+                     ls /dev/mapper | grep -c {rd} || true; \
+                     grep -c '^ *[0-9]*: cs:' /proc/drbd || true; ls {res} 2>/dev/null | wc -l"
+                ),
+            );
+            let counts: Vec<&str> = left.split_whitespace().collect();
+            assert_eq!(
+                counts,
+                ["0", "0", "0", "0"],
+                "{}: leftovers (LVs, mappers, DRBD minors, .res): {left}\n{hint}",
+                pair.vms[i].spec.name
+            );
+        }
+    });
+}
