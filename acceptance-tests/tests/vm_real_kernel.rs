@@ -193,7 +193,15 @@ fn two_vms_run_the_whole_chain_on_the_real_kernel() {
         }
     });
 
-    drbd_luks_storage(&pair);
+    chain(
+        &pair,
+        "drbd+luks+storage",
+        "vmdrbd",
+        &["DRBD", "LUKS", "STORAGE"],
+    );
+    chain(&pair, "luks+storage", "vmluks", &["LUKS", "STORAGE"]);
+    chain(&pair, "storage", "vmplain", &["STORAGE"]);
+    power_cut_mid_apply(&mut pair);
 
     let rss: Vec<String> = pair
         .vms
@@ -207,55 +215,66 @@ fn two_vms_run_the_whole_chain_on_the_real_kernel() {
     );
 }
 
-/// ["DRBD","LUKS","STORAGE"] on both VMs: write, replicate, encrypted at rest, grow, fail
-/// over, destroy.
-fn drbd_luks_storage(pair: &Pair) {
-    let rd = "vmdrbd";
+/// One stack's scenario on both VMs: apply, write on vm1, (DRBD: both UpToDate), check the
+/// backing LVs hold no plaintext (or, without LUKS, that they do: the check can see it), grow
+/// in place and grow the filesystem, (DRBD: fail over to vm2 and read the same checksum),
+/// destroy and check nothing remains.
+fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
+    let drbd = stack.contains(&"DRBD");
+    let luks = stack.contains(&"LUKS");
     let res = format!("/var/lib/blockstor/drbd.d/{rd}.res");
     let ws = Workspace::new();
     let tf = terraform_for(pair, &ws);
     let write = |size: &str| {
         ws.write(
             "main.tf",
-            &format!(
-                "{}{}",
-                provider_hcl(),
-                rd_hcl(rd, &["DRBD", "LUKS", "STORAGE"], size)
-            ),
+            &format!("{}{}", provider_hcl(), rd_hcl(rd, stack, size)),
         );
     };
     write("128MiB");
     let hint = pair.console_hint();
-    phase("drbd+luks: terraform init", || {
+    phase(&format!("{label}: terraform init"), || {
         tf.init().assert_success();
     });
-    let apply = phase("drbd+luks: apply 2 replicas", || tf.apply());
+    let apply = phase(&format!("{label}: apply on vm1+vm2"), || tf.apply());
     assert!(apply.status.success(), "{apply}\n{hint}");
 
     let replicas = tf
         .state_resource("blockstor_resource_definition.rd")
         .expect("rd in state")["replicas"]
         .clone();
-    eprintln!("::: vm drbd+luks replicas: {replicas}");
-    let device = replicas[0]["device_path"]
-        .as_str()
-        .expect("device_path")
-        .to_owned();
-    for i in 0..2 {
-        let head = pair.ssh_ok(i, &format!("grep -m3 -n . {res}"));
-        eprintln!(
-            "::: vm {} rendered .res (DRBD 8.4 dialect expected): {}",
-            pair.vms[i].spec.name,
-            head.replace('\n', " | ")
-        );
+    eprintln!("::: vm {label} replicas: {replicas}");
+    let device_of = |node: &str| {
+        replicas
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["node"] == node))
+            .and_then(|r| r["device_path"].as_str())
+            .unwrap_or_else(|| panic!("no device_path for {node} in {replicas}"))
+            .to_owned()
+    };
+    let (dev1, dev2) = (device_of("vm1"), device_of("vm2"));
+    if drbd {
+        for i in 0..2 {
+            let head = pair.ssh_ok(i, &format!("grep -m4 . {res}"));
+            eprintln!(
+                "::: vm {} rendered {res}: {}",
+                pair.vms[i].spec.name,
+                head.replace('\n', " | ")
+            );
+        }
     }
 
-    let sum = phase("drbd+luks: write on vm1 (primary)", || {
+    let primary = if drbd {
+        format!("drbdadm -c {res} primary {rd}; ")
+    } else {
+        String::new()
+    };
+    let sum = phase(&format!("{label}: mkfs + write marker on vm1"), || {
         pair.ssh_ok(
             0,
             &format!(
-                "set -e; drbdadm -c {res} primary {rd}; mkfs.ext4 -q {device}; \
-                 mkdir -p /mnt/{rd}; mount {device} /mnt/{rd}; \
+                "set -e; {primary}mkfs.ext4 -q {dev1}; mkdir -p /mnt/{rd}; \
+                 mount {dev1} /mnt/{rd}; \
                  for i in $(seq 1 2000); do echo {MARKER}; done > /mnt/{rd}/data; \
                  dd if=/dev/urandom of=/mnt/{rd}/random bs=1M count=8 status=none; sync; \
                  cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum | cut -d' ' -f1"
@@ -265,71 +284,85 @@ fn drbd_luks_storage(pair: &Pair) {
         .to_owned()
     });
 
-    phase("drbd+luks: both replicas UpToDate", || {
-        let started = std::time::Instant::now();
-        loop {
-            let state = pair.ssh_ok(0, &format!("drbdadm -c {res} dstate {rd}"));
-            if state.trim() == "UpToDate/UpToDate" {
-                break;
+    if drbd {
+        phase(&format!("{label}: both replicas UpToDate"), || {
+            wait_uptodate(pair, &res, rd)
+        });
+    }
+
+    let lvs: Vec<usize> = if drbd { vec![0, 1] } else { vec![0] };
+    phase(
+        &format!(
+            "{label}: backing LV {}",
+            if luks {
+                "holds no plaintext (encrypted at rest)"
+            } else {
+                "holds the plaintext (no LUKS)"
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(600),
-                "replicas not in sync: {state}; /proc/drbd: {}\n{hint}",
-                pair.ssh(0, "cat /proc/drbd").stdout
-            );
-            std::thread::sleep(Duration::from_secs(3));
-        }
-        eprintln!("{}", pair.ssh_ok(0, "cat /proc/drbd"));
-    });
+        ),
+        || {
+            for &i in &lvs {
+                let out = pair.ssh(i, &format!("grep -a -c {MARKER} /dev/vg0/{rd}_00000"));
+                let count: u64 = out.stdout.trim().parse().unwrap_or(0);
+                let name = &pair.vms[i].spec.name;
+                if luks {
+                    assert_eq!(count, 0, "{name}: plaintext on the backing LV:\n{out}");
+                    pair.ssh_ok(i, &format!("cryptsetup isLuks /dev/vg0/{rd}_00000"));
+                } else {
+                    assert!(count > 0, "{name}: marker not found on the LV:\n{out}");
+                }
+            }
+        },
+    );
 
-    phase("drbd+luks: encrypted at rest on both LVs", || {
-        for i in 0..2 {
-            let out = pair.ssh(i, &format!("grep -a -c {MARKER} /dev/vg0/{rd}_00000"));
-            assert_eq!(
-                out.stdout.trim(),
-                "0",
-                "{}: plaintext marker found on the backing LV:\n{out}",
-                pair.vms[i].spec.name
-            );
-            pair.ssh_ok(i, &format!("cryptsetup isLuks /dev/vg0/{rd}_00000"));
-        }
-    });
-
-    phase("drbd+luks: grow 128MiB -> 192MiB in place", || {
+    phase(&format!("{label}: grow 128MiB -> 192MiB in place"), || {
         write("192MiB");
         let apply = tf.apply();
         assert!(apply.status.success(), "{apply}\n{hint}");
         let df = pair.ssh_ok(
             0,
             &format!(
-                "set -e; resize2fs {device} >/dev/null 2>&1; \
-                 df --output=size -k /mnt/{rd} | tail -n1"
+                "set -e; resize2fs {dev1} >/dev/null 2>&1; \
+                 df --output=size -k /mnt/{rd} | tail -n1; \
+                 cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum | cut -d' ' -f1"
             ),
         );
-        let kib: u64 = df.trim().parse().unwrap_or(0);
+        let mut lines = df.lines();
+        let kib: u64 = lines.next().unwrap_or("").trim().parse().unwrap_or(0);
         assert!(
             kib > 150 * 1024,
             "filesystem did not grow: {kib} KiB\n{hint}"
         );
+        assert_eq!(
+            lines.next().unwrap_or("").trim(),
+            sum,
+            "data changed by grow"
+        );
+        eprintln!("::: vm {label}: filesystem now {kib} KiB");
     });
 
-    phase("drbd+luks: fail over to vm2, same checksum", || {
-        pair.ssh_ok(
-            0,
-            &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
-        );
-        let got = pair.ssh_ok(
-            1,
-            &format!(
-                "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
-                 mount {device} /mnt/{rd}; cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum \
-                 | cut -d' ' -f1; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
-            ),
-        );
-        assert_eq!(got.trim(), sum, "vm2 read different data\n{hint}");
-    });
+    if drbd {
+        phase(&format!("{label}: fail over to vm2, same checksum"), || {
+            pair.ssh_ok(
+                0,
+                &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
+            );
+            let got = pair.ssh_ok(
+                1,
+                &format!(
+                    "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
+                     mount {dev2} /mnt/{rd}; cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum \
+                     | cut -d' ' -f1; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
+                ),
+            );
+            assert_eq!(got.trim(), sum, "vm2 read different data\n{hint}");
+        });
+    } else {
+        pair.ssh_ok(0, &format!("umount /mnt/{rd}"));
+        let _ = dev2;
+    }
 
-    phase("drbd+luks: destroy leaves nothing", || {
+    phase(&format!("{label}: destroy leaves nothing"), || {
         let destroy = tf.destroy();
         assert!(destroy.status.success(), "{destroy}\n{hint}");
         for i in 0..2 {
@@ -350,4 +383,115 @@ fn drbd_luks_storage(pair: &Pair) {
             );
         }
     });
+}
+
+/// A power cut of vm2 in the middle of a grow: QMP `quit` while terraform applies, boot vm2
+/// again, apply again; the data written before is intact on vm2 after failing over to it.
+fn power_cut_mid_apply(pair: &mut Pair) {
+    let (label, rd) = ("power cut", "vmcrash");
+    let stack = ["DRBD", "LUKS", "STORAGE"];
+    let res = format!("/var/lib/blockstor/drbd.d/{rd}.res");
+    let ws = Workspace::new();
+    let tf = terraform_for(pair, &ws);
+    let write = |size: &str| {
+        ws.write(
+            "main.tf",
+            &format!("{}{}", provider_hcl(), rd_hcl(rd, &stack, size)),
+        );
+    };
+    write("128MiB");
+    let hint = pair.console_hint();
+    tf.init().assert_success();
+    let apply = phase(&format!("{label}: apply on vm1+vm2"), || tf.apply());
+    assert!(apply.status.success(), "{apply}\n{hint}");
+    let replicas = tf
+        .state_resource("blockstor_resource_definition.rd")
+        .expect("rd in state")["replicas"]
+        .clone();
+    let dev = replicas[0]["device_path"]
+        .as_str()
+        .expect("device_path")
+        .to_owned();
+    let sum = phase(&format!("{label}: write on vm1, sync, release"), || {
+        let sum = pair.ssh_ok(
+            0,
+            &format!(
+                "set -e; drbdadm -c {res} primary {rd}; mkfs.ext4 -q {dev}; mkdir -p /mnt/{rd}; \
+                 mount {dev} /mnt/{rd}; dd if=/dev/urandom of=/mnt/{rd}/random bs=1M count=16 \
+                 status=none; sync; sha256sum < /mnt/{rd}/random | cut -d' ' -f1; \
+                 umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
+            ),
+        );
+        wait_uptodate(pair, &res, rd);
+        sum.trim().to_owned()
+    });
+
+    let cut_after = Duration::from_secs(
+        std::env::var("BLOCKSTOR_VM_CUT_AFTER_S")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(6),
+    );
+    let interrupted = phase(&format!("{label}: grow, pull vm2's plug mid-apply"), || {
+        write("192MiB");
+        let runner = tf.clone();
+        let apply = std::thread::spawn(move || runner.apply());
+        std::thread::sleep(cut_after);
+        pair.vms[1].power_off();
+        apply.join().expect("apply thread")
+    });
+    eprintln!(
+        "::: vm {label}: apply cut {cut_after:?} in exited {} ({})",
+        interrupted.code(),
+        interrupted
+            .combined()
+            .lines()
+            .find(|l| l.contains("Error"))
+            .unwrap_or("no error line")
+    );
+    phase(&format!("{label}: boot vm2 again"), || {
+        pair.crash_and_reboot(1)
+    });
+    let hint = pair.console_hint();
+    phase(&format!("{label}: re-apply converges"), || {
+        let apply = tf.apply();
+        assert!(apply.status.success(), "{apply}\n{hint}");
+        wait_uptodate(pair, &res, rd);
+    });
+    phase(&format!("{label}: data intact on vm2 after fail-over"), || {
+        let got = pair.ssh_ok(
+            1,
+            &format!(
+                "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
+                 mount {dev} /mnt/{rd}; sha256sum < /mnt/{rd}/random | cut -d' ' -f1; \
+                 umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
+            ),
+        );
+        assert_eq!(got.trim(), sum, "data changed across the power cut\n{hint}");
+        let size = pair.ssh_ok(1, &format!("blockdev --getsize64 {dev}"));
+        eprintln!("::: vm {label}: vm2 {dev} is {} bytes after re-apply", size.trim());
+    });
+    phase(&format!("{label}: destroy"), || {
+        let destroy = tf.destroy();
+        assert!(destroy.status.success(), "{destroy}\n{hint}");
+    });
+}
+
+/// Waits until vm1 sees both disks UpToDate (DRBD 8.4 `dstate` prints `UpToDate/UpToDate`).
+fn wait_uptodate(pair: &Pair, res: &str, rd: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let state = pair.ssh_ok(0, &format!("drbdadm -c {res} dstate {rd}"));
+        if state.trim() == "UpToDate/UpToDate" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "replicas not in sync: {state}; /proc/drbd: {}\n{}",
+            pair.ssh(0, "cat /proc/drbd").stdout,
+            pair.console_hint()
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    eprintln!("{}", pair.ssh_ok(0, "cat /proc/drbd"));
 }

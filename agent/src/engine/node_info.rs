@@ -87,7 +87,10 @@ impl Engine {
         Versions {
             agent: env!("CARGO_PKG_VERSION").to_owned(),
             cryptsetup,
-            drbd_kernel: field("DRBD_KERNEL_VERSION=").filter(|_| self.host.drbd_available()),
+            drbd_kernel: drbd
+                .as_ref()
+                .and_then(|o| crate::layers::drbd::version::kernel_version_text(&o.stdout))
+                .filter(|_| self.host.drbd_available()),
             drbd_utils: field("DRBDADM_VERSION="),
         }
     }

@@ -181,7 +181,16 @@ pub fn render(
     };
     let mut s = String::new();
     let w = &mut s;
-    let _ = writeln!(w, "# Written by blockstor-agent; changes are overwritten.");
+    // The dialect is stated so an operator (and the tier-4 CI log) sees which format the
+    // agent chose for the DRBD it found.
+    let flavour = match dialect {
+        Dialect::V84 => "DRBD 8.4",
+        Dialect::V9 => "DRBD 9",
+    };
+    let _ = writeln!(
+        w,
+        "# Written by blockstor-agent for {flavour} (.res dialect); changes are overwritten."
+    );
     let _ = writeln!(w, "resource \"{rd}\" {{");
     let mut resource_opts = section("options");
     if dialect == Dialect::V9 && x.peers.len() >= 2 {
@@ -333,6 +342,7 @@ mod tests {
     fn renders_drbd84_for_two_nodes_without_node_ids_or_quorum() {
         let d = desired(1);
         let text = render(&d, d.drbd.as_ref().unwrap(), &n1(), &vols(), Dialect::V84).unwrap();
+        assert!(text.starts_with("# Written by blockstor-agent for DRBD 8.4 "), "{text}");
         assert!(
             !text.contains("node-id")
                 && !text.contains("connection-mesh")

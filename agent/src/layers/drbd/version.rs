@@ -43,6 +43,22 @@ pub fn parse(text: &str) -> DrbdVersions {
     }
 }
 
+/// The loaded module's version as text (`8.4.11`), or `None` without a module.
+/// `DRBD_KERNEL_VERSION=` when drbdadm prints it; DRBD 8.4's utils (which drbd-utils 9 runs
+/// for an 8.4 kernel) print only `DRBD_KERNEL_VERSION_CODE=0x08040b`, so decode that.
+pub fn kernel_version_text(text: &str) -> Option<String> {
+    if let Some(v) = text
+        .lines()
+        .find_map(|l| l.strip_prefix("DRBD_KERNEL_VERSION="))
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+    {
+        return Some(v);
+    }
+    let code = parse(text).kernel;
+    (code != 0).then(|| format!("{}.{}.{}", code >> 16, (code >> 8) & 0xff, code & 0xff))
+}
+
 /// Runs `drbdadm --version` (a read-only step, also when planning).
 pub async fn detect(cx: &Cx<'_>) -> Result<DrbdVersions> {
     let out = cx.observe(&Command::new("drbdadm", ["--version"])).await?;
@@ -60,5 +76,17 @@ mod tests {
         let v = parse("DRBD_KERNEL_VERSION_CODE=0x000000\nDRBDADM_VERSION_CODE=0x091600\n");
         assert_eq!(v.dialect(), Dialect::V9);
         assert_eq!(parse("").dialect(), Dialect::V9);
+    }
+
+    #[test]
+    fn kernel_version_text_decodes_the_code_that_drbd84_utils_print_alone() {
+        // What drbdadm prints on Debian 12's kernel (DRBD 8.4.11, drbd-utils 9.22).
+        let v84 = "DRBDADM_BUILDTAG=GIT-hash:\\ build\\ by\\ debian\nDRBDADM_API_VERSION=1\n\
+                   DRBD_KERNEL_VERSION_CODE=0x08040b\nDRBDADM_VERSION_CODE=0x091600\n\
+                   DRBDADM_VERSION=9.22.0\n";
+        assert_eq!(kernel_version_text(v84).as_deref(), Some("8.4.11"));
+        let v9 = "DRBD_KERNEL_VERSION_CODE=0x090200\nDRBD_KERNEL_VERSION=9.2.0\n";
+        assert_eq!(kernel_version_text(v9).as_deref(), Some("9.2.0"));
+        assert_eq!(kernel_version_text("DRBD_KERNEL_VERSION_CODE=0x000000\n"), None);
     }
 }
