@@ -458,19 +458,25 @@ fn power_cut_mid_apply(pair: &mut Pair) {
         assert!(apply.status.success(), "{apply}\n{hint}");
         wait_uptodate(pair, &res, rd);
     });
-    phase(&format!("{label}: data intact on vm2 after fail-over"), || {
-        let got = pair.ssh_ok(
-            1,
-            &format!(
-                "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
+    phase(
+        &format!("{label}: data intact on vm2 after fail-over"),
+        || {
+            let got = pair.ssh_ok(
+                1,
+                &format!(
+                    "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
                  mount {dev} /mnt/{rd}; sha256sum < /mnt/{rd}/random | cut -d' ' -f1; \
                  umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
-            ),
-        );
-        assert_eq!(got.trim(), sum, "data changed across the power cut\n{hint}");
-        let size = pair.ssh_ok(1, &format!("blockdev --getsize64 {dev}"));
-        eprintln!("::: vm {label}: vm2 {dev} is {} bytes after re-apply", size.trim());
-    });
+                ),
+            );
+            assert_eq!(got.trim(), sum, "data changed across the power cut\n{hint}");
+            let size = pair.ssh_ok(1, &format!("blockdev --getsize64 {dev}"));
+            eprintln!(
+                "::: vm {label}: vm2 {dev} is {} bytes after re-apply",
+                size.trim()
+            );
+        },
+    );
     phase(&format!("{label}: destroy"), || {
         let destroy = tf.destroy();
         assert!(destroy.status.success(), "{destroy}\n{hint}");

@@ -342,7 +342,10 @@ mod tests {
     fn renders_drbd84_for_two_nodes_without_node_ids_or_quorum() {
         let d = desired(1);
         let text = render(&d, d.drbd.as_ref().unwrap(), &n1(), &vols(), Dialect::V84).unwrap();
-        assert!(text.starts_with("# Written by blockstor-agent for DRBD 8.4 "), "{text}");
+        assert!(
+            text.starts_with("# Written by blockstor-agent for DRBD 8.4 "),
+            "{text}"
+        );
         assert!(
             !text.contains("node-id")
                 && !text.contains("connection-mesh")

@@ -87,6 +87,9 @@ mod tests {
         assert_eq!(kernel_version_text(v84).as_deref(), Some("8.4.11"));
         let v9 = "DRBD_KERNEL_VERSION_CODE=0x090200\nDRBD_KERNEL_VERSION=9.2.0\n";
         assert_eq!(kernel_version_text(v9).as_deref(), Some("9.2.0"));
-        assert_eq!(kernel_version_text("DRBD_KERNEL_VERSION_CODE=0x000000\n"), None);
+        assert_eq!(
+            kernel_version_text("DRBD_KERNEL_VERSION_CODE=0x000000\n"),
+            None
+        );
     }
 }
