@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use blockstor_proto::{Layer, NodeName, Size};
 
 use super::fingerprint;
-use super::validate::validate;
+use super::validate::{check_references_readable, validate};
 use crate::controller::resolve::{self, Known};
 use crate::controller::secret;
 use crate::resources::diag::{AttrPath, Diagnostics};
@@ -44,6 +44,10 @@ pub fn plan(
     }
     out.diags = validate(config);
     check_nodes_configured(config, configured, &mut out.diags);
+    if out.diags.has_errors() {
+        return out;
+    }
+    check_references_readable(config, &mut out.diags);
     if out.diags.has_errors() {
         return out;
     }

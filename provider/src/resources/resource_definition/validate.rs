@@ -69,7 +69,7 @@ pub fn validate(config: &Value) -> Diagnostics {
             &mut diags,
         );
     }
-    check_passphrase_sources(config, &mut diags);
+    check_passphrase_sources(config, &mut diags, false);
     let passphrase = if diags.has_errors() {
         Known::Unknown
     } else {
@@ -98,8 +98,14 @@ pub fn validate(config: &Value) -> Diagnostics {
     diags
 }
 
-/// At most one passphrase source per level, and a referenced one must be readable here.
-fn check_passphrase_sources(config: &Value, diags: &mut Diagnostics) {
+/// At plan (not at `terraform validate`, which may run where the secrets are not, e.g. in CI):
+/// every `passphrase_file`/`passphrase_env` reference can be read on this machine.
+pub fn check_references_readable(config: &Value, diags: &mut Diagnostics) {
+    check_passphrase_sources(config, diags, true);
+}
+
+/// At most one passphrase source per level; with `read`, a referenced one must be readable.
+fn check_passphrase_sources(config: &Value, diags: &mut Diagnostics, read: bool) {
     let rg = config.get("resource_group");
     let levels = [
         (config, None, secret::CURRENT),
@@ -120,7 +126,7 @@ fn check_passphrase_sources(config: &Value, diags: &mut Diagnostics) {
                     attrs.join(" and ")
                 ),
             ),
-            Ok(Known::Some(src)) => {
+            Ok(Known::Some(src)) if read => {
                 if let Err(why) = src.read() {
                     diags.error(
                         &at(src.attribute(&family)),
@@ -246,6 +252,23 @@ pub fn timeout(config: &Value, op: &str) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unreadable_passphrase_file_passes_validate_and_fails_at_plan() {
+        let mut cfg = config(Value::strings(["LUKS", "STORAGE"]), Value::Null);
+        cfg.set(
+            "passphrase_file",
+            Value::string("/nonexistent/blockstor.key"),
+        );
+        assert!(
+            !validate(&cfg).has_errors(),
+            "terraform validate runs without secrets"
+        );
+        let mut diags = Diagnostics::default();
+        check_references_readable(&cfg, &mut diags);
+        assert_eq!(path_of(&diags.0[0]), ["passphrase_file"]);
+        assert!(diags.0[0].detail.contains("/nonexistent/blockstor.key"));
+    }
+
     use super::*;
     use blockstor_proto::tfplugin6::attribute_path::step::Selector;
     use blockstor_proto::tfplugin6::Diagnostic;
