@@ -80,3 +80,56 @@ fn terraform_drives_a_storage_rd_over_protocol_5() {
         "Terraform spoke protocol 6 to the provider"
     );
 }
+
+/// Protocol 5 object types have no optional attributes: a literal `resource_group` must list
+/// every attribute (null for the unused ones). A partial literal is a plan error that names the
+/// missing attributes; the full literal plans.
+#[test]
+fn protocol_5_needs_every_resource_group_attribute_in_a_literal() {
+    if !require(host::USER_SEAT) {
+        return;
+    }
+    let rd = |group: &str| {
+        format!(
+            r#"
+resource "blockstor_resource_definition" "literal" {{
+  name           = "acc-p5-literal"
+  resource_group = {group}
+  layer_stack    = ["STORAGE"]
+  nodes          = ["n1"]
+  volume {{
+    number = 0
+    size   = "64MiB"
+  }}
+}}
+"#
+        )
+    };
+    let mut s = Scenario::new(&rd(r#"{ name = "legacy" }"#));
+    s.tf.env("BLOCKSTOR_PROTOCOL_VERSIONS", "5");
+    s.tf.init().assert_success();
+    s.tf.plan()
+        .assert_failure()
+        .assert_contains("resource_group");
+
+    s.ws.write(
+        "main.tf",
+        &format!(
+            "{}\n{}",
+            acceptance_tests::PROVIDER_HCL,
+            rd(r#"{
+    name         = "legacy"
+    layer_stack  = null
+    passphrase   = null
+    passphrase_file = null
+    passphrase_env  = null
+    place_count  = null
+    storage_pool = null
+    props        = null
+  }"#)
+        ),
+    );
+    s.tf.plan()
+        .assert_code(2)
+        .assert_contains("blockstor_resource_definition.literal will be created");
+}
