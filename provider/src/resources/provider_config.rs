@@ -330,6 +330,30 @@ mod tests {
     }
 
     #[test]
+    fn insecure_ignore_host_key_warns_on_that_attribute() {
+        let ssh = Value::object([
+            ("host", Value::string("10.0.0.5")),
+            ("private_key", Value::string("k")),
+            ("insecure_ignore_host_key", Value::Bool(true)),
+        ]);
+        let (nodes, diags) = parse(&node(Value::object([("ssh", Value::List(vec![ssh]))])));
+        assert_eq!(nodes.len(), 1, "a warning does not drop the node");
+        assert_eq!(diags.0.len(), 1, "{diags:?}");
+        assert_eq!(diags.0[0].severity, 2, "severity WARNING");
+        assert_eq!(
+            diags.0[0].attribute,
+            Some(
+                AttrPath::attr("node")
+                    .key("n1")
+                    .then("ssh")
+                    .index(0)
+                    .then("insecure_ignore_host_key")
+                    .to_proto()
+            )
+        );
+    }
+
+    #[test]
     fn unknown_values_are_accepted() {
         let (nodes, diags) = parse(&node(Value::object([("http", Value::Unknown)])));
         assert!(nodes.is_empty() && diags.0.is_empty());
