@@ -10,6 +10,7 @@ use blockstor_proto::wire::{
 use blockstor_proto::{Layer as L, LayerStack, ResourceName};
 
 use crate::backends;
+use crate::backends::loopfile::LoopScan;
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
 use crate::host::Host;
@@ -62,8 +63,9 @@ impl Engine {
         let mut record = existing.unwrap_or_else(|| ResourceRecord::new(spec.clone()));
         record.spec = spec;
         if !unchanged {
-            // The desired state is on disk before any step runs.
-            self.store.put(&record)?;
+            // Lazily: the first durable write (a mark that guards data, or the final one)
+            // carries it, and no step before that can destroy anything.
+            self.store.put_lazy(&record)?;
         }
         let before = record.clone();
         let walk = self.walk_apply(&d, &mut record, false).await?;
@@ -94,12 +96,21 @@ impl Engine {
     /// The observed chain, read from the system. Without a record (state lost, import), the
     /// pools are searched for the resource's backing volumes. `not_found` when nothing exists.
     pub async fn get(&self, name: &ResourceName) -> Result<ObservedResource> {
+        self.get_with(name, None).await
+    }
+
+    /// [`Engine::get`], observing loop devices through `scan` when given (one for a list).
+    async fn get_with(
+        &self,
+        name: &ResourceName,
+        scan: Option<Arc<LoopScan>>,
+    ) -> Result<ObservedResource> {
         let _guard = self.locks.lock(name).await;
         let mut record = match self.store.get(name)? {
             Some(r) => r,
             None => self.discover(name).await?.ok_or_else(|| not_found(name))?,
         };
-        let walk = self.observe_all(&mut record).await?;
+        let walk = self.observe_all(&mut record, scan).await?;
         Ok(self.observed(&record, &walk))
     }
 
@@ -114,9 +125,11 @@ impl Engine {
             .map(|r| r.spec.name)
             .collect();
         names.extend(self.discover_names().await?);
+        // One read of the loop attachments for all, not one per resource (O(N) each).
+        let scan = LoopScan::take(self.host.as_ref()).map(Arc::new);
         let mut out = Vec::new();
         for name in names {
-            match self.get(&name).await {
+            match self.get_with(&name, scan.clone()).await {
                 Ok(o) => out.push(o),
                 Err(e) if e.kind == Kind::NotFound => {} // deleted meanwhile
                 Err(e) => return Err(e),
@@ -170,6 +183,7 @@ impl Engine {
             desired: d.cloned(),
             drbd: None,
             dry_run,
+            loop_scan: None,
             steps: Vec::new(),
         }
     }
@@ -229,10 +243,15 @@ impl Engine {
         })
     }
 
-    async fn observe_all(&self, record: &mut ResourceRecord) -> Result<Walk> {
+    async fn observe_all(
+        &self,
+        record: &mut ResourceRecord,
+        scan: Option<Arc<LoopScan>>,
+    ) -> Result<Walk> {
         let layers = self.layers(&record.spec.layer_stack, &record.spec.pool)?;
         let mut vols = initial_vols(record);
         let mut cx = self.cx(record, None, true);
+        cx.loop_scan = scan;
         for layer in &layers {
             layer.observe(&mut cx, &mut vols).await?;
         }

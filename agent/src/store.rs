@@ -238,9 +238,11 @@ impl Store {
         self.write(record, redb::Durability::Immediate)
     }
 
-    /// Writes the record without waiting for the disk; the next durable write carries it.
-    /// For "step done" marks only: losing one means the step is found interrupted after a
-    /// crash and re-observed, which is safe; an intent is always written with [`Store::put`].
+    /// Writes the record without waiting for the disk; the next durable write carries it, and
+    /// a kill before that loses it. For what decides nothing (journal entries, the desired
+    /// spec before any step that could destroy data): a lost entry only means a step cut short
+    /// goes unreported, and the next apply re-observes the system and converges anyway.
+    /// Marks that allow formatting or removing a volume are written with [`Store::put`].
     pub fn put_lazy(&self, record: &ResourceRecord) -> Result<(), StoreError> {
         self.write(record, redb::Durability::None)
     }

@@ -116,6 +116,7 @@ fn cx<'a>(
         desired: None,
         drbd: None,
         dry_run: false,
+        loop_scan: None,
         steps: Vec::new(),
     }
 }

@@ -1,7 +1,8 @@
 //! Loop-file pool: a sparse file `<directory>/<rd>_<vol:05>.img` of the exact size, attached to a
-//! loop device. Re-apply finds the existing attachment with `losetup -j`, so the device stays
-//! the same. Grow = larger file + `losetup -c`; never shrinks.
+//! loop device. Re-apply finds the existing attachment (sysfs, or `losetup -j`), so the device
+//! stays the same. Grow = larger file + `losetup -c`; never shrinks.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use blockstor_proto::Layer;
 
 use super::{volume_name, Backend};
 use crate::error::{Error, Kind, Result};
+use crate::host::Host;
 use crate::layers::{Backing, Cx};
 use crate::runner::Command;
 
@@ -25,8 +27,12 @@ impl LoopFile {
             .join(format!("{}.img", volume_name(&cx.rd, vol)))
     }
 
-    /// Loop devices `file` is attached to, from `losetup -j FILE` (`/dev/loop3: []: (/p/f)`).
+    /// Loop devices `file` is attached to: read from sysfs where there is one, else from
+    /// `losetup -j FILE` (`/dev/loop3: []: (/p/f)`).
     async fn attachments(&self, cx: &Cx<'_>, file: &Path) -> Result<Vec<String>> {
+        if let Some(devices) = sysfs_attachments(cx, file) {
+            return Ok(devices);
+        }
         let out = cx
             .observe(&Command::new("losetup", ["-j", &path_str(file)?]))
             .await?;
@@ -72,6 +78,61 @@ impl LoopFile {
         }
         Ok(dev)
     }
+}
+
+/// Which file each attached loop device reads: the scan `losetup -j` does
+/// (`/sys/block/loopN/loop/backing_file` holds the absolute path of the file), without spawning
+/// it. A refresh observes every RD, and at hundreds of RDs the spawns (~2 ms each, more under
+/// load, and each scanning every loop device itself) were most of the agent's time.
+#[derive(Debug, Default)]
+pub struct LoopScan {
+    /// Backing file → its loop devices, `/dev/loop2` before `/dev/loop10`.
+    by_file: HashMap<PathBuf, Vec<String>>,
+}
+
+impl LoopScan {
+    /// Reads sysfs once. `None` where there is none (a fake host in tests, a container without
+    /// `/sys`): then `losetup -j` answers.
+    pub fn take(host: &dyn Host) -> Option<LoopScan> {
+        let sys_block = Path::new("/sys/block");
+        if !host.exists(sys_block) {
+            return None;
+        }
+        let mut names: Vec<String> = host
+            .list_dir(sys_block)
+            .ok()?
+            .into_iter()
+            .filter(|n| n.starts_with("loop"))
+            .collect();
+        names.sort_by_key(|n| n[4..].parse::<u64>().unwrap_or(u64::MAX));
+        let mut by_file: HashMap<PathBuf, Vec<String>> = HashMap::new();
+        for name in names {
+            let backing = sys_block.join(&name).join("loop/backing_file");
+            let Ok(Some(text)) = host.read_to_string(&backing) else {
+                continue; // not attached (or detached meanwhile)
+            };
+            by_file
+                .entry(PathBuf::from(text.trim_end_matches('\n')))
+                .or_default()
+                .push(format!("/dev/{name}"));
+        }
+        Some(LoopScan { by_file })
+    }
+
+    /// The loop devices `file` is attached to.
+    pub fn devices(&self, file: &Path) -> Vec<String> {
+        // The kernel shows the path with symlinks resolved.
+        let canonical = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+        self.by_file.get(&canonical).cloned().unwrap_or_default()
+    }
+}
+
+/// From the scan taken for a whole list, else from a fresh one, else `None` (no sysfs).
+fn sysfs_attachments(cx: &Cx<'_>, file: &Path) -> Option<Vec<String>> {
+    if let Some(scan) = &cx.loop_scan {
+        return Some(scan.devices(file));
+    }
+    LoopScan::take(cx.host).map(|scan| scan.devices(file))
 }
 
 fn path_str(p: &Path) -> Result<String> {

@@ -92,6 +92,9 @@ pub struct Cx<'a> {
     pub drbd: Option<ObservedDrbd>,
     /// Planning: mutating steps are recorded, not run.
     pub dry_run: bool,
+    /// Loop attachments read once for a whole list (read-only walks only); `None` reads them
+    /// live, as every apply must.
+    pub loop_scan: Option<std::sync::Arc<crate::backends::loopfile::LoopScan>>,
     /// Mutating steps, in order, for `plan` (and a log of what apply did).
     pub steps: Vec<PlannedStep>,
 }
@@ -118,13 +121,13 @@ impl Cx<'_> {
             return Ok(Output::ok(""));
         }
         let seq = self.record.intent(layer.as_str(), cmd.to_string());
-        self.persist()?;
+        self.persist_journal()?;
         tracing::info!(rd = %self.rd, layer = layer.as_str(), command = %cmd, "step");
         let out = self.runner.run_ok(cmd).await;
         crate::crash::after_step();
         if out.is_ok() {
             self.record.done(seq);
-            self.persist_done()?;
+            self.persist_journal()?;
         }
         Ok(out?)
     }
@@ -146,7 +149,7 @@ impl Cx<'_> {
         }
         let action = what.join(" ");
         let seq = self.record.intent(layer.as_str(), action.clone());
-        self.persist()?;
+        self.persist_journal()?;
         tracing::info!(rd = %self.rd, layer = layer.as_str(), action = %action, "step");
         f(self.host).map_err(|e| {
             crate::error::Error::new(
@@ -157,18 +160,22 @@ impl Cx<'_> {
         })?;
         crate::crash::after_step();
         self.record.done(seq);
-        self.persist_done()
+        self.persist_journal()
     }
 
-    /// Writes a "done" mark lazily (see [`Store::put_lazy`]), unless planning.
-    fn persist_done(&self) -> Result<()> {
+    /// Writes a journal entry (intent or done) lazily (see [`Store::put_lazy`]), unless
+    /// planning. The journal tells what a crash cut short; it decides nothing: the next apply
+    /// re-observes the system. What does decide (the volume marks that allow formatting or
+    /// removing) is written with [`Cx::persist`], and that commit carries the journal with it.
+    /// An fdatasync per step would cost more than the step (truncate, losetup: ~3 ms each).
+    pub fn persist_journal(&self) -> Result<()> {
         match (self.dry_run, self.store) {
             (false, Some(store)) => Ok(store.put_lazy(self.record)?),
             _ => Ok(()),
         }
     }
 
-    /// Writes the record, unless planning.
+    /// Writes the record durably (fsynced), unless planning. For the marks that guard data.
     pub fn persist(&self) -> Result<()> {
         match (self.dry_run, self.store) {
             (false, Some(store)) => Ok(store.put(self.record)?),

@@ -36,10 +36,16 @@ impl Layer for Storage {
                 None => {
                     // Marked before creating: a crash mid-create must still leave a volume
                     // this agent may format and delete. A marker without a volume is harmless.
+                    // Durable only when it allows luksFormat; without LUKS a lost mark costs
+                    // nothing, since the apply that completes adopts the volume anyway.
                     let rec = cx.record.volume(v.number);
                     rec.created_by_agent = true;
                     rec.awaiting_luks_format = self.luks_above;
-                    cx.persist()?;
+                    if self.luks_above {
+                        cx.persist()?;
+                    } else {
+                        cx.persist_journal()?;
+                    }
                     let b = self.backend.create(cx, v.number, v.size_kib).await?;
                     v.created_now = true;
                     b

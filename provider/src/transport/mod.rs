@@ -4,6 +4,7 @@
 //! Every request carries one JSON document and gets one back (DESIGN.md §4), so the transports
 //! differ only in how the bytes travel; the error mapping is shared here.
 
+mod cache;
 pub mod http;
 mod known_hosts;
 pub mod ssh;
@@ -131,16 +132,14 @@ pub enum HostKeyPolicy {
 /// The default command run on an SSH node.
 pub const DEFAULT_AGENT_COMMAND: &str = "blockstor-agent stdio --config /etc/blockstor/agent.toml";
 
-/// Builds the client for one node. No I/O happens until the first call.
+/// Builds the client for one node. No I/O happens until the first call. Reads of single
+/// resources are answered from one list per process (see [`cache`]).
 pub fn connect(node: &NodeConfig) -> Result<Arc<dyn AgentClient>, TransportError> {
-    match &node.transport {
-        TransportConfig::Http(cfg) => Ok(Arc::new(http::HttpAgentClient::new(
-            node.name.clone(),
-            cfg,
-        )?)),
-        TransportConfig::Ssh(cfg) => Ok(Arc::new(ssh::SshAgentClient::new(
-            node.name.clone(),
-            cfg.clone(),
-        ))),
-    }
+    let inner: Arc<dyn AgentClient> = match &node.transport {
+        TransportConfig::Http(cfg) => Arc::new(http::HttpAgentClient::new(node.name.clone(), cfg)?),
+        TransportConfig::Ssh(cfg) => {
+            Arc::new(ssh::SshAgentClient::new(node.name.clone(), cfg.clone()))
+        }
+    };
+    Ok(Arc::new(cache::ListCached::new(inner)))
 }
