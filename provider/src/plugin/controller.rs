@@ -7,6 +7,15 @@ use blockstor_proto::goplugin::Empty;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+/// Set once Terraform called Shutdown: it then has no call in flight and only waits for the
+/// process to exit, so the server need not wait for its connections to wind down.
+static ASKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the stop under way is Terraform's Shutdown (not SIGTERM, not a lost parent).
+pub fn shutdown_requested() -> bool {
+    ASKED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Answers Shutdown and then cancels `shutdown`, which stops the whole server.
 #[derive(Debug, Clone)]
 pub struct Controller {
@@ -27,6 +36,7 @@ impl GrpcController for Controller {
         // Cancel from a task of its own: the reply is already on its way when the server
         // begins its graceful stop, which waits for in-flight calls like this one.
         let shutdown = self.shutdown.clone();
+        ASKED.store(true, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move { shutdown.cancel() });
         Ok(Response::new(Empty {}))
     }
