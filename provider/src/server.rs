@@ -303,13 +303,24 @@ impl Provider for BlockstorProvider {
             }
             _ => {
                 let names = self.configured_names();
-                let p = rd::plan::plan(
+                let mut p = rd::plan::plan(
                     &prior,
                     &proposed,
                     &config,
                     &req.prior_private,
                     names.as_deref(),
                 );
+                if names.is_some() && !p.diags.has_errors() {
+                    rd::preview::fill(
+                        &self.cluster(),
+                        &prior,
+                        &mut p.state,
+                        &config,
+                        &p.private,
+                        &mut p.diags,
+                    )
+                    .await;
+                }
                 (p.state, p.requires_replace, p.private, p.diags)
             }
         };

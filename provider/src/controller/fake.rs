@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use blockstor_proto::wire::{
     AgentError, DesiredResource, NodeInfo, ObservedDrbd, ObservedResource, ObservedVolume,
-    PlannedSteps, PoolInfo, Versions,
+    PlannedSteps, PlannedStep, PoolInfo, Versions,
 };
 use blockstor_proto::{Layer, NodeName, ResourceName};
 
@@ -183,8 +183,29 @@ impl AgentClient for FakeAgent {
         Ok(observed)
     }
 
-    async fn plan(&self, _desired: &DesiredResource) -> Result<PlannedSteps, TransportError> {
-        Ok(PlannedSteps { steps: vec![] })
+    /// One STORAGE step per volume, with a redacted LUKS step when the passphrase is sent.
+    async fn plan(&self, desired: &DesiredResource) -> Result<PlannedSteps, TransportError> {
+        self.record(format!("plan {}", desired.name));
+        let mut steps: Vec<PlannedStep> = desired
+            .volumes
+            .iter()
+            .map(|v| PlannedStep {
+                layer: "STORAGE".to_owned(),
+                argv: vec![
+                    "truncate".to_owned(),
+                    "-s".to_owned(),
+                    format!("{}K", v.size_kib.kib()),
+                    format!("/fake/{}_{}.img", desired.name, v.number),
+                ],
+            })
+            .collect();
+        if desired.luks.is_some() {
+            steps.push(PlannedStep {
+                layer: "LUKS".to_owned(),
+                argv: vec!["cryptsetup".to_owned(), "<redacted>".to_owned()],
+            });
+        }
+        Ok(PlannedSteps { steps })
     }
 
     async fn get(&self, name: &ResourceName) -> Result<Option<ObservedResource>, TransportError> {

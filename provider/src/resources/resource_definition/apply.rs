@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use blockstor_proto::wire::{NodeInfo, ObservedResource, Passphrase, VolumeSpec};
-use blockstor_proto::{Layer, NodeName, ResourceName, Size, StoragePoolName};
+use blockstor_proto::{Layer, LayerStack, NodeName, ResourceName, Size, StoragePoolName};
 
 use super::validate::timeout;
 use super::{fingerprint, progress, replica, unknown_as_null, Private};
@@ -189,10 +189,7 @@ async fn converge(
     let passphrase = eff.passphrase.clone().known();
     // A changed passphrase is a rotation: the headers hold the prior one, known from state
     // when it was literal, else from a previous_* reference (plan checked its fingerprint).
-    let previous = secret::literal_in_state(prior)
-        .known()
-        .or_else(|| secret::previous(config).known().and_then(Result::ok))
-        .filter(|old| stack.has(Layer::Luks) && passphrase.as_ref().is_some_and(|new| new != old));
+    let previous = previous_passphrase(prior, config, &stack, passphrase.as_deref());
     let spec = Spec {
         name: name.clone(),
         layer_stack: stack.clone(),
@@ -226,6 +223,10 @@ async fn converge(
     }
 
     let mut new_state = planned.clone();
+    if new_state.get("planned_steps").is_unknown() {
+        // Plan could not preview the steps (nodes or pool chosen only now); they ran.
+        new_state.set("planned_steps", Value::Null);
+    }
     new_state.set("id", Value::string(name.as_str()));
     new_state.set("nodes", Value::strings(nodes.iter().map(NodeName::as_str)));
     new_state.set("effective_place_count", Value::int(nodes.len() as i64));
@@ -326,8 +327,21 @@ fn sorted(nodes: &[NodeName]) -> Vec<NodeName> {
     v
 }
 
+/// The passphrase the LUKS headers hold now, when `passphrase` rotates away from it.
+pub(super) fn previous_passphrase(
+    prior: &Value,
+    config: &Value,
+    stack: &LayerStack,
+    passphrase: Option<&str>,
+) -> Option<String> {
+    secret::literal_in_state(prior)
+        .known()
+        .or_else(|| secret::previous(config).known().and_then(Result::ok))
+        .filter(|old| stack.has(Layer::Luks) && passphrase.is_some_and(|new| new != old))
+}
+
 /// The `volume` blocks as wire volumes, sorted by number.
-fn volume_specs(config: &Value) -> Result<Vec<VolumeSpec>, AttrPath> {
+pub(super) fn volume_specs(config: &Value) -> Result<Vec<VolumeSpec>, AttrPath> {
     let mut out = Vec::new();
     for (i, vol) in config
         .get("volume")

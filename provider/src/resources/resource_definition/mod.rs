@@ -3,6 +3,7 @@
 //!
 //! * [`validate`]: configuration checks, tolerant of unknowns.
 //! * [`plan`]: computed values, in-place updates, replacements, shrink errors.
+//! * [`preview`]: `planned_steps`, the commands each agent will run, asked at plan time.
 //! * [`apply`]: placement, allocation, parallel dispatch, delete.
 //! * [`read`]: refresh from the agents (drift) and import.
 //! * [`progress`]: INFO log lines bracketing each agent dispatch of an apply.
@@ -14,6 +15,7 @@
 pub mod apply;
 pub mod fingerprint;
 pub mod plan;
+pub mod preview;
 pub mod progress;
 pub mod read;
 pub mod validate;

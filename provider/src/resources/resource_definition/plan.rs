@@ -75,7 +75,19 @@ pub fn plan(
             &mut out.diags,
         );
     }
+    plan_steps(prior, planned);
     out
+}
+
+/// `planned_steps`: unknown when the agents will run something ([`super::preview`] asks
+/// them, after this), else the prior value, so a plan with no changes stays one.
+fn plan_steps(prior: &Value, planned: &mut Value) {
+    let steps = if planned.get("replicas").is_unknown() {
+        Value::Unknown
+    } else {
+        prior.get("planned_steps").clone()
+    };
+    planned.set("planned_steps", steps);
 }
 
 fn plan_create(planned: &mut Value, eff: &resolve::Effective, has_luks: Known<bool>) {

@@ -1,7 +1,8 @@
 //! Plan → apply → read → plan cycles against fake agents, checking Terraform's rules: applied
 //! values equal planned known values, and a re-plan after apply changes nothing.
 
-use super::{apply, plan, read};
+use super::{apply, plan, preview, read};
+use crate::resources::diag::Diagnostics;
 use crate::controller::fake::FakeAgent;
 use crate::controller::Cluster;
 use crate::resources::diag::AttrPath;
@@ -38,6 +39,7 @@ fn proposed(prior: &Value, config: &Value) -> Value {
             "effective_storage_pool",
             "passphrase_fingerprint",
             "replicas",
+            "planned_steps",
         ] {
             p.set(k, prior.get(k).clone());
         }
@@ -484,4 +486,60 @@ async fn a_new_group_passphrase_rotates_the_inheriting_definition_in_place() {
         agent.calls.lock().unwrap().last().map(String::as_str),
         Some("rotate db group-old -> group-new")
     );
+}
+
+#[tokio::test]
+async fn create_on_named_nodes_previews_the_steps_without_the_secret_and_apply_keeps_them() {
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let cluster = FakeAgent::cluster_of([agent.clone()]);
+    let mut cfg = config(&["LUKS", "STORAGE"], Some("pw-secret"), "64MiB");
+    cfg.set("nodes", Value::strings(["n1"]));
+    let mut p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
+    let mut diags = Diagnostics::default();
+    preview::fill(&cluster, &Value::Null, &mut p.state, &cfg, &p.private, &mut diags).await;
+    assert!(diags.0.is_empty(), "{diags:?}");
+    let steps = p.state.get("planned_steps");
+    assert_eq!(
+        steps.get("n1"),
+        &Value::strings(["truncate -s 65536K /fake/db_0.img", "cryptsetup <redacted>"]),
+        "the pool is picked as the apply picks it, so create is previewed"
+    );
+    assert!(!format!("{steps:?}").contains("pw-secret"));
+
+    let a = apply::apply(&cluster, &Value::Null, &p.state, &cfg, &p.private).await;
+    assert!(!a.diags.has_errors(), "{:?}", a.diags);
+    assert_conforms(&p.state, &a.state);
+    assert_eq!(a.state.get("planned_steps"), steps, "state keeps what was previewed");
+
+    let state = conformed(a.state);
+    let calls = agent.calls.lock().unwrap().len();
+    let mut again = plan::plan(&state, &proposed(&state, &cfg), &cfg, &a.private, None);
+    preview::fill(&cluster, &state, &mut again.state, &cfg, &again.private, &mut diags).await;
+    assert_eq!(again.state, state, "no changes, steps included");
+    assert_eq!(agent.calls.lock().unwrap().len(), calls, "a no-op plan asks no agent");
+}
+
+#[tokio::test]
+async fn placement_by_count_leaves_the_steps_unknown_and_apply_sets_them_null() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let cfg = config(&["STORAGE"], None, "64MiB");
+    let mut p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
+    let mut diags = Diagnostics::default();
+    preview::fill(&cluster, &Value::Null, &mut p.state, &cfg, &p.private, &mut diags).await;
+    assert!(p.state.get("planned_steps").is_unknown());
+    let a = apply::apply(&cluster, &Value::Null, &p.state, &cfg, &p.private).await;
+    assert!(a.state.get("planned_steps").is_null());
+}
+
+#[tokio::test]
+async fn an_unreachable_agent_leaves_the_steps_unknown_with_a_warning() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1"]));
+    let mut p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
+    p.state.set("nodes", Value::strings(["n2"])); // no such client: unreachable
+    let mut diags = Diagnostics::default();
+    preview::fill(&cluster, &Value::Null, &mut p.state, &cfg, &p.private, &mut diags).await;
+    assert!(p.state.get("planned_steps").is_unknown());
+    assert!(!diags.has_errors() && !diags.0.is_empty(), "a warning, not an error");
 }

@@ -1,0 +1,203 @@
+//! `planned_steps`: at plan time, ask each chosen node's agent which commands the apply will
+//! run there (`plan` route, secrets already `<redacted>` by the agent), so a saved plan shows
+//! them to its reviewer.
+//!
+//! Runs only when [`super::plan`] left `planned_steps` unknown, i.e. when the apply will
+//! dispatch to the agents: a plan with no changes never calls an agent. When the plan cannot
+//! build the same `DesiredResource` the apply will send (nodes placed by count at apply, DRBD
+//! numbers not allocated yet) or an agent does not answer, the value stays unknown: the plan
+//! still succeeds, with a warning for the agent that failed.
+
+use std::collections::BTreeMap;
+
+use blockstor_proto::wire::{NodeInfo, Passphrase, PlannedSteps};
+use blockstor_proto::{Layer, NodeName, ResourceName, StoragePoolName};
+
+use super::apply::{previous_passphrase, volume_specs};
+use super::Private;
+use crate::controller::desired::Spec;
+use crate::controller::place::choose_pool;
+use crate::controller::resolve::{self, Known};
+use crate::controller::Cluster;
+use crate::resources::diag::{AttrPath, Diagnostics};
+use crate::transport::TransportError;
+use crate::values::Value;
+
+/// Fills in `planned_steps` of `planned` when it is unknown and the steps can be known now.
+pub async fn fill(
+    cluster: &Cluster,
+    prior: &Value,
+    planned: &mut Value,
+    config: &Value,
+    private: &[u8],
+    diags: &mut Diagnostics,
+) {
+    if !planned.get("planned_steps").is_unknown() {
+        return;
+    }
+    let Some(nodes) = planned_nodes(planned) else {
+        return; // placement by count happens at apply
+    };
+    let pool = match planned.get("effective_storage_pool").as_str() {
+        Some(p) => p.parse().ok(),
+        None => sole_pool(cluster, &nodes, diags).await,
+    };
+    let Some(spec) = pool.and_then(|pool| spec(prior, config, private, nodes, pool)) else {
+        return;
+    };
+    let results = cluster
+        .fan_out(&spec.nodes, |client| {
+            let desired = spec.desired_for(client.node(), cluster);
+            async move { client.plan(&desired).await }
+        })
+        .await;
+    let mut steps = BTreeMap::new();
+    for (node, result) in results {
+        match result {
+            Ok(planned_steps) => {
+                steps.insert(node.as_str().to_owned(), render(&planned_steps));
+            }
+            Err(e) => {
+                unknown_warning(diags, &e);
+                return;
+            }
+        }
+    }
+    planned.set("planned_steps", Value::Map(steps));
+}
+
+/// The planned nodes, when known.
+fn planned_nodes(planned: &Value) -> Option<Vec<NodeName>> {
+    planned
+        .get("nodes")
+        .as_string_list()?
+        .iter()
+        .map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The pool the apply will pick when no group names one: the only pool all `nodes` have
+/// (the same rule and the same agent answers as the apply's).
+async fn sole_pool(
+    cluster: &Cluster,
+    nodes: &[NodeName],
+    diags: &mut Diagnostics,
+) -> Option<StoragePoolName> {
+    let mut infos: Vec<NodeInfo> = Vec::new();
+    for (_, result) in cluster
+        .fan_out(nodes, |c| async move { c.node_info().await })
+        .await
+    {
+        match result {
+            Ok(info) => infos.push(info),
+            Err(e) => {
+                unknown_warning(diags, &e);
+                return None;
+            }
+        }
+    }
+    choose_pool(&infos.iter().collect::<Vec<_>>(), None).ok()
+}
+
+fn unknown_warning(diags: &mut Diagnostics, e: &TransportError) {
+    diags.warning(
+        &AttrPath::attr("planned_steps"),
+        "Planned steps unknown",
+        format!("planned_steps stays unknown in this plan: {e}. The apply is not affected; check that the agent is reachable to see its steps in the plan."),
+    );
+}
+
+/// The spec the apply will build, when everything it needs is known at plan time.
+fn spec(
+    prior: &Value,
+    config: &Value,
+    private: &[u8],
+    nodes: Vec<NodeName>,
+    pool: StoragePoolName,
+) -> Option<Spec> {
+    let eff = resolve::effective(config);
+    let name: ResourceName = config.get("name").as_str()?.parse().ok()?;
+    let Known::Some(layer_stack) = eff.layer_stack.clone() else {
+        return None;
+    };
+    let volumes = volume_specs(config).ok()?;
+    let passphrase = match eff.passphrase.clone() {
+        Known::Some(p) => Some(p),
+        Known::Null => None,
+        Known::Unknown => return None,
+    };
+    if eff.props.is_unknown() {
+        return None;
+    }
+    let state = Private::decode(private);
+    // The apply keeps the DRBD allocation of private state; a new one is made only at apply.
+    let drbd = if layer_stack.has(Layer::Drbd) {
+        Some(state.drbd.clone()?)
+    } else {
+        None
+    };
+    let previous = previous_passphrase(prior, config, &layer_stack, passphrase.as_deref());
+    Some(Spec {
+        name,
+        layer_stack,
+        volumes,
+        pool,
+        passphrase: passphrase.map(Passphrase::new),
+        previous_passphrase: previous.map(Passphrase::new),
+        props: eff.props.clone().known().unwrap_or_default(),
+        generation: state.generation + 1,
+        nodes,
+        drbd,
+    })
+}
+
+/// One display line per step; a list of strings shows well in `terraform plan`.
+fn render(steps: &PlannedSteps) -> Value {
+    Value::strings(steps.steps.iter().map(|s| command_line(&s.argv)))
+}
+
+/// An argv as a shell-quoted line, for reading only: nothing ever runs it through a shell.
+pub fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quote(arg: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./=:,@%+".contains(c);
+    if arg == "<redacted>" || (!arg.is_empty() && arg.chars().all(plain)) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn plain_arguments_stay_unquoted() {
+        let line = command_line(&argv(&["truncate", "-s", "65536K", "/var/lib/x/db_0.img"]));
+        assert_eq!(line, "truncate -s 65536K /var/lib/x/db_0.img");
+    }
+
+    #[test]
+    fn spaces_and_quotes_are_single_quoted() {
+        let line = command_line(&argv(&["echo", "a b", "it's", ""]));
+        assert_eq!(line, r"echo 'a b' 'it'\''s' ''");
+    }
+
+    #[test]
+    fn the_redaction_marker_reads_as_is() {
+        assert_eq!(
+            command_line(&argv(&["cryptsetup", "<redacted>"])),
+            "cryptsetup <redacted>"
+        );
+    }
+}
