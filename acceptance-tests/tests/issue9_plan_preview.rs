@@ -130,4 +130,15 @@ fn a_saved_plan_of_a_luks_definition_never_holds_the_passphrase() {
         !steps.to_string().contains(PASSPHRASE),
         "the passphrase leaked into planned_steps: {steps}"
     );
+
+    // Terraform plans again while applying and requires the same steps (the fresh LUKS UUID
+    // reads as <generated>). Without device-mapper the apply then fails at `cryptsetup open`.
+    let apply = s
+        .tf
+        .run(&["apply", "-input=false", "-no-color", "p.tfplan"]);
+    assert!(
+        !apply.combined().contains("inconsistent final plan"),
+        "the re-plan during apply changed planned_steps:\n{apply}"
+    );
+    s.tf.destroy().assert_success();
 }

@@ -157,9 +157,15 @@ fn render(steps: &PlannedSteps) -> Value {
 }
 
 /// An argv as a shell-quoted line, for reading only: nothing ever runs it through a shell.
+///
+/// Values the agent generates afresh on every call (the UUID of a new LUKS header) read as
+/// `<generated>`: Terraform plans again during apply and requires the same known value.
 pub fn command_line(argv: &[String]) -> String {
     argv.iter()
-        .map(|a| quote(a))
+        .map(|a| match a.strip_prefix("--uuid=") {
+            Some(_) => "--uuid=<generated>".to_owned(),
+            None => quote(a),
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -191,6 +197,12 @@ mod tests {
     fn spaces_and_quotes_are_single_quoted() {
         let line = command_line(&argv(&["echo", "a b", "it's", ""]));
         assert_eq!(line, r"echo 'a b' 'it'\''s' ''");
+    }
+
+    #[test]
+    fn a_fresh_luks_uuid_reads_as_generated_so_a_replan_shows_the_same_line() {
+        let line = command_line(&argv(&["cryptsetup", "luksFormat", "--uuid=1234-abcd"]));
+        assert_eq!(line, "cryptsetup luksFormat --uuid=<generated>");
     }
 
     #[test]
