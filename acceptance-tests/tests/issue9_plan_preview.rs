@@ -90,15 +90,15 @@ fn a_saved_plan_lists_the_agent_commands_and_applying_it_keeps_them() {
     s.tf.run(&["apply", "-input=false", "-no-color", "p.tfplan"])
         .assert_success()
         .assert_contains("Apply complete! Resources: 1 added");
-    let state = s
-        .tf
-        .state_resource("blockstor_resource_definition.preview")
-        .expect("resource in state");
-    assert_eq!(state["planned_steps"], steps, "state keeps the previewed steps");
+    let state =
+        s.tf.state_resource("blockstor_resource_definition.preview")
+            .expect("resource in state");
+    assert_eq!(
+        state["planned_steps"], steps,
+        "state keeps the previewed steps"
+    );
 
-    s.tf.plan()
-        .assert_code(0)
-        .assert_contains("No changes.");
+    s.tf.plan().assert_code(0).assert_contains("No changes.");
     s.tf.destroy().assert_success();
 }
 
@@ -133,9 +133,8 @@ fn a_saved_plan_of_a_luks_definition_never_holds_the_passphrase() {
 
     // Terraform plans again while applying and requires the same steps (the fresh LUKS UUID
     // reads as <generated>). Without device-mapper the apply then fails at `cryptsetup open`.
-    let apply = s
-        .tf
-        .run(&["apply", "-input=false", "-no-color", "p.tfplan"]);
+    let apply =
+        s.tf.run(&["apply", "-input=false", "-no-color", "p.tfplan"]);
     assert!(
         !apply.combined().contains("inconsistent final plan"),
         "the re-plan during apply changed planned_steps:\n{apply}"

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use blockstor_proto::wire::{
     AgentError, DesiredResource, NodeInfo, ObservedDrbd, ObservedResource, ObservedVolume,
-    PlannedSteps, PlannedStep, PoolInfo, Versions,
+    PlannedStep, PlannedSteps, PoolInfo, Versions,
 };
 use blockstor_proto::{Layer, NodeName, ResourceName};
 

@@ -2,10 +2,10 @@
 //! values equal planned known values, and a re-plan after apply changes nothing.
 
 use super::{apply, plan, preview, read};
-use crate::resources::diag::Diagnostics;
 use crate::controller::fake::FakeAgent;
 use crate::controller::Cluster;
 use crate::resources::diag::AttrPath;
+use crate::resources::diag::Diagnostics;
 use crate::schema::schemas;
 use crate::values::{conform, Value};
 
@@ -496,7 +496,15 @@ async fn create_on_named_nodes_previews_the_steps_without_the_secret_and_apply_k
     cfg.set("nodes", Value::strings(["n1"]));
     let mut p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
     let mut diags = Diagnostics::default();
-    preview::fill(&cluster, &Value::Null, &mut p.state, &cfg, &p.private, &mut diags).await;
+    preview::fill(
+        &cluster,
+        &Value::Null,
+        &mut p.state,
+        &cfg,
+        &p.private,
+        &mut diags,
+    )
+    .await;
     assert!(diags.0.is_empty(), "{diags:?}");
     let steps = p.state.get("planned_steps");
     assert_eq!(
@@ -509,14 +517,30 @@ async fn create_on_named_nodes_previews_the_steps_without_the_secret_and_apply_k
     let a = apply::apply(&cluster, &Value::Null, &p.state, &cfg, &p.private).await;
     assert!(!a.diags.has_errors(), "{:?}", a.diags);
     assert_conforms(&p.state, &a.state);
-    assert_eq!(a.state.get("planned_steps"), steps, "state keeps what was previewed");
+    assert_eq!(
+        a.state.get("planned_steps"),
+        steps,
+        "state keeps what was previewed"
+    );
 
     let state = conformed(a.state);
     let calls = agent.calls.lock().unwrap().len();
     let mut again = plan::plan(&state, &proposed(&state, &cfg), &cfg, &a.private, None);
-    preview::fill(&cluster, &state, &mut again.state, &cfg, &again.private, &mut diags).await;
+    preview::fill(
+        &cluster,
+        &state,
+        &mut again.state,
+        &cfg,
+        &again.private,
+        &mut diags,
+    )
+    .await;
     assert_eq!(again.state, state, "no changes, steps included");
-    assert_eq!(agent.calls.lock().unwrap().len(), calls, "a no-op plan asks no agent");
+    assert_eq!(
+        agent.calls.lock().unwrap().len(),
+        calls,
+        "a no-op plan asks no agent"
+    );
 }
 
 #[tokio::test]
@@ -525,7 +549,15 @@ async fn placement_by_count_leaves_the_steps_unknown_and_apply_sets_them_null() 
     let cfg = config(&["STORAGE"], None, "64MiB");
     let mut p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
     let mut diags = Diagnostics::default();
-    preview::fill(&cluster, &Value::Null, &mut p.state, &cfg, &p.private, &mut diags).await;
+    preview::fill(
+        &cluster,
+        &Value::Null,
+        &mut p.state,
+        &cfg,
+        &p.private,
+        &mut diags,
+    )
+    .await;
     assert!(p.state.get("planned_steps").is_unknown());
     let a = apply::apply(&cluster, &Value::Null, &p.state, &cfg, &p.private).await;
     assert!(a.state.get("planned_steps").is_null());
@@ -539,7 +571,18 @@ async fn an_unreachable_agent_leaves_the_steps_unknown_with_a_warning() {
     let mut p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
     p.state.set("nodes", Value::strings(["n2"])); // no such client: unreachable
     let mut diags = Diagnostics::default();
-    preview::fill(&cluster, &Value::Null, &mut p.state, &cfg, &p.private, &mut diags).await;
+    preview::fill(
+        &cluster,
+        &Value::Null,
+        &mut p.state,
+        &cfg,
+        &p.private,
+        &mut diags,
+    )
+    .await;
     assert!(p.state.get("planned_steps").is_unknown());
-    assert!(!diags.has_errors() && !diags.0.is_empty(), "a warning, not an error");
+    assert!(
+        !diags.has_errors() && !diags.0.is_empty(),
+        "a warning, not an error"
+    );
 }
