@@ -49,7 +49,10 @@ pub async fn read(cluster: &Cluster, state: &Value) -> (Value, Diagnostics) {
         return (Value::Null, diags);
     }
     let mut new_state = state.clone();
-    // A replica whose volumes are not all present is missing too.
+    // A replica whose volumes are not all present is missing too, and so is one whose top
+    // device is not up (no device_path: LUKS closed or DRBD down, e.g. after the node
+    // rebooted): the next plan converges it instead of reporting nothing to do.
+    observed.retain(|obs| obs.volumes.iter().all(|o| o.device_path.is_some()));
     observed.retain(|obs| {
         state
             .get("volume")

@@ -260,6 +260,31 @@ async fn deleted_replica_is_drift_and_a_fully_missing_resource_reads_null() {
 }
 
 #[tokio::test]
+async fn replica_whose_device_is_down_after_a_reboot_is_drift_that_apply_converges() {
+    // Found on real VMs: after a power cut the node's LV is back but LUKS is closed and DRBD
+    // down (no device_path); refresh must not call that replica healthy.
+    let a = FakeAgent::new("n1", &[("files", 100)]);
+    let b = FakeAgent::new("n2", &[("files", 50)]);
+    let cluster = FakeAgent::cluster_of([a.clone(), b.clone()]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+
+    for obs in b.resources.lock().unwrap().values_mut() {
+        for v in &mut obs.volumes {
+            v.device_path = None;
+        }
+    }
+    let (drifted, _) = read::read(&cluster, &state).await;
+    assert_eq!(drifted.get("replicas").as_list().unwrap().len(), 1);
+    let p = plan::plan(&drifted, &proposed(&drifted, &cfg), &cfg, &private, None);
+    assert!(
+        p.state.get("replicas").is_unknown(),
+        "plan converges the replica that is down"
+    );
+}
+
+#[tokio::test]
 async fn delete_tears_down_every_replica() {
     let a = FakeAgent::new("n1", &[("files", 100)]);
     let b = FakeAgent::new("n2", &[("files", 50)]);
