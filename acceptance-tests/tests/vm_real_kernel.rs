@@ -201,16 +201,11 @@ fn two_vms_run_the_whole_chain_on_the_real_kernel() {
     );
     chain(&pair, "luks+storage", "vmluks", &["LUKS", "STORAGE"]);
     chain(&pair, "storage", "vmplain", &["STORAGE"]);
-    if std::env::var("BLOCKSTOR_VM_POWER_CUT").is_ok_and(|v| v == "1") {
-        power_cut_mid_apply(&mut pair);
+    // BLOCKSTOR_VM_POWER_CUT=0 leaves the power cut out (saves ~4 minutes on a local run).
+    if std::env::var("BLOCKSTOR_VM_POWER_CUT").is_ok_and(|v| v == "0") {
+        eprintln!("::: vm power cut scenario: skipped (BLOCKSTOR_VM_POWER_CUT=0)");
     } else {
-        // Known issue found by this scenario: after vm2 loses power mid-grow and boots
-        // again, the next apply reports success but leaves vm2's LUKS closed and DRBD down
-        // (the rebooted replica's observed "not up" state is not planned as a change).
-        eprintln!(
-            "::: vm power cut scenario: not run by default (known issue: re-apply after a \
-             power cut leaves the rebooted replica down); BLOCKSTOR_VM_POWER_CUT=1 runs it"
-        );
+        power_cut_mid_apply(&mut pair);
     }
 
     let rss: Vec<String> = pair
