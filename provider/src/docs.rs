@@ -371,6 +371,9 @@ impl<'a> Ctx<'a> {
         if a.sensitive {
             flags.push("Sensitive".into());
         }
+        if a.write_only {
+            flags.push("Write-only".into());
+        }
         if top && self.replaced.contains(&a.name) {
             flags.push("Forces replacement".into());
         }

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::controller::{Cluster, ClusterNode};
 use crate::resources::diag::Diagnostics;
 use crate::resources::{
-    data_sources, provider_config, resource_definition as rd, resource_group as rg,
+    data_sources, provider_config, resource_definition as rd, resource_group as rg, write_only,
 };
 use crate::schema::{self, Schema, RESOURCE_DEFINITION, RESOURCE_GROUP};
 use crate::transport;
@@ -83,6 +83,12 @@ fn unknown_type(kind: &str, type_name: &str) -> Diagnostics {
     let mut d = Diagnostics::default();
     d.error_global(format!("Unknown {kind} type {type_name}"), "This provider has blockstor_resource_group, blockstor_resource_definition, and the data sources blockstor_nodes and blockstor_resource_definition.");
     d
+}
+
+/// Whether the client handles write-only attributes (Terraform ≥ 1.11 says so; older clients
+/// send no capabilities at all).
+fn write_only_allowed(caps: Option<&tf::ClientCapabilities>) -> bool {
+    caps.is_some_and(|c| c.write_only_attributes_allowed)
 }
 
 fn resource_schema(type_name: &str) -> Result<&'static Schema, Diagnostics> {
@@ -164,10 +170,16 @@ impl Provider for BlockstorProvider {
             Err(d) => d,
             Ok(schema) => {
                 let config = decode(req.config.as_ref(), schema)?;
-                match req.type_name.as_str() {
+                // Errors only: plan runs the same checks with every value known and gives
+                // the warnings there, so Terraform shows each once.
+                let mut diags = match req.type_name.as_str() {
                     RESOURCE_GROUP => rg::validate(&config),
                     _ => rd::validate::validate(&config),
                 }
+                .errors_only();
+                let allowed = write_only_allowed(req.client_capabilities.as_ref());
+                write_only::check_allowed(&config, schema, allowed, &mut diags);
+                diags
             }
         };
         Ok(Response::new(tf::validate_resource_config::Response {
@@ -265,12 +277,13 @@ impl Provider for BlockstorProvider {
             }
         };
         let state = decode(req.current_state.as_ref(), schema)?;
-        let (new_state, diags) = match req.type_name.as_str() {
+        let (mut new_state, diags) = match req.type_name.as_str() {
             RESOURCE_DEFINITION if !state.is_null() => {
                 rd::read::read(&self.cluster(), &state).await
             }
             _ => (state, Diagnostics::default()),
         };
+        write_only::null_out(&mut new_state, schema);
         Ok(Response::new(tf::read_resource::Response {
             new_state: Some(encode(&new_state, schema)),
             diagnostics: diags.0,
@@ -296,7 +309,16 @@ impl Provider for BlockstorProvider {
         let prior = decode(req.prior_state.as_ref(), schema)?;
         let proposed = decode(req.proposed_new_state.as_ref(), schema)?;
         let config = decode(req.config.as_ref(), schema)?;
-        let (planned, replace, private, diags) = match req.type_name.as_str() {
+        let mut refused = Diagnostics::default();
+        let allowed = write_only_allowed(req.client_capabilities.as_ref());
+        write_only::check_allowed(&config, schema, allowed, &mut refused);
+        if refused.has_errors() {
+            return Ok(Response::new(tf::plan_resource_change::Response {
+                diagnostics: refused.0,
+                ..Default::default()
+            }));
+        }
+        let (mut planned, replace, private, diags) = match req.type_name.as_str() {
             RESOURCE_GROUP => {
                 let (p, r, d) = rg::plan(&prior, &proposed, &config);
                 (p, r, req.prior_private.clone(), d)
@@ -324,6 +346,9 @@ impl Provider for BlockstorProvider {
                 (p.state, p.requires_replace, p.private, p.diags)
             }
         };
+        // Terraform ≥ 1.11 rejects a plan that holds a write-only value; the value itself is
+        // read from `config` again at apply.
+        write_only::null_out(&mut planned, schema);
         Ok(Response::new(tf::plan_resource_change::Response {
             planned_state: Some(encode(&planned, schema)),
             requires_replace: replace.iter().map(|p| p.to_proto()).collect(),
@@ -351,7 +376,7 @@ impl Provider for BlockstorProvider {
         let prior = decode(req.prior_state.as_ref(), schema)?;
         let planned = decode(req.planned_state.as_ref(), schema)?;
         let config = decode(req.config.as_ref(), schema)?;
-        let (state, private, diags) = match req.type_name.as_str() {
+        let (mut state, private, diags) = match req.type_name.as_str() {
             RESOURCE_GROUP => (planned, req.planned_private.clone(), Diagnostics::default()),
             _ => {
                 let a = rd::apply::apply(
@@ -365,6 +390,7 @@ impl Provider for BlockstorProvider {
                 (a.state, a.private, a.diags)
             }
         };
+        write_only::null_out(&mut state, schema);
         Ok(Response::new(tf::apply_resource_change::Response {
             new_state: Some(encode(&state, schema)),
             private,
@@ -518,3 +544,6 @@ impl Provider for BlockstorProvider {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

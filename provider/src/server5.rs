@@ -15,6 +15,9 @@
 //! * PrepareProviderConfig (5) replies with the config to use: it is echoed back unchanged, with
 //!   the diagnostics of ValidateProviderConfig (6).
 //! * Stop, GetSchema and Configure are renamed RPCs with the same messages.
+//! * Write-only attributes (5.8/6.8, Terraform 1.11): `Schema.Attribute.write_only` is field 10
+//!   in 5.x and 11 in 6.x, so it is copied by hand ([`carry_write_only`]). `ClientCapabilities`
+//!   has the same numbers in both, and so pass through [`transcode`] like the rest.
 
 use blockstor_proto::prost::Message;
 use blockstor_proto::tfplugin5 as v5;
@@ -122,6 +125,20 @@ fn object_type_json(object: &v6::schema::Object) -> serde_json::Value {
     }
 }
 
+/// `write_only` is field 11 of a 6.x attribute but 10 of a 5.x one (5.x has no `nested_type`),
+/// so re-encoding loses it: copy it over by hand, walking both blocks in step (the transcoded
+/// block has the same attributes and nested blocks in the same order).
+fn carry_write_only(v6: &v6::schema::Block, v5: &mut v5::schema::Block) {
+    for (from, to) in v6.attributes.iter().zip(&mut v5.attributes) {
+        to.write_only = from.write_only;
+    }
+    for (from, to) in v6.block_types.iter().zip(&mut v5.block_types) {
+        if let (Some(from), Some(to)) = (from.block.as_ref(), to.block.as_mut()) {
+            carry_write_only(from, to);
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl<P: Provider> v5::provider_server::Provider for Protocol5<P> {
     async fn get_schema(
@@ -142,7 +159,17 @@ impl<P: Provider> v5::provider_server::Provider for Protocol5<P> {
         for schema in schemas {
             downgrade_schema(schema);
         }
-        transcode(&response).map(Response::new)
+        let mut v5_response: v5::get_provider_schema::Response = transcode(&response)?;
+        let pairs = v5_response
+            .resource_schemas
+            .iter_mut()
+            .filter_map(|(name, v5)| Some((v5, response.resource_schemas.get(name)?)));
+        for (v5, v6) in pairs {
+            if let (Some(v5), Some(v6)) = (v5.block.as_mut(), v6.block.as_ref()) {
+                carry_write_only(v6, v5);
+            }
+        }
+        Ok(Response::new(v5_response))
     }
 
     async fn prepare_provider_config(
@@ -282,6 +309,68 @@ mod tests {
             .iter()
             .any(|b| b.type_name == "node"));
         assert!(schema.data_source_schemas.contains_key("blockstor_nodes"));
+    }
+
+    #[tokio::test]
+    async fn protocol5_schema_keeps_write_only_under_its_own_field_number() {
+        let schema = adapter()
+            .get_schema(Request::new(Default::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        let rd = schema.resource_schemas["blockstor_resource_definition"]
+            .block
+            .as_ref()
+            .unwrap();
+        assert!(find(rd, "passphrase_wo").write_only);
+        assert!(find(rd, "previous_passphrase_wo").write_only);
+        assert!(!find(rd, "passphrase").write_only);
+        let rg = schema.resource_schemas["blockstor_resource_group"]
+            .block
+            .as_ref()
+            .unwrap();
+        assert!(find(rg, "passphrase_wo").write_only);
+    }
+
+    #[tokio::test]
+    async fn protocol5_client_capabilities_reach_the_provider() {
+        let schema = &crate::schema::schemas().resource_definition;
+        let config = crate::values::Value::object([(
+            "passphrase_wo",
+            crate::values::Value::string("a long enough secret"),
+        )]);
+        let config = crate::values::conform(config, schema.ty());
+        let request = |caps| v5::validate_resource_type_config::Request {
+            type_name: "blockstor_resource_definition".into(),
+            config: Some(v5::DynamicValue {
+                msgpack: crate::values::msgpack::encode(&config, schema.ty()),
+                json: Vec::new(),
+            }),
+            client_capabilities: caps,
+        };
+        let errors = |r: v5::validate_resource_type_config::Response| {
+            r.diagnostics
+                .iter()
+                .filter(|d| d.summary.contains("passphrase_wo"))
+                .count()
+        };
+        let old = adapter()
+            .validate_resource_type_config(Request::new(request(None)))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(errors(old), 1, "5.2 clients send no capabilities");
+        let new = adapter()
+            .validate_resource_type_config(Request::new(request(Some(
+                v5::ClientCapabilities {
+                    deferral_allowed: false,
+                    write_only_attributes_allowed: true,
+                },
+            ))))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(errors(new), 0);
     }
 
     #[tokio::test]

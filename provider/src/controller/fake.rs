@@ -22,6 +22,10 @@ pub struct FakeAgent {
     pub calls: Mutex<Vec<String>>,
     /// When set, every apply fails with this agent error code (e.g. `kernel_feature_missing`).
     pub fail_apply: Mutex<Option<&'static str>>,
+    /// The LUKS passphrase each apply carried, in clear (only tests read it).
+    pub passphrases: Mutex<Vec<String>>,
+    /// When set, every call fails as if the agent could not be reached (node down).
+    pub unreachable: Mutex<bool>,
 }
 
 impl FakeAgent {
@@ -32,6 +36,8 @@ impl FakeAgent {
             resources: Mutex::default(),
             calls: Mutex::default(),
             fail_apply: Mutex::default(),
+            passphrases: Mutex::default(),
+            unreachable: Mutex::default(),
         })
     }
 
@@ -68,6 +74,17 @@ impl FakeAgent {
     fn record(&self, call: String) {
         self.calls.lock().unwrap().push(call);
     }
+
+    /// The transport error of a node that is down, when [`FakeAgent::unreachable`] is set.
+    fn reachable(&self) -> Result<(), TransportError> {
+        if *self.unreachable.lock().unwrap() {
+            return Err(TransportError::Unreachable {
+                node: self.name.clone(),
+                message: "connection refused (os error 111)".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -78,6 +95,7 @@ impl AgentClient for FakeAgent {
 
     async fn node_info(&self) -> Result<NodeInfo, TransportError> {
         self.record("node".into());
+        self.reachable()?;
         let resources = self.resources.lock().unwrap();
         Ok(NodeInfo {
             name: self.name.clone(),
@@ -108,6 +126,11 @@ impl AgentClient for FakeAgent {
 
     async fn apply(&self, desired: &DesiredResource) -> Result<ObservedResource, TransportError> {
         self.record(format!("apply {}", desired.name));
+        self.reachable()?;
+        if let Some(luks) = &desired.luks {
+            let clear = luks.passphrase.expose().to_owned();
+            self.passphrases.lock().unwrap().push(clear);
+        }
         if let Some(old) = desired
             .luks
             .as_ref()
@@ -186,6 +209,7 @@ impl AgentClient for FakeAgent {
     /// One STORAGE step per volume, with a redacted LUKS step when the passphrase is sent.
     async fn plan(&self, desired: &DesiredResource) -> Result<PlannedSteps, TransportError> {
         self.record(format!("plan {}", desired.name));
+        self.reachable()?;
         let mut steps: Vec<PlannedStep> = desired
             .volumes
             .iter()
@@ -210,16 +234,19 @@ impl AgentClient for FakeAgent {
 
     async fn get(&self, name: &ResourceName) -> Result<Option<ObservedResource>, TransportError> {
         self.record(format!("get {name}"));
+        self.reachable()?;
         Ok(self.resources.lock().unwrap().get(name).cloned())
     }
 
     async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
         self.record(format!("delete {name}"));
+        self.reachable()?;
         self.resources.lock().unwrap().remove(name);
         Ok(())
     }
 
     async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {
+        self.reachable()?;
         Ok(self.resources.lock().unwrap().values().cloned().collect())
     }
 }

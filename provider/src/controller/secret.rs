@@ -3,7 +3,10 @@
 //! provider's machine at plan and at apply, so state holds only the path or variable name and
 //! `passphrase_fingerprint`. A change of the referenced secret is found through the
 //! fingerprint, and rotating away from a referenced secret needs the old one once, through
-//! `previous_passphrase_file` / `previous_passphrase_env`.
+//! `previous_passphrase_file` / `previous_passphrase_env`. `passphrase_wo` (Terraform ≥ 1.11) is
+//! a value like `passphrase` that Terraform sends in config only and never stores: for the
+//! provider it behaves like a reference (state holds only the fingerprint), and rotating away
+//! from it needs `previous_passphrase_wo` (or a previous file/env reference).
 
 use super::resolve::Known;
 use crate::values::Value;
@@ -17,6 +20,8 @@ pub enum Source {
     File(String),
     /// `passphrase_env`: an environment variable of the provider process.
     Env(String),
+    /// `passphrase_wo`: the value itself, write-only (config only, never in state).
+    WriteOnly(String),
 }
 
 /// The attributes of one source family: `passphrase*` or `previous_passphrase*`.
@@ -25,6 +30,8 @@ pub struct Family {
     pub literal: Option<&'static str>,
     pub file: &'static str,
     pub env: &'static str,
+    /// The write-only attribute, where the level has one.
+    pub wo: Option<&'static str>,
 }
 
 /// `passphrase`, `passphrase_file`, `passphrase_env`.
@@ -32,6 +39,7 @@ pub const CURRENT: Family = Family {
     literal: Some("passphrase"),
     file: "passphrase_file",
     env: "passphrase_env",
+    wo: Some("passphrase_wo"),
 };
 
 /// `previous_passphrase_file`, `previous_passphrase_env`: only while rotating.
@@ -39,6 +47,14 @@ pub const PREVIOUS: Family = Family {
     literal: None,
     file: "previous_passphrase_file",
     env: "previous_passphrase_env",
+    wo: Some("previous_passphrase_wo"),
+};
+
+/// A group's sources: `passphrase_wo` is left out, because it cannot reach a definition (a
+/// group is read through its state, where a write-only value is null); validation rejects it.
+pub const GROUP: Family = Family {
+    wo: None,
+    ..CURRENT
 };
 
 impl Family {
@@ -47,6 +63,7 @@ impl Family {
         self.literal
             .into_iter()
             .chain([self.file, self.env])
+            .chain(self.wo)
             .collect()
     }
 
@@ -72,6 +89,7 @@ impl Family {
             None => Known::Null,
             Some((attr, v)) if Some(attr) == self.literal => Known::Some(Source::Literal(v)),
             Some((attr, v)) if attr == self.file => Known::Some(Source::File(v)),
+            Some((attr, v)) if Some(attr) == self.wo => Known::Some(Source::WriteOnly(v)),
             Some((_, v)) => Known::Some(Source::Env(v)),
         })
     }
@@ -84,6 +102,7 @@ impl Source {
             Source::Literal(_) => family.literal.unwrap_or("passphrase"),
             Source::File(_) => family.file,
             Source::Env(_) => family.env,
+            Source::WriteOnly(_) => family.wo.unwrap_or("passphrase_wo"),
         }
     }
 
@@ -91,7 +110,7 @@ impl Source {
     /// The error says what to fix and never holds the secret.
     pub fn read(&self) -> Result<String, String> {
         match self {
-            Source::Literal(s) => Ok(s.clone()),
+            Source::Literal(s) | Source::WriteOnly(s) => Ok(s.clone()),
             Source::File(path) => {
                 let mut text = std::fs::read_to_string(path).map_err(|e| {
                     format!("cannot read the passphrase file {path:?} on the machine running terraform: {e}. Create it (mode 0600) or fix the path.")
@@ -114,11 +133,11 @@ impl Source {
 /// The effective passphrase of a definition object: its own source, else its group's, read
 /// now. A source that cannot be read is unknown here; validation reports why.
 pub fn effective(rd: &Value) -> Known<String> {
-    level(rd).or(level(rd.get("resource_group")))
+    level(rd, &CURRENT).or(level(rd.get("resource_group"), &GROUP))
 }
 
-fn level(obj: &Value) -> Known<String> {
-    match CURRENT.source(obj) {
+fn level(obj: &Value, family: &Family) -> Known<String> {
+    match family.source(obj) {
         Ok(Known::Some(src)) => src.read().map_or(Known::Unknown, Known::Some),
         Ok(Known::Null) => Known::Null,
         _ => Known::Unknown,
@@ -169,6 +188,23 @@ mod tests {
         let rg = Value::object([("passphrase_env", Value::string("BLOCKSTOR_TEST_SECRET_ENV"))]);
         let rd = Value::object([("resource_group", rg)]);
         assert_eq!(effective(&rd), Known::Some("env-secret".into()));
+    }
+
+    #[test]
+    fn a_write_only_value_is_the_passphrase_and_nothing_of_it_is_literal_in_state() {
+        let rd = Value::object([("passphrase_wo", Value::string("wo-secret"))]);
+        assert_eq!(effective(&rd), Known::Some("wo-secret".into()));
+        assert_eq!(literal_in_state(&rd), Known::Null);
+        let both = Value::object([
+            ("passphrase_file", Value::string("/k")),
+            ("passphrase_wo", Value::string("wo-secret")),
+        ]);
+        assert_eq!(
+            CURRENT.source(&both),
+            Err(vec!["passphrase_file", "passphrase_wo"])
+        );
+        let prev = Value::object([("previous_passphrase_wo", Value::string("old"))]);
+        assert_eq!(previous(&prev), Known::Some(Ok("old".into())));
     }
 
     #[test]

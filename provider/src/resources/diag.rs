@@ -120,6 +120,14 @@ impl Diagnostics {
             .any(|d| d.severity == tf::diagnostic::Severity::Error as i32)
     }
 
+    /// Only the errors: what ValidateResourceConfig returns, because plan gives the warnings
+    /// again with every value known (Terraform would print both).
+    pub fn errors_only(mut self) -> Self {
+        self.0
+            .retain(|d| d.severity == tf::diagnostic::Severity::Error as i32);
+        self
+    }
+
     pub fn extend(&mut self, other: Diagnostics) {
         self.0.extend(other.0);
     }

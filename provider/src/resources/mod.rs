@@ -5,6 +5,7 @@
 //! * [`data_sources`]: `blockstor_nodes`, `blockstor_resource_definition`.
 //! * [`provider_config`]: the `node` blocks → transport configuration.
 //! * [`diag`]: diagnostics on attribute paths.
+//! * [`write_only`]: `passphrase_wo` and friends: null in state, refused on old Terraform.
 
 pub mod data_sources;
 pub mod diag;
@@ -12,3 +13,4 @@ pub mod provider_config;
 pub mod resource_definition;
 pub mod resource_group;
 pub mod shared;
+pub mod write_only;

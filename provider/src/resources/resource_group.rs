@@ -5,7 +5,8 @@ use blockstor_proto::Layer;
 
 use super::diag::{AttrPath, Diagnostics};
 use super::shared;
-use crate::controller::resolve::Known;
+use crate::controller::resolve::{self, Known};
+use crate::controller::secret;
 use crate::values::Value;
 
 /// Validates a group configuration; unknown values pass.
@@ -28,7 +29,14 @@ pub fn validate(config: &Value) -> Diagnostics {
         &mut diags,
     );
     shared::check_props(config.get("props"), &AttrPath::attr("props"), &mut diags);
-    if let Err(attrs) = crate::controller::secret::CURRENT.source(config) {
+    if !config.get("passphrase_wo").is_null() {
+        diags.error(
+            &AttrPath::attr("passphrase_wo"),
+            "A resource group cannot take passphrase_wo",
+            "Definitions read a group through its Terraform state, and Terraform never stores a write-only value, so no definition could inherit it. Set passphrase_file or passphrase_env on the group (state keeps only the path or name), or set passphrase_wo on each blockstor_resource_definition instead.",
+        );
+    }
+    if let Err(attrs) = secret::GROUP.source(config) {
         diags.error(
             &AttrPath::attr(attrs[1]),
             format!("Set only one of {}", attrs.join(", ")),
@@ -36,14 +44,6 @@ pub fn validate(config: &Value) -> Diagnostics {
                 "{} are all set; each is a whole passphrase. Keep one of them.",
                 attrs.join(" and ")
             ),
-        );
-    }
-    // Without LUKS the passphrase is unused and gets the "ignored" warning below instead.
-    if !matches!(&stack, Known::Some(s) if !s.has(Layer::Luks)) {
-        shared::warn_short_passphrase(
-            config.get("passphrase"),
-            &AttrPath::attr("passphrase"),
-            &mut diags,
         );
     }
     if let (Known::Some(stack), Value::String(_)) = (stack, config.get("passphrase")) {
@@ -67,7 +67,13 @@ pub fn plan(
     if proposed.is_null() {
         return (Value::Null, Vec::new(), Diagnostics::default());
     }
-    let diags = validate(config);
+    let mut diags = validate(config);
+    // At plan only, where references are readable and values known, so it shows once. Without
+    // LUKS the passphrase is unused and validate's "ignored" warning says so instead.
+    let stack = resolve::layer_stack(config.get("layer_stack"));
+    if !matches!(&stack, Known::Some(Ok(s)) if !s.has(Layer::Luks)) {
+        shared::warn_short_passphrase(config, &secret::GROUP, &mut diags);
+    }
     let mut planned = proposed.clone();
     planned.set("id", config.get("name").clone());
     let mut replace = Vec::new();
@@ -98,7 +104,8 @@ mod tests {
             ("layer_stack", Value::strings(["LUKS", "STORAGE"])),
             ("passphrase", Value::string("hunter2")),
         ]);
-        let diags = validate(&cfg);
+        assert!(validate(&cfg).0.is_empty(), "warned at plan only, so once");
+        let (_, _, diags) = plan(&Value::Null, &cfg, &cfg);
         assert!(!diags.has_errors());
         assert_eq!(diags.0.len(), 1, "{diags:?}");
         let warning = &diags.0[0];
@@ -114,9 +121,34 @@ mod tests {
             ("layer_stack", Value::strings(["LUKS", "STORAGE"])),
             ("passphrase", Value::string("twelve-chars")),
         ]);
-        assert!(validate(&long).0.is_empty());
+        assert!(plan(&Value::Null, &long, &long).2 .0.is_empty());
         let unknown = Value::object([("passphrase", Value::Unknown)]);
-        assert!(validate(&unknown).0.is_empty());
+        assert!(plan(&Value::Null, &unknown, &unknown).2 .0.is_empty());
+
+        std::env::set_var("BLOCKSTOR_TEST_RG_SHORT_ENV", "hunter2");
+        let env = Value::object([
+            ("layer_stack", Value::strings(["LUKS", "STORAGE"])),
+            ("passphrase_env", Value::string("BLOCKSTOR_TEST_RG_SHORT_ENV")),
+        ]);
+        let (_, _, diags) = plan(&Value::Null, &env, &env);
+        assert_eq!(
+            diags.0[0].attribute,
+            Some(AttrPath::attr("passphrase_env").to_proto())
+        );
+        assert!(!format!("{diags:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_group_refuses_passphrase_wo_and_says_what_works() {
+        let cfg = Value::object([("passphrase_wo", Value::string("group-secret"))]);
+        let diags = validate(&cfg);
+        assert!(diags.has_errors());
+        let d = &diags.0[0];
+        assert_eq!(d.attribute, Some(AttrPath::attr("passphrase_wo").to_proto()));
+        for needle in ["passphrase_file", "passphrase_env", "blockstor_resource_definition"] {
+            assert!(d.detail.contains(needle), "{}", d.detail);
+        }
+        assert!(!format!("{diags:?}").contains("group-secret"));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use blockstor_proto::{LayerStack, ResourceName, StoragePoolName};
 
 use super::diag::{AttrPath, Diagnostics};
 use crate::controller::resolve::{self, Known};
+use crate::controller::secret::Family;
 use crate::values::Value;
 
 /// The props key that must never hold a passphrase: it would sit in clear in state and logs.
@@ -13,16 +14,23 @@ pub const PASSPHRASE_PROP: &str = "DrbdOptions/Encryption/passphrase";
 /// have reasons, and LUKS accepts them).
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
 
-/// Warns about a known, non-empty passphrase shorter than [`MIN_PASSPHRASE_CHARS`]. The text
-/// names only the length rule, never the passphrase nor its length.
-pub fn warn_short_passphrase(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
-    let Some(passphrase) = v.as_str() else { return };
+/// At plan: warns about a non-empty passphrase shorter than [`MIN_PASSPHRASE_CHARS`], from
+/// whichever of `family`'s sources `obj` sets (literal, file, environment variable or write-only
+/// value), on that attribute. A source not known or not readable yet is skipped (validation
+/// reports an unreadable one). The text names only the length rule, never the passphrase nor
+/// its length.
+pub fn warn_short_passphrase(obj: &Value, family: &Family, diags: &mut Diagnostics) {
+    let Ok(Known::Some(source)) = family.source(obj) else {
+        return;
+    };
+    let Ok(passphrase) = source.read() else { return };
     let chars = passphrase.chars().count();
     if chars > 0 && chars < MIN_PASSPHRASE_CHARS {
+        let attr = source.attribute(family);
         diags.warning(
-            path,
+            &AttrPath::attr(attr),
             "Short passphrase",
-            format!("The LUKS passphrase is shorter than {MIN_PASSPHRASE_CHARS} characters, which makes it easier to guess for anyone who gets hold of a disk. Use a longer passphrase (e.g. a random one from a secret store)."),
+            format!("The LUKS passphrase given by {attr} is shorter than {MIN_PASSPHRASE_CHARS} characters, which makes it easier to guess for anyone who gets hold of a disk. Use a longer passphrase (e.g. a random one from a secret store)."),
         );
     }
 }

@@ -39,6 +39,9 @@ pub struct Attribute {
     pub ty: AttrType,
     pub mode: Mode,
     pub sensitive: bool,
+    /// Terraform ≥ 1.11 sends the value in config only and never stores it (see
+    /// [`crate::resources::write_only`]).
+    pub write_only: bool,
     pub description: &'static str,
 }
 
@@ -49,6 +52,7 @@ impl Attribute {
             ty: AttrType::Plain(ty),
             mode,
             sensitive: false,
+            write_only: false,
             description,
         }
     }
@@ -84,6 +88,7 @@ impl Attribute {
             ty: AttrType::NestedSingle(attributes),
             mode: Mode::OptionalComputed,
             sensitive: false,
+            write_only: false,
             description,
         }
     }
@@ -91,6 +96,13 @@ impl Attribute {
     /// Marks the attribute sensitive: Terraform hides it in plans and output.
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;
+        self
+    }
+
+    /// Marks the attribute write-only (Terraform ≥ 1.11): its value reaches the provider in
+    /// config at plan and apply, and planned state, apply result and read result hold null.
+    pub fn write_only(mut self) -> Self {
+        self.write_only = true;
         self
     }
 
@@ -130,7 +142,7 @@ impl Attribute {
             sensitive: self.sensitive,
             description_kind: 0,
             deprecated: false,
-            write_only: false,
+            write_only: self.write_only,
         }
     }
 }

@@ -134,6 +134,20 @@ pub fn schema() -> Schema {
                     "Instead of `passphrase`: name of an environment variable of the terraform process holding the passphrase. Read at plan and apply; state keeps only the name and `passphrase_fingerprint`. A change of its value is planned as an in-place rotation (see `passphrase_file`).",
                 ),
                 Attribute::optional(
+                    "passphrase_wo",
+                    Ty::String,
+                    "Instead of `passphrase`: the passphrase as a write-only value (Terraform 1.11 or later): it is read from the configuration at plan and apply and never stored in state or plan; state keeps only `passphrase_fingerprint`. A new value is planned as an in-place rotation, which needs the old passphrase once (`previous_passphrase_wo`, `previous_passphrase_file` or `previous_passphrase_env`). Older Terraform cannot keep it out of state, so there setting it is an error: use `passphrase_file` or `passphrase_env`.",
+                )
+                .sensitive()
+                .write_only(),
+                Attribute::optional(
+                    "previous_passphrase_wo",
+                    Ty::String,
+                    "While rotating away from a passphrase given by `passphrase_wo` (or a file or variable): the old passphrase as a write-only value (Terraform 1.11 or later), checked against `passphrase_fingerprint` at plan. Remove it after the rotation.",
+                )
+                .sensitive()
+                .write_only(),
+                Attribute::optional(
                     "previous_passphrase_file",
                     Ty::String,
                     "While rotating away from a passphrase given by `passphrase_file`/`passphrase_env`: a file holding the old one, checked against `passphrase_fingerprint` at plan. Remove it after the rotation.",

@@ -49,6 +49,13 @@ pub fn schema() -> Schema {
                     "Instead of `passphrase`: an environment variable of terraform holding the passphrase definitions inherit; state keeps only the name.",
                 ),
                 Attribute::optional(
+                    "passphrase_wo",
+                    Ty::String,
+                    "Not supported on a group: setting it is an error. Definitions read a group through its Terraform state, and Terraform never stores a write-only value, so no definition could inherit it. Use `passphrase_file` or `passphrase_env` here, or `passphrase_wo` on each definition.",
+                )
+                .sensitive()
+                .write_only(),
+                Attribute::optional(
                     "props",
                     Ty::map(Ty::String),
                     "Properties inherited by definitions, e.g. `DrbdOptions/Net/protocol`.",

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use blockstor_proto::{Layer, NodeName, Size};
 
 use super::fingerprint;
-use super::validate::{check_references_readable, validate};
+use super::validate::{check_references_readable, validate, warn_short_passphrase};
 use crate::controller::resolve::{self, Known};
 use crate::controller::secret;
 use crate::resources::diag::{AttrPath, Diagnostics};
@@ -60,6 +60,7 @@ pub fn plan(
     };
     planned.set("effective_layer_stack", stack_value);
     let has_luks = eff.layer_stack.clone().map(|s| s.has(Layer::Luks));
+    warn_short_passphrase(config, &has_luks, &mut out.diags);
 
     if prior.is_null() {
         plan_create(planned, &eff, has_luks);
@@ -280,27 +281,25 @@ fn check_previous(prior: &Value, prior_fp: Option<&str>, config: &Value, diags: 
     if secret::literal_in_state(prior).known().is_some() {
         return; // state holds the old passphrase itself
     }
-    let attr = if config.get("passphrase_env").is_null() {
-        "passphrase_file"
-    } else {
-        "passphrase_env"
-    };
+    let attr = ["passphrase_wo", "passphrase_env"]
+        .into_iter()
+        .find(|a| !config.get(a).is_null())
+        .unwrap_or("passphrase_file");
     match secret::previous(config) {
         Known::Null => diags.error(
             &AttrPath::attr(attr),
             "The passphrase changed: the rotation needs the old one",
-            format!("The secret {attr} points at no longer matches passphrase_fingerprint in state, so this apply rotates every replica to it, which needs the passphrase the LUKS headers hold now. State does not keep it: make it readable once with previous_passphrase_file or previous_passphrase_env, apply, then remove that attribute. (If the change was a mistake, restore the old secret.)"),
+            format!("The passphrase {attr} gives no longer matches passphrase_fingerprint in state, so this apply rotates every replica to it, which needs the passphrase the LUKS headers hold now. State does not keep it: give it once with previous_passphrase_wo, previous_passphrase_file or previous_passphrase_env, apply, then remove that attribute. (If the change was a mistake, restore the old secret.)"),
         ),
         Known::Some(Ok(old)) if prior_fp.is_some_and(|fp| !fingerprint::matches(fp, &old)) => {
-            let at = if config.get("previous_passphrase_env").is_null() {
-                "previous_passphrase_file"
-            } else {
-                "previous_passphrase_env"
-            };
+            let at = ["previous_passphrase_wo", "previous_passphrase_env"]
+                .into_iter()
+                .find(|a| !config.get(a).is_null())
+                .unwrap_or("previous_passphrase_file");
             diags.error(
                 &AttrPath::attr(at),
                 "Not the passphrase the volumes hold",
-                format!("The secret {at} points at does not match passphrase_fingerprint in state, so it is not the passphrase the LUKS headers hold now. Point it at the old passphrase."),
+                format!("The passphrase {at} gives does not match passphrase_fingerprint in state, so it is not the passphrase the LUKS headers hold now. Point it at the old passphrase."),
             );
         }
         // Matches; or unreadable (validation reports it); or unknown (checked at apply).

@@ -60,15 +60,6 @@ pub fn validate(config: &Value) -> Diagnostics {
         (Known::Null, Value::Map(_), Known::Null) => Known::Some(Default::default()),
         _ => Known::Unknown,
     };
-    // A passphrase that LUKS does not use gets the "ignored" warning below instead; the
-    // group's own passphrase is warned about on the group.
-    if !matches!(&stack, Known::Some(s) if !s.has(Layer::Luks)) {
-        shared::warn_short_passphrase(
-            config.get("passphrase"),
-            &AttrPath::attr("passphrase"),
-            &mut diags,
-        );
-    }
     check_passphrase_sources(config, &mut diags, false);
     let passphrase = if diags.has_errors() {
         Known::Unknown
@@ -80,18 +71,27 @@ pub fn validate(config: &Value) -> Diagnostics {
             (Known::Null, true) => diags.error(
                 &AttrPath::attr("passphrase"),
                 "LUKS needs a passphrase: set passphrase",
-                format!("The effective layer_stack {stack} has LUKS, but neither `passphrase` nor the resource group's passphrase is set. Set `passphrase` (sensitive), or remove LUKS from layer_stack; blockstor never creates an unencrypted volume in its place."),
+                format!("The effective layer_stack {stack} has LUKS, but neither the definition nor its resource group sets a passphrase. Set one of `passphrase` (sensitive), `passphrase_file`, `passphrase_env` or `passphrase_wo` (Terraform 1.11 or later), or remove LUKS from layer_stack; blockstor never creates an unencrypted volume in its place."),
             ),
             (Known::Some(p), true) if p.is_empty() => diags.error(
                 &AttrPath::attr("passphrase"),
                 "passphrase must not be empty",
                 "The effective layer_stack has LUKS: set a non-empty passphrase.",
             ),
-            (Known::Some(_), false) if !config.get("passphrase").is_null() => diags.warning(
-                &AttrPath::attr("passphrase"),
-                "passphrase is ignored without LUKS",
-                format!("The effective layer_stack {stack} has no LUKS layer, so the passphrase is not used. Add LUKS (valid stacks: {VALID_STACKS_TEXT}) or remove passphrase."),
-            ),
+            (Known::Some(_), false) => {
+                // Only the definition's own source; the group's is warned about on the group.
+                if let Some(attr) = secret::CURRENT
+                    .attributes()
+                    .into_iter()
+                    .find(|a| !config.get(a).is_null())
+                {
+                    diags.warning(
+                        &AttrPath::attr(attr),
+                        format!("{attr} is ignored without LUKS"),
+                        format!("The effective layer_stack {stack} has no LUKS layer, so the passphrase is not used. Add LUKS (valid stacks: {VALID_STACKS_TEXT}) or remove {attr}."),
+                    );
+                }
+            }
             _ => {}
         }
     }
@@ -104,13 +104,22 @@ pub fn check_references_readable(config: &Value, diags: &mut Diagnostics) {
     check_passphrase_sources(config, diags, true);
 }
 
+/// At plan, where every value is known and references are readable: the short-passphrase
+/// warning on the definition's own source, when LUKS may use it (the group's own passphrase is
+/// warned about on the group). Plan only, so it shows once.
+pub fn warn_short_passphrase(config: &Value, has_luks: &Known<bool>, diags: &mut Diagnostics) {
+    if *has_luks != Known::Some(false) {
+        shared::warn_short_passphrase(config, &secret::CURRENT, diags);
+    }
+}
+
 /// At most one passphrase source per level; with `read`, a referenced one must be readable.
 fn check_passphrase_sources(config: &Value, diags: &mut Diagnostics, read: bool) {
     let rg = config.get("resource_group");
     let levels = [
         (config, None, secret::CURRENT),
         (config, None, secret::PREVIOUS),
-        (rg, Some("resource_group"), secret::CURRENT),
+        (rg, Some("resource_group"), secret::GROUP),
     ];
     for (obj, base, family) in levels {
         let at = |attr: &str| match base {
@@ -315,24 +324,47 @@ mod tests {
     }
 
     #[test]
-    fn short_passphrase_warns_on_passphrase_and_never_shows_it() {
-        let diags = validate(&config(
-            Value::strings(["LUKS", "STORAGE"]),
-            Value::string("s3cr3t"),
-        ));
-        assert!(errors(&diags).is_empty());
-        let warnings: Vec<_> = diags.0.iter().filter(|d| d.severity == 2).collect();
-        assert_eq!(warnings.len(), 1, "{diags:?}");
-        assert_eq!(path_of(warnings[0]), ["passphrase"]);
-        assert_eq!(warnings[0].summary, "Short passphrase");
-        assert!(warnings[0].detail.contains("12 characters"));
-        assert!(!format!("{diags:?}").contains("s3cr3t"));
+    fn short_passphrase_warns_on_its_source_at_plan_and_never_shows_it() {
+        let stack = Value::strings(["LUKS", "STORAGE"]);
+        let luks = Known::Some(true);
+        let warnings = |cfg: &Value| {
+            assert!(
+                validate(cfg).0.is_empty(),
+                "validate leaves it to plan, so it shows once"
+            );
+            let mut diags = Diagnostics::default();
+            warn_short_passphrase(cfg, &luks, &mut diags);
+            assert!(!format!("{diags:?}").contains("s3cr3t"));
+            diags
+        };
+        let diags = warnings(&config(stack.clone(), Value::string("s3cr3t")));
+        assert_eq!(diags.0.len(), 1, "{diags:?}");
+        assert_eq!(path_of(&diags.0[0]), ["passphrase"]);
+        assert_eq!(diags.0[0].summary, "Short passphrase");
+        assert!(diags.0[0].detail.contains("12 characters"));
 
-        let long = validate(&config(
-            Value::strings(["LUKS", "STORAGE"]),
-            Value::string("correct horse battery"),
-        ));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "s3cr3t\n").unwrap();
+        let mut cfg = config(stack.clone(), Value::Null);
+        cfg.set("passphrase_file", Value::string(file.to_str().unwrap()));
+        assert_eq!(path_of(&warnings(&cfg).0[0]), ["passphrase_file"]);
+
+        std::env::set_var("BLOCKSTOR_TEST_SHORT_ENV", "s3cr3t");
+        let mut cfg = config(stack.clone(), Value::Null);
+        cfg.set("passphrase_env", Value::string("BLOCKSTOR_TEST_SHORT_ENV"));
+        assert_eq!(path_of(&warnings(&cfg).0[0]), ["passphrase_env"]);
+
+        let mut cfg = config(stack.clone(), Value::Null);
+        cfg.set("passphrase_wo", Value::string("s3cr3t"));
+        assert_eq!(path_of(&warnings(&cfg).0[0]), ["passphrase_wo"]);
+
+        let long = warnings(&config(stack, Value::string("correct horse battery")));
         assert!(long.0.is_empty(), "{long:?}");
+        let mut diags = Diagnostics::default();
+        let short = config(Value::strings(["STORAGE"]), Value::string("s3cr3t"));
+        warn_short_passphrase(&short, &Known::Some(false), &mut diags);
+        assert!(diags.0.is_empty(), "without LUKS the passphrase is unused");
     }
 
     #[test]
