@@ -53,7 +53,11 @@ fn refused(protocol: Option<&str>) {
     }
     let state = tf.dir().join("terraform.tfstate");
     if let Ok(text) = std::fs::read_to_string(&state) {
-        assert!(!text.contains(SECRET), "the secret reached {}", state.display());
+        assert!(
+            !text.contains(SECRET),
+            "the secret reached {}",
+            state.display()
+        );
     }
 }
 

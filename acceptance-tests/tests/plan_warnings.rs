@@ -71,6 +71,17 @@ fn plan_warns_about_public_address_and_short_passphrase_and_apply_logs_progress(
         .assert_contains("shorter than 12 characters")
         .assert_contains("Warning: node \"n1\": DRBD address 198.51.100.7 is public")
         .assert_not_contains_secret(SHORT_PASSPHRASE);
+    for warning in [
+        "Warning: Short passphrase",
+        "DRBD address 198.51.100.7 is public",
+    ] {
+        assert_eq!(
+            plan.combined().matches(warning).count(),
+            1,
+            "{warning:?} is shown once, not at validate and again at plan:\n{}",
+            plan.combined()
+        );
+    }
     assert!(
         plan.combined()
             .contains("blockstor_resource_group.encrypted"),

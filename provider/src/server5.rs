@@ -361,12 +361,10 @@ mod tests {
             .into_inner();
         assert_eq!(errors(old), 1, "5.2 clients send no capabilities");
         let new = adapter()
-            .validate_resource_type_config(Request::new(request(Some(
-                v5::ClientCapabilities {
-                    deferral_allowed: false,
-                    write_only_attributes_allowed: true,
-                },
-            ))))
+            .validate_resource_type_config(Request::new(request(Some(v5::ClientCapabilities {
+                deferral_allowed: false,
+                write_only_attributes_allowed: true,
+            }))))
             .await
             .unwrap()
             .into_inner();

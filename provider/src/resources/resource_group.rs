@@ -128,7 +128,10 @@ mod tests {
         std::env::set_var("BLOCKSTOR_TEST_RG_SHORT_ENV", "hunter2");
         let env = Value::object([
             ("layer_stack", Value::strings(["LUKS", "STORAGE"])),
-            ("passphrase_env", Value::string("BLOCKSTOR_TEST_RG_SHORT_ENV")),
+            (
+                "passphrase_env",
+                Value::string("BLOCKSTOR_TEST_RG_SHORT_ENV"),
+            ),
         ]);
         let (_, _, diags) = plan(&Value::Null, &env, &env);
         assert_eq!(
@@ -144,8 +147,15 @@ mod tests {
         let diags = validate(&cfg);
         assert!(diags.has_errors());
         let d = &diags.0[0];
-        assert_eq!(d.attribute, Some(AttrPath::attr("passphrase_wo").to_proto()));
-        for needle in ["passphrase_file", "passphrase_env", "blockstor_resource_definition"] {
+        assert_eq!(
+            d.attribute,
+            Some(AttrPath::attr("passphrase_wo").to_proto())
+        );
+        for needle in [
+            "passphrase_file",
+            "passphrase_env",
+            "blockstor_resource_definition",
+        ] {
             assert!(d.detail.contains(needle), "{}", d.detail);
         }
         assert!(!format!("{diags:?}").contains("group-secret"));

@@ -23,7 +23,9 @@ pub fn warn_short_passphrase(obj: &Value, family: &Family, diags: &mut Diagnosti
     let Ok(Known::Some(source)) = family.source(obj) else {
         return;
     };
-    let Ok(passphrase) = source.read() else { return };
+    let Ok(passphrase) = source.read() else {
+        return;
+    };
     let chars = passphrase.chars().count();
     if chars > 0 && chars < MIN_PASSPHRASE_CHARS {
         let attr = source.attribute(family);

@@ -66,7 +66,10 @@ mod tests {
         check_allowed(&config, rd, false, &mut diags);
         assert_eq!(diags.0.len(), 2, "{diags:?}");
         let first = &diags.0[0];
-        assert_eq!(first.attribute, Some(AttrPath::attr("passphrase_wo").to_proto()));
+        assert_eq!(
+            first.attribute,
+            Some(AttrPath::attr("passphrase_wo").to_proto())
+        );
         assert!(first.summary.contains("passphrase_wo") && first.summary.contains("1.11"));
         for needle in ["passphrase_file", "passphrase_env"] {
             assert!(first.detail.contains(needle), "{}", first.detail);
@@ -76,7 +79,12 @@ mod tests {
 
         let mut ok = Diagnostics::default();
         check_allowed(&config, rd, true, &mut ok);
-        check_allowed(&Value::object([("name", Value::string("x"))]), rd, false, &mut ok);
+        check_allowed(
+            &Value::object([("name", Value::string("x"))]),
+            rd,
+            false,
+            &mut ok,
+        );
         assert!(ok.0.is_empty());
     }
 

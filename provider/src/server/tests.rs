@@ -212,17 +212,27 @@ async fn passphrase_wo_reaches_the_agent_and_never_the_plan_or_state_and_a_new_o
     let cfg = config(OLD, None);
     let planned = plan(&p, &Value::Null, &cfg, &[]).await;
     assert!(planned.diags.is_empty(), "{:?}", planned.diags);
-    assert!(planned.state.get("passphrase_wo").is_null(), "planned state");
+    assert!(
+        planned.state.get("passphrase_wo").is_null(),
+        "planned state"
+    );
     assert!(planned.state.get("passphrase_fingerprint").is_unknown());
     let (state, private) = apply(&p, &Value::Null, &planned, &cfg).await;
     assert!(state.get("passphrase_wo").is_null(), "apply result");
-    let fp = state.get("passphrase_fingerprint").as_str().unwrap().to_owned();
+    let fp = state
+        .get("passphrase_fingerprint")
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(fingerprint::matches(&fp, OLD));
     assert_eq!(*agent.passphrases.lock().unwrap(), [OLD]);
     let state = read(&p, &state, &private).await;
     assert!(state.get("passphrase_wo").is_null(), "read result");
     let stored = format!("{state:?}");
-    assert!(!stored.contains(OLD), "state holds the passphrase: {stored}");
+    assert!(
+        !stored.contains(OLD),
+        "state holds the passphrase: {stored}"
+    );
 
     // The same value again: nothing to do.
     let same = plan(&p, &state, &cfg, &private).await;
@@ -263,7 +273,10 @@ async fn passphrase_wo_reaches_the_agent_and_never_the_plan_or_state_and_a_new_o
     assert!(after.get("passphrase_wo").is_null() && after.get("previous_passphrase_wo").is_null());
 
     // A wrong previous value is caught at plan, on that attribute.
-    let wrong = config("third passphrase, long enough", Some("not the old one at all"));
+    let wrong = config(
+        "third passphrase, long enough",
+        Some("not the old one at all"),
+    );
     let refused = plan(&p, &after, &wrong, &[]).await;
     assert_eq!(
         errors_on(&refused.diags, "previous_passphrase_wo").len(),
@@ -277,7 +290,9 @@ async fn passphrase_wo_reaches_the_agent_and_never_the_plan_or_state_and_a_new_o
 async fn a_short_passphrase_wo_warns_once_at_plan_without_showing_it() {
     let p = BlockstorProvider::with_cluster(FakeAgent::cluster(&["n1"], &[]));
     let cfg = config("tiny-pw", None);
-    assert!(validate(&p, RESOURCE_DEFINITION, &cfg, tf_1_11()).await.is_empty());
+    assert!(validate(&p, RESOURCE_DEFINITION, &cfg, tf_1_11())
+        .await
+        .is_empty());
     let planned = plan(&p, &Value::Null, &cfg, &[]).await;
     let warnings: Vec<_> = planned.diags.iter().filter(|d| d.severity == 2).collect();
     assert_eq!(warnings.len(), 1, "{:?}", planned.diags);
@@ -297,7 +312,10 @@ async fn a_group_refuses_passphrase_wo_with_any_terraform() {
         let diags = validate(&p, RESOURCE_GROUP, &group, caps).await;
         let errs = errors_on(&diags, "passphrase_wo");
         assert!(!errs.is_empty(), "{diags:?}");
-        assert!(errs.iter().any(|e| e.contains("passphrase_env")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.contains("passphrase_env")),
+            "{errs:?}"
+        );
     }
 }
 
@@ -308,7 +326,11 @@ async fn the_schema_marks_the_write_only_attributes_and_only_them() {
     for (type_name, s) in &schema.resource_schemas {
         for a in &s.block.as_ref().unwrap().attributes {
             if a.write_only {
-                assert!(a.optional && a.sensitive && !a.computed, "{type_name}.{}", a.name);
+                assert!(
+                    a.optional && a.sensitive && !a.computed,
+                    "{type_name}.{}",
+                    a.name
+                );
                 write_only.push(format!("{type_name}.{}", a.name));
             }
         }

@@ -15,6 +15,7 @@ use crate::controller::resolve::{self, Known};
 use crate::controller::secret;
 use crate::controller::{allocate, Cluster};
 use crate::resources::diag::{AttrPath, Diagnostics};
+use crate::transport::TransportError;
 use crate::values::Value;
 
 /// The reply to ApplyResourceChange.
@@ -406,11 +407,20 @@ async fn delete(cluster: &Cluster, prior: &Value, private: &[u8]) -> Applied {
             result
         }
     });
+    let mut left: Vec<NodeName> = Vec::new();
     match tokio::time::timeout(limit, work).await {
         Ok(results) => {
-            for (_, r) in results {
-                if let Err(e) = r {
-                    diags.transport("Delete", &e);
+            for (node, r) in results {
+                match r {
+                    Ok(()) => {}
+                    Err(e) if e.agent_error().is_none() => {
+                        unreachable_on_delete(&mut diags, &name, &e);
+                        left.push(node);
+                    }
+                    Err(e) => {
+                        diags.transport("Delete", &e);
+                        left.push(node);
+                    }
                 }
             }
         }
@@ -419,17 +429,44 @@ async fn delete(cluster: &Cluster, prior: &Value, private: &[u8]) -> Applied {
             "The agents did not finish tearing down within timeouts.delete; run destroy again.",
         ),
     }
+    if !diags.has_errors() {
+        return Applied {
+            state: Value::Null,
+            private: Vec::new(),
+            diags,
+        };
+    }
+    // The resource stays in state; `replicas` keeps only what is left (all of them after a
+    // timeout, when nothing says which nodes finished), so a plan shows the rest as gone.
+    let mut state = prior.clone();
+    if !left.is_empty() {
+        let kept: Vec<Value> = prior
+            .get("replicas")
+            .as_list()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| {
+                r.get("node")
+                    .as_str()
+                    .is_some_and(|n| left.iter().any(|l| l.as_str() == n))
+            })
+            .cloned()
+            .collect();
+        state.set("replicas", Value::List(kept));
+    }
     Applied {
-        state: if diags.has_errors() {
-            prior.clone()
-        } else {
-            Value::Null
-        },
-        private: if diags.has_errors() {
-            private.to_vec()
-        } else {
-            Vec::new()
-        },
+        state,
+        private: private.to_vec(),
         diags,
     }
+}
+
+/// A node whose agent cannot be reached still holds its replica: the destroy fails for it
+/// (never reporting deleted what was not), and says the two ways out.
+fn unreachable_on_delete(diags: &mut Diagnostics, name: &ResourceName, err: &TransportError) {
+    let node = err.node();
+    diags.error_global(
+        format!("Cannot destroy {name} on node {node}: its agent cannot be reached"),
+        format!("{err}. The replica on {node} was not torn down, so {name} stays in state (the replicas on the other nodes are gone). Either bring the agent of {node} back and run the destroy again, or, if {node} is gone for good, drop the resource from state with `terraform state rm` on its address; its storage on {node} is then left as it is."),
+    );
 }

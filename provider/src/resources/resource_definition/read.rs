@@ -7,11 +7,17 @@ use super::{replica, Private};
 use crate::controller::desired::{random_secret, DrbdAllocation};
 use crate::controller::Cluster;
 use crate::resources::diag::{AttrPath, Diagnostics};
+use crate::transport::TransportError;
 use crate::values::Value;
 
 /// Refreshes `state` from every replica's agent. A missing replica drops out of `replicas`
 /// and a changed size shows in `volume`, so the next plan converges; when no node has the
 /// resource any more, the state becomes null (Terraform plans a create).
+///
+/// A node whose agent cannot be read (down, unreachable, or answering an error) keeps its
+/// replica's last known state, with a warning naming the node: one node down must not block
+/// every plan and destroy. Only what was read counts as drift, and the resource is never
+/// reported gone while some node was not asked.
 pub async fn read(cluster: &Cluster, state: &Value) -> (Value, Diagnostics) {
     let mut diags = Diagnostics::default();
     let Some(name) = state
@@ -35,17 +41,18 @@ pub async fn read(cluster: &Cluster, state: &Value) -> (Value, Diagnostics) {
         })
         .await;
     let mut observed = Vec::new();
-    for (_, r) in results {
+    let mut unread: Vec<NodeName> = Vec::new();
+    for (node, r) in results {
         match r {
             Ok(Some(obs)) => observed.push(obs),
             Ok(None) => {}
-            Err(e) => diags.transport("Refresh", &e),
+            Err(e) => {
+                warn_unread(&mut diags, &name, &e);
+                unread.push(node);
+            }
         }
     }
-    if diags.has_errors() {
-        return (state.clone(), diags);
-    }
-    if observed.is_empty() && !nodes.is_empty() {
+    if observed.is_empty() && !nodes.is_empty() && unread.is_empty() {
         return (Value::Null, diags);
     }
     let mut new_state = state.clone();
@@ -66,11 +73,23 @@ pub async fn read(cluster: &Cluster, state: &Value) -> (Value, Diagnostics) {
                     .any(|o| Some(i64::from(o.number)) == n && o.size_kib.is_some())
             })
     });
-    observed.sort_by(|a, b| a.node.cmp(&b.node));
-    new_state.set(
-        "replicas",
-        Value::List(observed.iter().map(replica).collect()),
+    let mut replicas: Vec<Value> = observed.iter().map(replica).collect();
+    // The unread nodes' replicas as state last recorded them (none if it recorded none).
+    replicas.extend(
+        state
+            .get("replicas")
+            .as_list()
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| {
+                r.get("node")
+                    .as_str()
+                    .is_some_and(|n| unread.iter().any(|u| u.as_str() == n))
+            })
+            .cloned(),
     );
+    replicas.sort_by(|a, b| a.get("node").as_str().cmp(&b.get("node").as_str()));
+    new_state.set("replicas", Value::List(replicas));
     if let Some(first) = observed.first() {
         let observed_stack = Value::strings(first.layer_stack.names());
         if state
@@ -83,6 +102,24 @@ pub async fn read(cluster: &Cluster, state: &Value) -> (Value, Diagnostics) {
     }
     new_state.set("volume", drifted_volumes(state.get("volume"), &observed));
     (new_state, diags)
+}
+
+/// The warning for a replica refresh could not read: the node, the transport error (which
+/// never carries a secret), and what follows from it.
+fn warn_unread(diags: &mut Diagnostics, name: &ResourceName, err: &TransportError) {
+    let node = err.node();
+    let why = match err.agent_error() {
+        Some(agent) => format!(
+            "the agent of node {node} answered {}: {}",
+            agent.code, agent.message
+        ),
+        None => format!("cannot reach the agent of node {node}: {err}"),
+    };
+    diags.warning(
+        &AttrPath::attr("replicas"),
+        format!("Refresh of {name} skipped node {node}: its last known state is kept"),
+        format!("{why}. The replica on {node} was not read, so this plan uses what state recorded for it and cannot see drift there. The other nodes were refreshed. Bring the agent back (check that it runs and that the provider's `node \"{node}\"` block points at it) to refresh it; an apply or destroy that needs {node} fails until then."),
+    );
 }
 
 /// Volume sizes as observed: a size that differs from state is written back as the observed

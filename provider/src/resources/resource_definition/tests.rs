@@ -298,6 +298,96 @@ async fn delete_tears_down_every_replica() {
 }
 
 #[tokio::test]
+async fn an_unreachable_replica_keeps_its_last_known_state_with_a_warning_and_the_rest_refreshes() {
+    let a = FakeAgent::new("n1", &[("files", 100)]);
+    let b = FakeAgent::new("n2", &[("files", 50)]);
+    let cluster = FakeAgent::cluster_of([a.clone(), b.clone()]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+
+    *b.unreachable.lock().unwrap() = true;
+    let (refreshed, diags) = read::read(&cluster, &state).await;
+    assert!(!diags.has_errors(), "{diags:?}");
+    assert_eq!(diags.0.len(), 1, "{diags:?}");
+    let w = &diags.0[0];
+    assert_eq!(w.severity, 2, "a warning");
+    assert!(w.summary.contains("n2"), "{}", w.summary);
+    assert!(w.detail.contains("connection refused"), "{}", w.detail);
+    assert_eq!(refreshed, state, "n2 kept as recorded, n1 unchanged");
+    let p = plan::plan(
+        &refreshed,
+        &proposed(&refreshed, &cfg),
+        &cfg,
+        &private,
+        None,
+    );
+    assert_eq!(
+        p.state, refreshed,
+        "a node down does not block a no-op plan"
+    );
+
+    // Drift on the reachable node still shows; the unread replica is kept.
+    a.resources.lock().unwrap().clear();
+    let (drifted, _) = read::read(&cluster, &state).await;
+    let nodes: Vec<_> = drifted
+        .get("replicas")
+        .as_list()
+        .unwrap()
+        .iter()
+        .map(|r| r.get("node").as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(nodes, ["n2"]);
+    assert!(!drifted.is_null(), "never gone while a node was not asked");
+
+    *a.unreachable.lock().unwrap() = true;
+    let (all_down, diags) = read::read(&cluster, &state).await;
+    assert_eq!(all_down, state);
+    assert_eq!(diags.0.len(), 2);
+}
+
+#[tokio::test]
+async fn destroy_with_an_unreachable_replica_fails_for_that_node_and_says_the_ways_out() {
+    let a = FakeAgent::new("n1", &[("files", 100)]);
+    let b = FakeAgent::new("n2", &[("files", 50)]);
+    let cluster = FakeAgent::cluster_of([a.clone(), b.clone()]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+
+    *b.unreachable.lock().unwrap() = true;
+    let d = apply::apply(&cluster, &state, &Value::Null, &Value::Null, &private).await;
+    assert!(d.diags.has_errors());
+    assert_eq!(d.diags.0.len(), 1, "{:?}", d.diags);
+    let e = &d.diags.0[0];
+    assert!(e.summary.contains("n2"), "{}", e.summary);
+    for needle in [
+        "connection refused",
+        "run the destroy again",
+        "terraform state rm",
+    ] {
+        assert!(e.detail.contains(needle), "{needle}: {}", e.detail);
+    }
+    assert!(a.resources.lock().unwrap().is_empty(), "n1 was torn down");
+    assert!(!d.state.is_null(), "still in state: n2 holds it");
+    let left: Vec<_> = d
+        .state
+        .get("replicas")
+        .as_list()
+        .unwrap()
+        .iter()
+        .map(|r| r.get("node").as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left, ["n2"]);
+
+    // The node comes back: the destroy completes.
+    *b.unreachable.lock().unwrap() = false;
+    let d = apply::apply(&cluster, &d.state, &Value::Null, &Value::Null, &d.private).await;
+    assert!(d.state.is_null() && !d.diags.has_errors(), "{:?}", d.diags);
+    assert!(b.resources.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn placement_picks_most_free_space_and_drbd_gets_minors_and_ports() {
     let a = FakeAgent::new("n1", &[("files", 10)]);
     let b = FakeAgent::new("n2", &[("files", 50)]);
