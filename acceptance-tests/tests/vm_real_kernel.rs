@@ -201,17 +201,10 @@ fn two_vms_run_the_whole_chain_on_the_real_kernel() {
     );
     chain(&pair, "luks+storage", "vmluks", &["LUKS", "STORAGE"]);
     chain(&pair, "storage", "vmplain", &["STORAGE"]);
-    if std::env::var("BLOCKSTOR_VM_POWER_CUT").is_ok_and(|v| v == "1") {
-        power_cut_mid_apply(&mut pair);
+    if std::env::var("BLOCKSTOR_VM_POWER_CUT").is_ok_and(|v| v == "0") {
+        eprintln!("::: vm power cut scenario: left out (BLOCKSTOR_VM_POWER_CUT=0)");
     } else {
-        // Known agent bug found by this scenario (see acceptance-tests/vm/README.md): when the
-        // cut lands after vm1's LV grew but before its `drbdadm resize` succeeded, the re-apply
-        // never resizes DRBD, because the agent resizes only when the storage grew in the same
-        // apply (`grew_now`). Until a pending resize is journalled, the scenario is opt-in.
-        eprintln!(
-            "::: vm power cut scenario: not run by default (known issue: a DRBD resize cut \
-             short is not retried); BLOCKSTOR_VM_POWER_CUT=1 runs it"
-        );
+        power_cut_mid_apply(&mut pair);
     }
 
     let rss: Vec<String> = pair
@@ -397,8 +390,30 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
     });
 }
 
-/// A power cut of vm2 in the middle of a grow: QMP `quit` while terraform applies, boot vm2
-/// again, apply again; the data written before is intact on vm2 after failing over to it.
+/// Holds vm1's `drbdadm resize` while `/run/blockstor-hold-resize` exists, after touching
+/// `/run/blockstor-resize-reached`; every other call goes straight to the real drbdadm.
+/// Installed in /usr/local/sbin, which comes before /usr/sbin on root's PATH over SSH, where
+/// the agent runs. It only delays: the real `drbdadm resize` runs once the hold is released.
+const RESIZE_HOLD: &str = r#"#!/bin/sh
+case " $* " in
+*" resize "*)
+    if [ -e /run/blockstor-hold-resize ]; then
+        touch /run/blockstor-resize-reached
+        while [ -e /run/blockstor-hold-resize ]; do sleep 0.2; done
+    fi ;;
+esac
+exec /usr/sbin/drbdadm "$@"
+"#;
+
+/// A power cut of vm2 in the middle of a grow, at a point the test controls: vm1's LV and
+/// LUKS mapping have grown and vm1's `drbdadm resize` is about to run (held by
+/// [`RESIZE_HOLD`]) when vm2's plug is pulled; then vm1's resize runs against a peer that is
+/// gone. vm2 itself may be anywhere in its own apply (before or after its grow, its resize).
+/// This is the window where an agent that resized DRBD only in the apply that grew the
+/// storage left DRBD at the old size for good. vm1 stays Primary, as a replica in use does:
+/// DRBD 8.4 resizes a connected resource only while one replica is Primary.
+/// Then vm2 boots, one re-apply must converge: both replicas UpToDate at the new size, and
+/// the data written before the cut reads back on vm2 after failing over.
 fn power_cut_mid_apply(pair: &mut Pair) {
     let (label, rd) = ("power cut", "vmcrash");
     let stack = ["DRBD", "LUKS", "STORAGE"];
@@ -424,66 +439,135 @@ fn power_cut_mid_apply(pair: &mut Pair) {
         .as_str()
         .expect("device_path")
         .to_owned();
-    let sum = phase(&format!("{label}: write on vm1, sync, release"), || {
-        let sum = pair.ssh_ok(
-            0,
-            &format!(
+    let sysfs_size = format!("/sys/block/{}/size", dev.trim_start_matches("/dev/"));
+    let sum = phase(
+        &format!("{label}: write on vm1 (stays Primary), sync"),
+        || {
+            let sum = pair.ssh_ok(
+                0,
+                &format!(
                 "set -e; drbdadm -c {res} primary {rd}; mkfs.ext4 -q {dev}; mkdir -p /mnt/{rd}; \
                  mount {dev} /mnt/{rd}; dd if=/dev/urandom of=/mnt/{rd}/random bs=1M count=16 \
                  status=none; sync; sha256sum < /mnt/{rd}/random | cut -d' ' -f1; \
-                 umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
+                 umount /mnt/{rd}"
             ),
-        );
-        wait_uptodate(pair, &res, rd);
-        sum.trim().to_owned()
-    });
+            );
+            wait_uptodate(pair, &res, rd);
+            sum.trim().to_owned()
+        },
+    );
 
-    let interrupted = phase(&format!("{label}: grow, pull vm2's plug mid-apply"), || {
-        write("128MiB");
-        let runner = tf.clone();
-        let apply = std::thread::spawn(move || runner.apply());
-        // Mid-apply: as soon as vm1's LV has grown, the apply is changing the nodes; vm2's
-        // grow is running or next. Pull vm2's plug then.
-        let started = std::time::Instant::now();
-        while started.elapsed() < Duration::from_secs(300) && !apply.is_finished() {
-            let kib = pair.ssh(
+    let interrupted = phase(
+        &format!("{label}: grow, pull vm2's plug before vm1's drbdadm resize"),
+        || {
+            pair.ssh_ok(
+                0,
+                &format!(
+                    "set -e; cat > /usr/local/sbin/drbdadm <<'EOF'\n{RESIZE_HOLD}EOF\n\
+                     chmod 0755 /usr/local/sbin/drbdadm; rm -f /run/blockstor-resize-reached; \
+                     touch /run/blockstor-hold-resize"
+                ),
+            );
+            write("128MiB");
+            let runner = tf.clone();
+            let apply = std::thread::spawn(move || runner.apply());
+            let started = std::time::Instant::now();
+            loop {
+                let held = pair.ssh(0, "test -e /run/blockstor-resize-reached");
+                if held.status.success() {
+                    break;
+                }
+                assert!(
+                    !apply.is_finished() && started.elapsed() < Duration::from_secs(300),
+                    "vm1 never reached `drbdadm resize` (is /usr/local/sbin first on the \
+                     agent's PATH?)\n{hint}"
+                );
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let lv = pair.ssh_ok(
                 0,
                 &format!("lvs --noheadings --units k --nosuffix -o lv_size vg0/{rd}_00000"),
             );
-            let kib: f64 = kib.stdout.trim().parse().unwrap_or(0.0);
-            if kib > 65536.0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        eprintln!(
-            "::: vm {label}: pulling vm2's plug {:.1}s into the apply",
-            started.elapsed().as_secs_f64()
-        );
-        pair.vms[1].power_off();
-        apply.join().expect("apply thread")
-    });
+            eprintln!(
+                "::: vm {label}: vm1 holds its drbdadm resize {:.1}s into the apply, its LV is \
+                 {} KiB; pulling vm2's plug",
+                started.elapsed().as_secs_f64(),
+                lv.trim()
+            );
+            assert!(
+                lv.trim().parse::<f64>().unwrap_or(0.0) > 65536.0,
+                "vm1's LV has not grown before its resize: {lv}"
+            );
+            pair.vms[1].power_off();
+            pair.ssh_ok(0, "rm -f /run/blockstor-hold-resize");
+            let out = apply.join().expect("apply thread");
+            pair.ssh_ok(
+                0,
+                "rm -f /usr/local/sbin/drbdadm /run/blockstor-resize-reached",
+            );
+            out
+        },
+    );
     eprintln!(
-        "::: vm {label}: the cut apply exited {} ({})",
+        "::: vm {label}: the cut apply exited {} ({}); vm1 {}",
         interrupted.code(),
         interrupted
             .combined()
             .lines()
             .find(|l| l.contains("Error"))
-            .unwrap_or("no error line")
+            .unwrap_or("no error line"),
+        pair.ssh(0, "cat /proc/drbd | tail -n2 | tr -s ' \\n' ' '")
+            .stdout
     );
     phase(&format!("{label}: boot vm2 again"), || {
         pair.crash_and_reboot(1)
     });
     let hint = pair.console_hint();
-    phase(&format!("{label}: re-apply converges"), || {
+    eprintln!(
+        "::: vm {label}: vm2 after reboot: LV {} KiB",
+        pair.ssh(
+            1,
+            &format!("lvs --noheadings --units k --nosuffix -o lv_size vg0/{rd}_00000")
+        )
+        .stdout
+        .trim()
+    );
+    phase(&format!("{label}: one re-apply converges"), || {
         let apply = tf.apply();
         assert!(apply.status.success(), "{apply}\n{hint}");
         wait_uptodate(pair, &res, rd);
+        // Both replicas at the new size (sectors; 64 MiB is 131072) and nothing left to sync.
+        let started = std::time::Instant::now();
+        loop {
+            let sizes: Vec<u64> = (0..2)
+                .map(|i| {
+                    pair.ssh(i, &format!("cat {sysfs_size}"))
+                        .stdout
+                        .trim()
+                        .parse()
+                        .unwrap_or(0)
+                })
+                .collect();
+            let proc_drbd = pair.ssh_ok(0, "cat /proc/drbd");
+            let synced = proc_drbd.contains("ds:UpToDate/UpToDate") && proc_drbd.contains("oos:0");
+            if synced && sizes.iter().all(|&s| s > 131072) {
+                eprintln!("::: vm {label}: both replicas {sizes:?} sectors, in sync");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "replicas not grown/in sync after the re-apply: sizes {sizes:?} sectors\n\
+                 {proc_drbd}\nvm1 dmesg:\n{}\nvm2 dmesg:\n{}\n{hint}",
+                pair.ssh(0, "dmesg | grep -i drbd | tail -n 25").stdout,
+                pair.ssh(1, "dmesg | grep -i drbd | tail -n 25").stdout,
+            );
+            std::thread::sleep(Duration::from_secs(3));
+        }
     });
     phase(
         &format!("{label}: data intact on vm2 after fail-over"),
         || {
+            pair.ssh_ok(0, &format!("drbdadm -c {res} secondary {rd}"));
             let got = pair.ssh_ok(
                 1,
                 &format!(

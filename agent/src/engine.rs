@@ -204,6 +204,7 @@ impl Engine {
                 L::Storage => out.push(Box::new(storage::Storage {
                     backend: backends::for_pool(pool),
                     luks_above: stack.has(L::Luks),
+                    drbd_above: stack.has(L::Drbd),
                 })),
                 L::Luks => out.push(Box::new(luks::Luks)),
                 L::Drbd => out.push(Box::new(drbd::Drbd {

@@ -112,6 +112,13 @@ pub struct VolumeRecord {
     /// the one case where the lowest node id forces itself primary.
     #[serde(default)]
     pub awaiting_initial_sync: bool,
+    /// The backing volume was (or is being) grown under DRBD and `drbdadm resize` has not yet
+    /// succeeded on this node. Set durably before the grow starts and cleared only after a
+    /// successful resize, so a failed resize, a killed agent or a power cut between the two
+    /// leaves DRBD to be resized on every later apply (the storage is then already at size,
+    /// so nothing else would tell). Records written before this field load as `false`.
+    #[serde(default)]
+    pub pending_drbd_resize: bool,
 }
 
 /// One step of the journal.
@@ -364,6 +371,14 @@ mod tests {
         assert!(store.reconcile().unwrap().is_empty());
         store.remove(&"db".parse().unwrap()).unwrap();
         assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_record_written_before_pending_drbd_resize_existed_still_loads() {
+        let old = r#"{"created_by_agent":true,"adopted":true,"awaiting_luks_format":false,
+                      "awaiting_initial_sync":false}"#;
+        let v: VolumeRecord = serde_json::from_str(old).unwrap();
+        assert!(v.created_by_agent && !v.pending_drbd_resize);
     }
 
     #[test]

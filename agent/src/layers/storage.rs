@@ -14,6 +14,8 @@ pub struct Storage {
     pub backend: Arc<dyn Backend>,
     /// Set when the stack holds LUKS: a volume created here may then be formatted.
     pub luks_above: bool,
+    /// Set when the stack holds DRBD: a grow here leaves a `drbdadm resize` pending.
+    pub drbd_above: bool,
 }
 
 #[async_trait]
@@ -65,6 +67,15 @@ impl Layer for Storage {
                 Some(b)
                     if b.size_kib < v.size_kib || b.device_kib.is_some_and(|k| k < b.size_kib) =>
                 {
+                    if self.drbd_above {
+                        // Durable before the grow: once the backing volume is bigger, only
+                        // this mark says DRBD still has to be told (see VolumeRecord).
+                        let rec = cx.record.volume(v.number);
+                        if !rec.pending_drbd_resize {
+                            rec.pending_drbd_resize = true;
+                            cx.persist()?;
+                        }
+                    }
                     let b = self.backend.activate(cx, v.number, b).await?;
                     v.grew_now = true;
                     self.backend.grow(cx, v.number, b, v.size_kib).await?

@@ -21,6 +21,14 @@ use render::{Dialect, LocalVolume};
 /// 31 so metadata stays small.
 const MAX_PEERS: u32 = 7;
 
+/// What `drbdadm resize` prints when DRBD 8.4 has no Primary among connected replicas.
+const NO_PRIMARY_REFUSAL: &str = "Need one Primary node to resize";
+/// What `drbdadm resize` prints while a resync runs.
+const RESYNC_REFUSAL: &str = "Resize not allowed during resync";
+/// How long a resize waits for a resync to finish, and how often it tries again.
+const RESYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const RESYNC_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The replication layer.
 pub struct Drbd {
     /// `<state_dir>/drbd.d`.
@@ -94,6 +102,48 @@ impl Drbd {
                 out.stderr.trim()
             ),
         ))
+    }
+
+    /// `drbdadm resize` of one volume, then the pending mark goes. Runs when the storage grew
+    /// in this apply and on every later apply while the mark (set durably before the grow) is
+    /// still there: a resize that failed, or that a crash or power cut cut short, is retried
+    /// until it succeeds. DRBD 9 only grows once every replica's lower device has grown; the
+    /// provider applies the growth on all replicas, and the last resize grows them all.
+    /// A second resize of a device already at size changes nothing, so losing the cleared
+    /// mark (written lazily) costs one harmless extra resize.
+    async fn resize(&self, cx: &mut Cx<'_>, res_arg: &str, number: u32) -> Result<()> {
+        let target = format!("{}/{}", cx.rd, number);
+        let cmd = Self::drbdadm(&self.node, ["-c", res_arg, "resize", target.as_str()]);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match cx.act(L::Drbd, &cmd).await {
+                Ok(_) => break,
+                // DRBD refuses to resize while a resync runs (after a replica came back
+                // from a power cut it catches up first); that is short for the few blocks
+                // written meanwhile, so wait for it instead of failing the apply.
+                Err(e) if e.message.contains(RESYNC_REFUSAL) && waited < RESYNC_WAIT => {
+                    tokio::time::sleep(RESYNC_POLL).await;
+                    waited += RESYNC_POLL;
+                }
+                Err(e) if e.message.contains(NO_PRIMARY_REFUSAL) => {
+                    return Err(Error::new(
+                        Kind::Unprocessable,
+                        "drbd_resize_needs_primary",
+                        format!(
+                            "volume {number} grew but DRBD did not: DRBD 8.4 resizes a \
+                             connected resource only while one replica is Primary ({}). Make one \
+                             replica Primary (`drbdadm primary {}`, or mount it) and apply \
+                             again; the resize is retried on every apply until it succeeds.",
+                            NO_PRIMARY_REFUSAL, cx.rd
+                        ),
+                    )
+                    .field(format!("volumes[{number}].size_kib")));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        cx.record.volume(number).pending_drbd_resize = false;
+        cx.persist_journal()
     }
 
     fn no_module(done: &str) -> Error {
@@ -257,18 +307,15 @@ impl Layer for Drbd {
             }
             cx.persist()?;
         }
-        for v in vols.iter().filter(|v| v.grew_now) {
-            // DRBD 9 only grows once every replica's lower device has grown; the provider
-            // applies the growth on all replicas first, then this resize succeeds.
-            let target = format!("{}/{}", cx.rd, v.number);
-            cx.act(
-                L::Drbd,
-                &Self::drbdadm(
-                    &self.node,
-                    ["-c", res_arg.as_str(), "resize", target.as_str()],
-                ),
-            )
-            .await?;
+        for v in vols.iter() {
+            let pending = cx
+                .record
+                .volumes
+                .get(&v.number)
+                .is_some_and(|r| r.pending_drbd_resize);
+            if v.grew_now || pending {
+                self.resize(cx, &res_arg, v.number).await?;
+            }
         }
         for (v, l) in vols.iter_mut().zip(&locals) {
             v.top = Some(format!("/dev/drbd{}", l.minor));
