@@ -405,12 +405,12 @@ esac
 exec /usr/sbin/drbdadm "$@"
 "#;
 
-/// A power cut of vm2 in the middle of a grow, at a point the test controls: vm1's LV and
-/// LUKS mapping have grown and vm1's `drbdadm resize` is about to run (held by
-/// [`RESIZE_HOLD`]) when vm2's plug is pulled; then vm1's resize runs against a peer that is
-/// gone. vm2 itself may be anywhere in its own apply (before or after its grow, its resize).
-/// This is the window where an agent that resized DRBD only in the apply that grew the
-/// storage left DRBD at the old size for good. vm1 stays Primary, as a replica in use does:
+/// A power cut of vm2 in the middle of a grow, at a point the test controls: on both VMs the
+/// LV and LUKS mapping have grown and `drbdadm resize` is about to run (held by
+/// [`RESIZE_HOLD`]) when vm2's plug is pulled; once vm1's DRBD has noticed, vm1's resize
+/// runs against a peer that is gone, and vm2's never ran. This is the window where an agent
+/// that resized DRBD only in the apply that grew the storage left DRBD at the old size for
+/// good: on the re-apply neither storage grows any more. vm1 stays Primary, as a replica in use does:
 /// DRBD 8.4 resizes a connected resource only while one replica is Primary.
 /// Then vm2 boots, one re-apply must converge: both replicas UpToDate at the new size, and
 /// the data written before the cut reads back on vm2 after failing over.
@@ -458,47 +458,76 @@ fn power_cut_mid_apply(pair: &mut Pair) {
     );
 
     let interrupted = phase(
-        &format!("{label}: grow, pull vm2's plug before vm1's drbdadm resize"),
+        &format!("{label}: grow, pull vm2's plug before either drbdadm resize"),
         || {
-            pair.ssh_ok(
-                0,
-                &format!(
-                    "set -e; cat > /usr/local/sbin/drbdadm <<'EOF'\n{RESIZE_HOLD}EOF\n\
-                     chmod 0755 /usr/local/sbin/drbdadm; rm -f /run/blockstor-resize-reached; \
-                     touch /run/blockstor-hold-resize"
-                ),
-            );
+            for i in 0..2 {
+                pair.ssh_ok(
+                    i,
+                    &format!(
+                        "set -e; cat > /usr/local/sbin/drbdadm <<'EOF'\n{RESIZE_HOLD}EOF\n\
+                         chmod 0755 /usr/local/sbin/drbdadm; rm -f /run/blockstor-resize-reached; \
+                         touch /run/blockstor-hold-resize"
+                    ),
+                );
+            }
             write("128MiB");
             let runner = tf.clone();
             let apply = std::thread::spawn(move || runner.apply());
             let started = std::time::Instant::now();
+            for i in 0..2 {
+                while !pair
+                    .ssh(i, "test -e /run/blockstor-resize-reached")
+                    .status
+                    .success()
+                {
+                    assert!(
+                        !apply.is_finished() && started.elapsed() < Duration::from_secs(300),
+                        "{} never reached `drbdadm resize` (is /usr/local/sbin first on the \
+                         agent's PATH?)\n{hint}",
+                        pair.vms[i].spec.name
+                    );
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }
+            let lvs: Vec<f64> = (0..2)
+                .map(|i| {
+                    pair.ssh_ok(
+                        i,
+                        &format!("lvs --noheadings --units k --nosuffix -o lv_size vg0/{rd}_00000"),
+                    )
+                    .trim()
+                    .parse()
+                    .unwrap_or(0.0)
+                })
+                .collect();
+            eprintln!(
+                "::: vm {label}: both VMs hold their drbdadm resize {:.1}s into the apply, LVs \
+                 {lvs:?} KiB; pulling vm2's plug",
+                started.elapsed().as_secs_f64(),
+            );
+            assert!(
+                lvs.iter().all(|&kib| kib > 65536.0),
+                "an LV has not grown before its resize: {lvs:?}"
+            );
+            pair.vms[1].power_off();
+            // vm1's resize then runs against a peer DRBD knows is gone (ping timeout).
+            let cut = std::time::Instant::now();
             loop {
-                let held = pair.ssh(0, "test -e /run/blockstor-resize-reached");
-                if held.status.success() {
+                let cstate = pair.ssh_ok(0, &format!("drbdadm -c {res} cstate {rd}"));
+                if cstate.trim() != "Connected" {
+                    eprintln!(
+                        "::: vm {label}: vm1 sees {} {:.1}s after the cut; releasing its resize",
+                        cstate.trim(),
+                        cut.elapsed().as_secs_f64()
+                    );
                     break;
                 }
                 assert!(
-                    !apply.is_finished() && started.elapsed() < Duration::from_secs(300),
-                    "vm1 never reached `drbdadm resize` (is /usr/local/sbin first on the \
-                     agent's PATH?)\n{hint}"
+                    cut.elapsed() < Duration::from_secs(120),
+                    "vm1 still Connected 120 s after vm2's plug was pulled\n{hint}"
                 );
-                std::thread::sleep(Duration::from_millis(300));
+                std::thread::sleep(Duration::from_millis(500));
             }
-            let lv = pair.ssh_ok(
-                0,
-                &format!("lvs --noheadings --units k --nosuffix -o lv_size vg0/{rd}_00000"),
-            );
-            eprintln!(
-                "::: vm {label}: vm1 holds its drbdadm resize {:.1}s into the apply, its LV is \
-                 {} KiB; pulling vm2's plug",
-                started.elapsed().as_secs_f64(),
-                lv.trim()
-            );
-            assert!(
-                lv.trim().parse::<f64>().unwrap_or(0.0) > 65536.0,
-                "vm1's LV has not grown before its resize: {lv}"
-            );
-            pair.vms[1].power_off();
             pair.ssh_ok(0, "rm -f /run/blockstor-hold-resize");
             let out = apply.join().expect("apply thread");
             pair.ssh_ok(
@@ -523,15 +552,7 @@ fn power_cut_mid_apply(pair: &mut Pair) {
         pair.crash_and_reboot(1)
     });
     let hint = pair.console_hint();
-    eprintln!(
-        "::: vm {label}: vm2 after reboot: LV {} KiB",
-        pair.ssh(
-            1,
-            &format!("lvs --noheadings --units k --nosuffix -o lv_size vg0/{rd}_00000")
-        )
-        .stdout
-        .trim()
-    );
+    pair.ssh_ok(1, "rm -f /usr/local/sbin/drbdadm");
     phase(&format!("{label}: one re-apply converges"), || {
         let apply = tf.apply();
         assert!(apply.status.success(), "{apply}\n{hint}");

@@ -353,6 +353,55 @@ fn sigkilled_after_each_step_of_a_storage_grow_the_data_reads_back() {
     panic!("an apply with more than 8 steps: raise the bound");
 }
 
+/// A DRBD-over-STORAGE request; this host has no DRBD module, so an apply stops at DRBD
+/// (`kernel_feature_missing`) after the storage steps, which is all this test needs.
+fn drbd_doc(name: &str, size_kib: u64) -> String {
+    format!(
+        r#"{{"name":"{name}","layer_stack":["DRBD","STORAGE"],
+            "volumes":[{{"number":0,"size_kib":{size_kib}}}],"storage":{{"pool":"files"}},
+            "generation":1,"drbd":{{"node_id":0,"port":7000,"minors":[1000],
+            "address":"10.0.0.1","peers":[{{"name":"n2","node_id":1,"address":"10.0.0.2",
+            "port":7000}}],"shared_secret":"c2hhcmVkLXNlY3JldA"}}}}"#
+    )
+}
+
+#[test]
+fn sigkilled_right_after_growing_under_drbd_the_pending_resize_survives_in_the_store() {
+    if !usable() {
+        return;
+    }
+    if !crash_injection_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("agent.log");
+    let name = "pc_drbd_grow";
+    let file = dir.path().join(format!("pool/{name}_00000.img"));
+    let _cleanup = Cleanup(file.clone());
+    {
+        // Created; the apply stops at DRBD on this host, the storage stays.
+        let mut agent = Agent::start(dir.path(), None, &log);
+        agent.put(name, &drbd_doc(name, 8192)).expect("no crash");
+        assert_eq!(attachments(&file).len(), 1, "storage created and attached");
+    }
+    // The grow is SIGKILLed right after its first step (the truncate): the storage is bigger
+    // and nothing above has been told.
+    let mut dying = Agent::start(dir.path(), Some(1), &log);
+    assert!(
+        dying.put(name, &drbd_doc(name, 16384)).is_err(),
+        "killed after the truncate"
+    );
+    drop(dying);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 16 << 20, "grown");
+    let store = blockstor_agent::store::Store::open(&dir.path().join("state")).unwrap();
+    let record = store.get(&name.parse().unwrap()).unwrap().expect("record");
+    assert!(
+        record.volumes[&0].pending_drbd_resize,
+        "the pending DRBD resize was on disk before the grow: {:?}",
+        record.volumes
+    );
+}
+
 fn opens(dev: &str, pass: &str) -> bool {
     let mut child = Proc::new("cryptsetup")
         .args(["open", "--test-passphrase", "--key-file=-", dev])
