@@ -1183,3 +1183,59 @@ async fn a_resync_refusal_is_waited_out_and_a_pending_resize_shows_in_the_plan()
         "planning runs nothing"
     );
 }
+
+#[tokio::test]
+async fn a_failed_cryptsetup_resize_is_retried_on_the_next_apply_and_then_never_again() {
+    let r = rig();
+    r.system_has_luks_volume(MIB64, "u-1", true);
+    r.runner.once(
+        &["cryptsetup", "resize"],
+        Output::fail(
+            1,
+            "Command failed with code -1 (wrong or missing parameters).",
+        ),
+    );
+    let err = r
+        .engine
+        .apply(desired(luks_stack(), "131072", Some(PASS)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "tool_failed", "{err:?}");
+
+    // Apply 2, same size: file and loop device grew, the open mapping did not.
+    r.host.put(r.file(), 2 * MIB64, true);
+    r.host.put(LOOP, 2 * MIB64, false);
+    r.runner.on(
+        &["cryptsetup", "status"],
+        Output::ok("  type:    LUKS2\n  offset:  32768 sectors\n"),
+    );
+    r.runner.clear();
+    r.engine
+        .apply(desired(luks_stack(), "131072", Some(PASS)))
+        .await
+        .unwrap();
+    let cmds = r.runner.commands();
+    assert_eq!(
+        cmds.last().map(String::as_str),
+        Some("cryptsetup resize --key-file=- db-0-luks"),
+        "{cmds:#?}"
+    );
+    assert!(
+        cmds.iter().all(|c| !c.starts_with("truncate")
+            && !c.contains("luksFormat")
+            && !c.starts_with("losetup -c")),
+        "nothing but the resize is redone: {cmds:#?}"
+    );
+
+    // Apply 3: the mapping follows its device, no resize.
+    r.host
+        .put("/dev/mapper/db-0-luks", 2 * MIB64 - (16 << 20), false);
+    r.runner.clear();
+    r.engine
+        .apply(desired(luks_stack(), "131072", Some(PASS)))
+        .await
+        .unwrap();
+    let cmds = r.runner.commands();
+    assert!(cmds.iter().all(|c| !c.contains("resize")), "{cmds:#?}");
+    r.assert_no_secret_anywhere();
+}
