@@ -5,6 +5,7 @@
 //! * [`layers`], [`backends`]: what each layer and storage backend does, as commands.
 //! * [`runner`]: the only place a process is spawned. [`host`]: plain file access.
 //! * [`store`]: the redb store (records, journal) and per-resource locks. [`config`]: TOML.
+//! * [`linstor`]: recognising chains LINSTOR built (names, its `.res` files).
 
 pub mod api;
 pub mod backends;
@@ -14,6 +15,7 @@ pub mod crash;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod linstor;
 pub mod layers;
 pub mod runner;
 pub mod store;
