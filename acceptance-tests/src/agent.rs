@@ -23,6 +23,9 @@ pub struct AgentConfig {
     pub pool: String,
     /// The bearer token written to `token_file`.
     pub token: String,
+    /// `linstor_res_dir`, where the agent looks for LINSTOR's `.res` files; `None` leaves
+    /// the agent's default.
+    pub linstor_res_dir: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -32,6 +35,7 @@ impl Default for AgentConfig {
             pool: "files".into(),
             // A per-process token: nothing guessable, nothing shared between test runs.
             token: format!("acc-{}-{}", std::process::id(), unique()),
+            linstor_res_dir: None,
         }
     }
 }
@@ -165,10 +169,15 @@ fn render_config(
     token_file: &Path,
     pool_dir: &Path,
 ) -> String {
+    let linstor = config
+        .linstor_res_dir
+        .as_ref()
+        .map(|d| format!("linstor_res_dir = \"{}\"\n", d.display()))
+        .unwrap_or_default();
     format!(
         r#"node_name = "{node}"
 state_dir = "{state}"
-
+{linstor}
 [http]
 listen     = "{addr}"
 token_file = "{token}"

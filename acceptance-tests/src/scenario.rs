@@ -54,7 +54,12 @@ impl Scenario {
 
     /// Starts an agent for an already populated workspace.
     pub fn with_workspace(ws: Workspace) -> Self {
-        let agent = AgentProcess::start(&ws.path().join("agent"), AgentConfig::default());
+        Self::with_agent_config(ws, AgentConfig::default())
+    }
+
+    /// Starts an agent with `config` for an already populated workspace.
+    pub fn with_agent_config(ws: Workspace, config: AgentConfig) -> Self {
+        let agent = AgentProcess::start(&ws.path().join("agent"), config);
         let mut tf = ws.terraform();
         tf.var("endpoint", agent.endpoint())
             .var("token", agent.token());

@@ -42,10 +42,19 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default, rename = "pool")]
     pub pools: Vec<PoolConfig>,
+    /// Where LINSTOR's satellite writes its `.res` files: read (never written) to recognise
+    /// LINSTOR-built resources for import and to refuse taking over DRBD while LINSTOR's
+    /// file is still there.
+    #[serde(default = "default_linstor_res_dir")]
+    pub linstor_res_dir: PathBuf,
 }
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/blockstor")
+}
+
+fn default_linstor_res_dir() -> PathBuf {
+    PathBuf::from(crate::linstor::DEFAULT_RES_DIR)
 }
 
 /// `[http]`.
@@ -142,6 +151,13 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "state_dir {:?} must be an absolute path",
                 self.state_dir
+            )));
+        }
+        if !self.linstor_res_dir.is_absolute() {
+            return Err(ConfigError::Invalid(format!(
+                "linstor_res_dir {:?} must be an absolute path (LINSTOR's default is {})",
+                self.linstor_res_dir,
+                crate::linstor::DEFAULT_RES_DIR
             )));
         }
         let http = &self.http;
@@ -278,6 +294,20 @@ dataset = "tank/blockstor"
             }
         );
         assert_eq!(c.pools[2].backend.kind(), "zfs");
+        assert_eq!(c.linstor_res_dir, Path::new("/var/lib/linstor.d"));
+    }
+
+    #[test]
+    fn linstor_res_dir_is_configurable_and_must_be_absolute() {
+        let c = Config::parse(&format!("{EXAMPLE}\n")
+            .replace("state_dir =", "linstor_res_dir = \"/srv/linstor.d\"\nstate_dir ="))
+        .unwrap();
+        assert_eq!(c.linstor_res_dir, Path::new("/srv/linstor.d"));
+        let e = Config::parse(
+            &EXAMPLE.replace("state_dir =", "linstor_res_dir = \"linstor.d\"\nstate_dir ="),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("linstor_res_dir"), "{e}");
     }
 
     #[test]

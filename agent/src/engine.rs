@@ -58,9 +58,10 @@ impl Engine {
         let existing = self.store.get(&d.name)?;
         self.check_against_record(&d, existing.as_ref())?;
         self.check_collisions(&d)?;
+        self.check_linstor_drbd(&d)?;
         let spec = StoredSpec::from_desired(&d);
         let unchanged = existing.as_ref().is_some_and(|r| r.spec == spec);
-        let mut record = existing.unwrap_or_else(|| ResourceRecord::new(spec.clone()));
+        let mut record = existing.unwrap_or_else(|| self.new_record(spec.clone()));
         record.spec = spec;
         if !unchanged {
             // Lazily: the first durable write (a mark that guards data, or the final one)
@@ -87,8 +88,9 @@ impl Engine {
         let existing = self.store.get(&d.name)?;
         self.check_against_record(&d, existing.as_ref())?;
         self.check_collisions(&d)?;
+        self.check_linstor_drbd(&d)?;
         let mut record =
-            existing.unwrap_or_else(|| ResourceRecord::new(StoredSpec::from_desired(&d)));
+            existing.unwrap_or_else(|| self.new_record(StoredSpec::from_desired(&d)));
         let walk = self.walk_apply(&d, &mut record, true).await?;
         Ok(PlannedSteps { steps: walk.steps })
     }
@@ -164,6 +166,23 @@ impl Engine {
         })
     }
 
+    /// A record for a resource first applied here: LINSTOR's when LINSTOR's marks of it are on
+    /// the node (its `.res`, its dm-crypt name), so the adopted chain keeps LINSTOR's names.
+    fn new_record(&self, spec: StoredSpec) -> ResourceRecord {
+        let vols: Vec<u32> = spec.volumes.iter().map(|v| v.number).collect();
+        let linstor = crate::linstor::has_marks(
+            self.host.as_ref(),
+            &self.config.linstor_res_dir,
+            &spec.name,
+            &vols,
+        );
+        let mut record = ResourceRecord::new(spec);
+        if linstor {
+            record.origin = blockstor_proto::wire::Origin::Linstor;
+        }
+        record
+    }
+
     fn cx<'a>(
         &'a self,
         record: &'a mut ResourceRecord,
@@ -210,6 +229,7 @@ impl Engine {
                 L::Drbd => out.push(Box::new(drbd::Drbd {
                     res_dir: self.config.state_dir.join("drbd.d"),
                     node: self.config.node_name.clone(),
+                    linstor_res_dir: self.config.linstor_res_dir.clone(),
                 })),
             }
         }
@@ -284,6 +304,7 @@ impl Engine {
                 .collect(),
             drbd: walk.drbd.clone(),
             generation: record.generation,
+            origin: record.origin,
         }
     }
 }

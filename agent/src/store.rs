@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use blockstor_proto::wire::{DesiredResource, DrbdPeer, VolumeSpec};
+use blockstor_proto::wire::{DesiredResource, DrbdPeer, Origin, VolumeSpec};
 use blockstor_proto::{LayerStack, ResourceName, StoragePoolName};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,9 @@ pub struct ResourceRecord {
     pub generation: u64,
     pub volumes: BTreeMap<u32, VolumeRecord>,
     pub journal: Vec<JournalEntry>,
+    /// Who built the chain: LINSTOR's chains keep LINSTOR's dm-crypt names when adopted.
+    #[serde(default)]
+    pub origin: Origin,
 }
 
 /// A DesiredResource minus its secrets.
@@ -150,6 +153,7 @@ impl ResourceRecord {
             generation: 0,
             volumes: BTreeMap::new(),
             journal: Vec::new(),
+            origin: Origin::Blockstor,
         }
     }
 

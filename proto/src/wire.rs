@@ -135,6 +135,21 @@ pub struct ObservedResource {
     /// The generation of the last DesiredResource applied, 0 when never applied here.
     #[serde(default)]
     pub generation: u64,
+    /// Who built the chain, as far as the node shows; older agents do not send it.
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+/// Who built an observed chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// blockstor, or nothing says otherwise.
+    #[default]
+    Blockstor,
+    /// LINSTOR: its `.res` file or its dm-crypt mapping name (`Linstor-Crypt-<rd>_<vol:05>`)
+    /// is on the node.
+    Linstor,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +296,17 @@ mod tests {
     fn hostile_names_fail_at_deserialisation() {
         assert!(serde_json::from_str::<DesiredResource>(&desired_json("../x")).is_err());
         assert!(serde_json::from_str::<DesiredResource>(&desired_json("all")).is_err());
+    }
+
+    #[test]
+    fn origin_defaults_to_blockstor_for_older_agents() {
+        let json = r#"{"name":"db","node":"n1","layer_stack":["storage"],"volumes":[]}"#;
+        let o: ObservedResource = serde_json::from_str(json).unwrap();
+        assert_eq!(o.origin, Origin::Blockstor);
+        let mut o = o;
+        o.origin = Origin::Linstor;
+        let back = serde_json::to_string(&o).unwrap();
+        assert!(back.contains(r#""origin":"linstor""#), "{back}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ impl OurSeat {
                         node_name: (*n).to_string(),
                         pool: "files".into(),
                         token: token.clone(),
+                        linstor_res_dir: None,
                     },
                 )
             })

@@ -1,13 +1,17 @@
-//! Finding a resource the store does not know (the agent's state was lost, then `terraform
-//! import`): its backing volumes are looked up by name in every pool.
+//! Finding a resource the store does not know (the agent's state was lost, or LINSTOR built
+//! it, then `terraform import`): its backing volumes are looked up by name in every pool, and
+//! LINSTOR's `.res` file and dm-crypt names say whether LINSTOR built it and with which DRBD
+//! node id, minors and port.
 
+use blockstor_proto::wire::{DrbdPeer, Origin};
 use blockstor_proto::{Layer as L, LayerStack, ResourceName};
 
 use super::Engine;
 use crate::backends;
 use crate::error::{Error, Result};
+use crate::linstor;
 use crate::runner::Command;
-use crate::store::{ResourceRecord, StoredSpec};
+use crate::store::{ResourceRecord, StoredDrbd, StoredSpec};
 
 impl Engine {
     /// Names of resources with backing volumes (`<rd>_<vol:05>`) in any pool, sorted; pools
@@ -90,8 +94,15 @@ impl Engine {
                 .state_dir
                 .join("drbd.d")
                 .join(format!("{name}.res"));
+            let numbers: Vec<u32> = volumes.iter().map(|v| v.number).collect();
+            let linstor = self.discover_linstor(name, &numbers)?;
+            if let Some(found) = &linstor {
+                record.origin = Origin::Linstor;
+                record.spec.drbd = found.drbd.clone();
+                luks |= found.luks_below_drbd;
+            }
             let mut layers = Vec::new();
-            if self.host.exists(&res) {
+            if self.host.exists(&res) || linstor.as_ref().is_some_and(|l| l.drbd.is_some()) {
                 layers.push(L::Drbd);
             }
             if luks {
@@ -105,4 +116,95 @@ impl Engine {
         }
         Ok(None)
     }
+
+    /// LINSTOR's marks of `name` on this node: its `.res` file (read into the DRBD settings
+    /// LINSTOR gave this node) or its dm-crypt mapping name. `None` when there are none.
+    fn discover_linstor(&self, name: &ResourceName, vols: &[u32]) -> Result<Option<LinstorFound>> {
+        let dir = &self.config.linstor_res_dir;
+        if !linstor::has_marks(self.host.as_ref(), dir, name, vols) {
+            return Ok(None);
+        }
+        let Some((path, res)) = linstor::read_res(self.host.as_ref(), dir, name)
+            .map_err(|m| linstor_res_error(name, m))?
+        else {
+            return Ok(Some(LinstorFound::default())); // only the dm-crypt name: no DRBD
+        };
+        let hostname = linstor::hostname().unwrap_or_default();
+        let local = res
+            .local(&[self.config.node_name.as_str(), hostname.as_str()])
+            .ok_or_else(|| {
+                linstor_res_error(
+                    name,
+                    format!(
+                        "{}: no `on` section is this node (looked for {:?} and host name {:?})",
+                        path.display(),
+                        self.config.node_name.as_str(),
+                        hostname
+                    ),
+                )
+            })?;
+        let missing = |what: &str| {
+            linstor_res_error(
+                name,
+                format!("{}: the section of {} has no {what}", path.display(), local.name),
+            )
+        };
+        let node_id = local.node_id.ok_or_else(|| missing("node-id"))?;
+        let port = local.port.ok_or_else(|| missing("address with a port"))?;
+        let minors = local
+            .volumes
+            .iter()
+            .map(|v| v.minor.ok_or_else(|| missing("device minor")))
+            .collect::<Result<Vec<u32>>>()?;
+        let peers = res
+            .hosts
+            .iter()
+            .filter(|h| h.name != local.name)
+            .filter_map(|h| {
+                Some(DrbdPeer {
+                    name: h.name.parse().ok()?,
+                    node_id: h.node_id?,
+                    address: h.address.clone()?,
+                    port: h.port?,
+                })
+            })
+            .collect();
+        let luks_below_drbd = local.volumes.iter().any(|v| {
+            v.disk
+                .as_deref()
+                .is_some_and(|d| d.starts_with(&format!("/dev/mapper/{}", linstor::CRYPT_PREFIX)))
+        });
+        Ok(Some(LinstorFound {
+            drbd: Some(StoredDrbd {
+                node_id,
+                port,
+                minors,
+                peers,
+                protocol: res.net.get("protocol").cloned().unwrap_or_else(|| "C".into()),
+                address: local.address.clone().unwrap_or_default(),
+            }),
+            luks_below_drbd,
+        }))
+    }
+}
+
+/// What LINSTOR left of a resource on this node.
+#[derive(Debug, Default)]
+struct LinstorFound {
+    /// From its `.res`: this node's node id, port, minors; the peers it names.
+    drbd: Option<StoredDrbd>,
+    /// Its `.res` puts DRBD on `/dev/mapper/Linstor-Crypt-…`.
+    luks_below_drbd: bool,
+}
+
+fn linstor_res_error(name: &ResourceName, detail: String) -> Error {
+    Error::new(
+        crate::error::Kind::Conflict,
+        "linstor_res_unreadable",
+        format!(
+            "resource {name} has a LINSTOR .res file this agent cannot read ({detail}); nothing \
+             was changed. Check the file (`drbdadm -c FILE dump`), or set linstor_res_dir in \
+             the agent config to LINSTOR's directory"
+        ),
+    )
 }

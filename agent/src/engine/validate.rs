@@ -9,6 +9,7 @@ use blockstor_proto::Layer as L;
 use super::{unknown_pool, Engine};
 use crate::error::{Error, Kind, Result};
 use crate::layers::{drbd, luks};
+use crate::linstor;
 use crate::store::ResourceRecord;
 
 impl Engine {
@@ -149,5 +150,84 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Refuses to take DRBD over from LINSTOR while LINSTOR's `.res` for the resource is in
+    /// its directory: two configurations for one DRBD resource, each adjusted by its own
+    /// daemon, would fight (and LINSTOR's satellite rewrites its file). The user stops the
+    /// satellite (or deletes the resource from LINSTOR with its volumes kept) and moves the
+    /// file away; the next apply then renders blockstor's own `.res`. The message compares
+    /// what blockstor would render with LINSTOR's file, so a mismatch is seen first.
+    pub(super) fn check_linstor_drbd(&self, d: &DesiredResource) -> Result<()> {
+        let Some(drbd) = &d.drbd else { return Ok(()) };
+        let dir = &self.config.linstor_res_dir;
+        let path = linstor::res_path(dir, &d.name);
+        if !self.host.exists(&path) {
+            return Ok(());
+        }
+        let comparison = match linstor::read_res(self.host.as_ref(), dir, &d.name) {
+            Ok(Some((_, res))) => {
+                let hostname = linstor::hostname().unwrap_or_default();
+                match res.local(&[self.config.node_name.as_str(), hostname.as_str()]) {
+                    Some(local) => {
+                        let theirs = (
+                            local.node_id,
+                            local.volumes.iter().map(|v| v.minor).collect::<Vec<_>>(),
+                            local.port,
+                        );
+                        let ours = (
+                            Some(drbd.node_id),
+                            drbd.minors.iter().map(|m| Some(*m)).collect::<Vec<_>>(),
+                            Some(drbd.port),
+                        );
+                        let show = |(id, minors, port): &(Option<u32>, Vec<Option<u32>>, Option<u16>)| {
+                            let minors: Vec<String> = minors
+                                .iter()
+                                .map(|m| m.map_or("?".into(), |m| m.to_string()))
+                                .collect();
+                            format!(
+                                "node-id {}, minors [{}], port {}",
+                                id.map_or("?".into(), |i| i.to_string()),
+                                minors.join(", "),
+                                port.map_or("?".into(), |p| p.to_string())
+                            )
+                        };
+                        if theirs == ours {
+                            format!(
+                                "blockstor's settings match LINSTOR's ({})",
+                                show(&ours)
+                            )
+                        } else {
+                            format!(
+                                "blockstor would render {} where LINSTOR has {}; import the \
+                                 resource again so state takes LINSTOR's values",
+                                show(&ours),
+                                show(&theirs)
+                            )
+                        }
+                    }
+                    None => "no section of it is this node".into(),
+                }
+            }
+            Ok(None) => String::new(),
+            Err(e) => e,
+        };
+        Err(Error::new(
+            Kind::Conflict,
+            "linstor_drbd_active",
+            format!(
+                "LINSTOR's {} still configures DRBD resource {} on node {}; blockstor will not \
+                 take DRBD over while it exists ({comparison}). Nothing was changed. Stop the \
+                 LINSTOR satellite on this node (or delete the resource in LINSTOR keeping its \
+                 volumes), move the file out of {}, then apply again: blockstor then writes its \
+                 own .res with the same node ids, minors and ports, and never recreates DRBD \
+                 metadata",
+                path.display(),
+                d.name,
+                self.config.node_name,
+                dir.display()
+            ),
+        )
+        .field("layer_stack"))
     }
 }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use blockstor_proto::wire::Passphrase;
+use blockstor_proto::wire::{Origin, Passphrase};
 use blockstor_proto::Layer as L;
 
 use super::{Cx, Layer, LuksState, Vol};
@@ -22,8 +22,15 @@ pub const PROP_FORCE_ITERATIONS: &str = "Luks/pbkdf-force-iterations";
 /// Where LUKS2 puts the data by default (cryptsetup 2.x): 16 MiB after the start.
 pub const LUKS2_DEFAULT_OFFSET: u64 = 16 << 20;
 
-/// The dm-crypt mapping name of a volume: `<rd>-<vol>-luks`.
+/// The dm-crypt mapping name of a volume: `<rd>-<vol>-luks`, or LINSTOR's
+/// `Linstor-Crypt-<rd>_<vol:05>` for a chain LINSTOR built (or whose mapping LINSTOR opened),
+/// so an adopted volume keeps the name LINSTOR's `.res` and users' mounts refer to.
 pub fn mapper_name(cx: &Cx<'_>, vol: u32) -> String {
+    if cx.record.origin == Origin::Linstor
+        || cx.host.exists(&crate::linstor::crypt_path(&cx.rd, vol))
+    {
+        return crate::linstor::crypt_name(&cx.rd, vol);
+    }
     format!("{}-{vol}-luks", cx.rd)
 }
 
@@ -95,11 +102,18 @@ impl Luks {
         if Self::opens(cx, dev, pass).await? {
             return Ok(());
         }
+        // A header this agent never wrote nor opened is being adopted: say how to give it
+        // the blockstor passphrase (LINSTOR's master passphrase is not a key of it).
+        let hint = if cx.record.owns(vol) {
+            String::new()
+        } else {
+            adoption_hint(cx, dev, vol)
+        };
         Err(Error::new(
             Kind::Unprocessable,
             "luks_passphrase_mismatch",
             format!(
-                "the passphrase does not open the LUKS header on {dev} (volume {vol}); nothing was changed. Use the passphrase the volume was created with"
+                "the passphrase does not open the LUKS header on {dev} (volume {vol}); nothing was changed. Use the passphrase the volume was created with{hint}"
             ),
         )
         .field("passphrase"))
@@ -444,6 +458,24 @@ impl Layer for Luks {
         }
         Ok(())
     }
+}
+
+/// How to adopt a header whose key blockstor does not have, e.g. one LINSTOR formatted: LINSTOR
+/// gives cryptsetup a random per-volume key that it keeps encrypted under its master
+/// passphrase, so neither that passphrase nor anything in LINSTOR's API opens the header.
+/// Reformatting is never an option; adding a keyslot is.
+fn adoption_hint(cx: &Cx<'_>, dev: &str, vol: u32) -> String {
+    let linstor = crate::linstor::crypt_name(&cx.rd, vol);
+    format!(
+        ". If LINSTOR built this volume, its master passphrase does not open the header: \
+         LINSTOR formats and opens it with a random per-volume key. Add the blockstor \
+         passphrase to a free keyslot on this node, then apply again: `cryptsetup luksAddKey \
+         {dev}` (asks for a key that opens the header, then the new passphrase); or, while \
+         LINSTOR's mapping {linstor} is open, from its volume key: `dmsetup table --showkeys \
+         {linstor}` prints it as the fifth field when the mapping was opened without the \
+         kernel keyring; write it as binary to a file on tmpfs and run `cryptsetup luksAddKey \
+         --volume-key-file FILE {dev}`, then shred the file"
+    )
 }
 
 /// cryptsetup's wording when the kernel lacks device-mapper or dm-crypt.

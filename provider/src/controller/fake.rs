@@ -198,6 +198,7 @@ impl AgentClient for FakeAgent {
                 up: true,
             }),
             generation: desired.generation,
+            origin: Default::default(),
         };
         self.resources
             .lock()

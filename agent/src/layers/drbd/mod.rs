@@ -34,6 +34,8 @@ pub struct Drbd {
     /// `<state_dir>/drbd.d`.
     pub res_dir: PathBuf,
     pub node: NodeName,
+    /// LINSTOR's `.res` directory: a resource LINSTOR still runs is observed through its file.
+    pub linstor_res_dir: PathBuf,
 }
 
 impl Drbd {
@@ -50,7 +52,34 @@ impl Drbd {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Command::new("drbdadm", args).with_env("__DRBD_NODE__", node.as_str())
+        Self::drbdadm_as(node.as_str(), args)
+    }
+
+    /// [`Drbd::drbdadm`] for a host named `host` in the `.res` (LINSTOR writes `uname -n`).
+    fn drbdadm_as<I, S>(host: &str, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Command::new("drbdadm", args).with_env("__DRBD_NODE__", host)
+    }
+
+    /// The file to observe the resource through, and this node's host name in it: ours, or,
+    /// when only LINSTOR's exists (a LINSTOR-built resource not yet taken over), LINSTOR's.
+    fn observed_res(&self, cx: &Cx<'_>) -> (PathBuf, String) {
+        let ours = self.res_file(cx);
+        if cx.host.exists(&ours) {
+            return (ours, self.node.as_str().to_owned());
+        }
+        if let Ok(Some((path, parsed))) =
+            crate::linstor::read_res(cx.host, &self.linstor_res_dir, &cx.rd)
+        {
+            let hostname = crate::linstor::hostname().unwrap_or_default();
+            if let Some(local) = parsed.local(&[self.node.as_str(), hostname.as_str()]) {
+                return (path, local.name.clone());
+            }
+        }
+        (ours, self.node.as_str().to_owned())
     }
 
     fn res_arg(path: &Path) -> String {
@@ -59,13 +88,13 @@ impl Drbd {
 
     /// Whether the resource is up: `drbdadm role` answers for 8.4 and 9 alike (drbdadm
     /// dispatches to the utils matching the kernel; drbdsetup 8.4 has no `status`).
-    async fn is_up(&self, cx: &Cx<'_>, res: &Path) -> Result<bool> {
+    async fn is_up(&self, cx: &Cx<'_>, res: &Path, host: &str) -> Result<bool> {
         if !cx.host.exists(res) {
             return Ok(false);
         }
         let out = cx
-            .observe(&Self::drbdadm(
-                &self.node,
+            .observe(&Self::drbdadm_as(
+                host,
                 ["-c", Self::res_arg(res).as_str(), "role", cx.rd.as_str()],
             ))
             .await?;
@@ -167,15 +196,15 @@ impl Layer for Drbd {
     }
 
     async fn observe(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
-        let res = self.res_file(cx);
         for v in vols.iter_mut() {
             v.below_drbd = v.top.take();
         }
         let Some(spec) = cx.record.spec.drbd.clone() else {
             return Ok(());
         };
+        let (res, host) = self.observed_res(cx);
         let up = if cx.host.exists(&res) || cx.host.drbd_available() {
-            self.is_up(cx, &res).await?
+            self.is_up(cx, &res, &host).await?
         } else {
             false
         };
@@ -236,7 +265,9 @@ impl Layer for Drbd {
             )?;
         }
         let res_arg = Self::res_arg(&res);
-        let up = !cx.dry_run && cx.host.drbd_available() && self.is_up(cx, &res).await?;
+        let up = !cx.dry_run
+            && cx.host.drbd_available()
+            && self.is_up(cx, &res, self.node.as_str()).await?;
         if !up {
             for (v, l) in vols.iter().zip(&locals) {
                 let fresh = v.created_now && cx.dry_run;

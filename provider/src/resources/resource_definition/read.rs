@@ -1,6 +1,6 @@
 //! ReadResource (refresh, with drift) and ImportResourceState for a definition.
 
-use blockstor_proto::wire::ObservedResource;
+use blockstor_proto::wire::{ObservedResource, Origin};
 use blockstor_proto::{NodeName, ResourceName, Size};
 
 use super::{replica, Private};
@@ -224,6 +224,9 @@ pub async fn import(cluster: &Cluster, id: &str) -> (Value, Vec<u8>, Diagnostics
         return (Value::Null, Vec::new(), diags);
     };
     observed.sort_by(|a, b| a.node.cmp(&b.node));
+    if observed.iter().any(|o| o.origin == Origin::Linstor) {
+        linstor_warning(&mut diags, &name, &observed);
+    }
     let nodes: Vec<&str> = observed.iter().map(|o| o.node.as_str()).collect();
     let mut volumes = first.volumes.clone();
     volumes.sort_by_key(|v| v.number);
@@ -282,4 +285,33 @@ pub async fn import(cluster: &Cluster, id: &str) -> (Value, Vec<u8>, Diagnostics
         }),
     };
     (state, private.encode(), diags)
+}
+
+/// Import of a chain LINSTOR built: what adoption will and will not do, before any apply.
+fn linstor_warning(diags: &mut Diagnostics, name: &ResourceName, observed: &[ObservedResource]) {
+    let nodes: Vec<&str> = observed
+        .iter()
+        .filter(|o| o.origin == Origin::Linstor)
+        .map(|o| o.node.as_str())
+        .collect();
+    let stack = observed
+        .first()
+        .map(|o| o.layer_stack.names().join(", "))
+        .unwrap_or_default();
+    diags.warning(
+        &AttrPath::attr("name"),
+        format!("{name} was built by LINSTOR"),
+        format!(
+            "Nodes {} hold LINSTOR's chain of {name} ({stack}); the import only read it, with \
+             LINSTOR's DRBD node ids, minors and port. Run terraform plan to see what apply \
+             would change: apply never reformats LUKS, never recreates DRBD metadata and never \
+             shrinks a volume. LUKS: LINSTOR opens the header with a random per-volume key, \
+             not with its master passphrase, so add the passphrase you configure to a free \
+             keyslot on each node first (cryptsetup luksAddKey); apply verifies it and refuses \
+             with luks_passphrase_mismatch otherwise. DRBD: apply refuses \
+             (linstor_drbd_active) while LINSTOR's .res file for {name} is still on a node; \
+             stop the LINSTOR satellite and move the file away first.",
+            nodes.join(", ")
+        ),
+    );
 }

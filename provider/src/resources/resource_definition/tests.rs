@@ -456,6 +456,50 @@ async fn import_fills_state_from_the_agents_and_keeps_passphrase_null() {
     assert!(diags.has_errors());
 }
 
+/// What an agent reports for a DRBD/STORAGE chain LINSTOR built (found through its `.res`).
+fn linstor_observed(node: &str, node_id: u32) -> blockstor_proto::wire::ObservedResource {
+    serde_json::from_value(serde_json::json!({
+        "name": "pvc-1", "node": node, "layer_stack": ["DRBD", "STORAGE"], "origin": "linstor",
+        "volumes": [{"number": 0, "size_kib": 65536, "backing_device": "/dev/loop7",
+                     "device_path": "/dev/drbd1005"}],
+        "drbd": {"node_id": node_id, "port": 7005, "minors": [1005],
+                 "res_file": "/var/lib/linstor.d/pvc-1.res", "up": true}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn import_of_a_linstor_chain_keeps_its_node_ids_minors_and_port_and_warns() {
+    let a = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let b = FakeAgent::new("n2", &[("files", 1 << 20)]);
+    for (agent, id) in [(&a, 1), (&b, 0)] {
+        agent.resources.lock().unwrap().insert(
+            "pvc-1".parse().unwrap(),
+            linstor_observed(agent.name.as_str(), id),
+        );
+    }
+    let cluster = FakeAgent::cluster_of([a, b]);
+    let (state, private, diags) = read::import(&cluster, "pvc-1").await;
+    assert!(!diags.has_errors(), "{:?}", diags.0);
+    let warning = diags
+        .0
+        .iter()
+        .find(|d| d.summary.contains("built by LINSTOR"))
+        .expect("a LINSTOR warning");
+    assert!(warning.detail.contains("luksAddKey") && warning.detail.contains("linstor_drbd_active"));
+    let state = conformed(state);
+    assert_eq!(state.get("layer_stack"), &Value::strings(["DRBD", "STORAGE"]));
+    let replicas = state.get("replicas").as_list().unwrap();
+    assert_eq!(replicas[0].get("node_id").as_i64(), Some(1));
+    assert_eq!(replicas[1].get("node_id").as_i64(), Some(0));
+    assert_eq!(replicas[0].get("minor").as_i64(), Some(1005));
+    assert_eq!(replicas[0].get("port").as_i64(), Some(7005));
+    let drbd = super::Private::decode(&private).drbd.expect("DRBD allocation");
+    assert_eq!((drbd.port, drbd.minors.clone()), (7005, vec![1005]));
+    assert_eq!(drbd.node_ids.get(&"n1".parse().unwrap()), Some(&1));
+    assert_eq!(drbd.node_ids.get(&"n2".parse().unwrap()), Some(&0));
+}
+
 #[tokio::test]
 async fn imported_storage_rd_with_a_matching_config_plans_no_changes() {
     let cluster = FakeAgent::cluster(&["n1"], &[]);
