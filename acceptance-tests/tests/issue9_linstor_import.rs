@@ -92,10 +92,7 @@ resource "blockstor_resource_definition" "adopted" {
 "#;
 
 fn assert_no_replacement(plan: &acceptance_tests::Outcome) {
-    assert!(
-        plan.code() == 0 || plan.code() == 2,
-        "plan failed:\n{plan}"
-    );
+    assert!(plan.code() == 0 || plan.code() == 2, "plan failed:\n{plan}");
     for bad in [
         "must be replaced",
         "forces replacement",
@@ -150,12 +147,14 @@ fn linstor_luks_volume_is_imported_and_adopted_without_reformatting() {
     ])
     .assert_success()
     .assert_contains("Import successful");
-    let state = s
-        .tf
-        .state_resource("blockstor_resource_definition.adopted")
-        .expect("imported state");
+    let state =
+        s.tf.state_resource("blockstor_resource_definition.adopted")
+            .expect("imported state");
     let values = &state["values"];
-    assert_eq!(values["layer_stack"], serde_json::json!(["LUKS", "STORAGE"]));
+    assert_eq!(
+        values["layer_stack"],
+        serde_json::json!(["LUKS", "STORAGE"])
+    );
     assert_eq!(values["volume"][0]["size"], "64MiB");
     assert_eq!(values["nodes"], serde_json::json!(["n1"]));
     assert_no_replacement(&s.tf.plan());
@@ -195,7 +194,10 @@ fn linstor_luks_volume_is_imported_and_adopted_without_reformatting() {
         eprintln!("skipped: opening Linstor-Crypt-pvc-luks_00000 needs device-mapper (dm-crypt), absent on this kernel");
     }
     assert_eq!(luks_uuid(&dev), uuid, "adoption reformatted the header");
-    assert!(luks::passphrase_unlocks(&dev, LINSTOR_VOLUME_KEY), "LINSTOR's key still opens");
+    assert!(
+        luks::passphrase_unlocks(&dev, LINSTOR_VOLUME_KEY),
+        "LINSTOR's key still opens"
+    );
     assert!(luks::passphrase_unlocks(&dev, BLOCKSTOR_PASSPHRASE));
     let (code, body) = s.agent.get("/v1/resources/pvc-luks").unwrap();
     assert_eq!(code, 200, "{body}");
@@ -362,7 +364,10 @@ fn linstor_drbd_chain_is_imported_with_its_ids_and_not_taken_over_while_linstor_
     assert_eq!(code, 200, "{body}");
     let observed: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(observed["origin"], "linstor", "{body}");
-    assert_eq!(observed["layer_stack"], serde_json::json!(["DRBD", "STORAGE"]));
+    assert_eq!(
+        observed["layer_stack"],
+        serde_json::json!(["DRBD", "STORAGE"])
+    );
     assert_eq!(observed["drbd"]["node_id"], 1, "{body}");
     assert_eq!(observed["drbd"]["minors"], serde_json::json!([1005]));
     assert_eq!(observed["drbd"]["port"], 7005);
@@ -410,7 +415,11 @@ fn linstor_drbd_chain_is_imported_with_its_ids_and_not_taken_over_while_linstor_
         );
     }
     for (res, text) in &res_files {
-        assert_eq!(&std::fs::read_to_string(res).unwrap(), text, "LINSTOR's file changed");
+        assert_eq!(
+            &std::fs::read_to_string(res).unwrap(),
+            text,
+            "LINSTOR's file changed"
+        );
     }
     for a in &agents {
         assert!(

@@ -299,13 +299,16 @@ dataset = "tank/blockstor"
 
     #[test]
     fn linstor_res_dir_is_configurable_and_must_be_absolute() {
-        let c = Config::parse(&format!("{EXAMPLE}\n")
-            .replace("state_dir =", "linstor_res_dir = \"/srv/linstor.d\"\nstate_dir ="))
+        let c = Config::parse(&format!("{EXAMPLE}\n").replace(
+            "state_dir =",
+            "linstor_res_dir = \"/srv/linstor.d\"\nstate_dir =",
+        ))
         .unwrap();
         assert_eq!(c.linstor_res_dir, Path::new("/srv/linstor.d"));
-        let e = Config::parse(
-            &EXAMPLE.replace("state_dir =", "linstor_res_dir = \"linstor.d\"\nstate_dir ="),
-        )
+        let e = Config::parse(&EXAMPLE.replace(
+            "state_dir =",
+            "linstor_res_dir = \"linstor.d\"\nstate_dir =",
+        ))
         .unwrap_err();
         assert!(e.to_string().contains("linstor_res_dir"), "{e}");
     }

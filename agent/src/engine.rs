@@ -89,8 +89,7 @@ impl Engine {
         self.check_against_record(&d, existing.as_ref())?;
         self.check_collisions(&d)?;
         self.check_linstor_drbd(&d)?;
-        let mut record =
-            existing.unwrap_or_else(|| self.new_record(StoredSpec::from_desired(&d)));
+        let mut record = existing.unwrap_or_else(|| self.new_record(StoredSpec::from_desired(&d)));
         let walk = self.walk_apply(&d, &mut record, true).await?;
         Ok(PlannedSteps { steps: walk.steps })
     }

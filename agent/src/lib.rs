@@ -15,7 +15,7 @@ pub mod crash;
 pub mod engine;
 pub mod error;
 pub mod host;
-pub mod linstor;
 pub mod layers;
+pub mod linstor;
 pub mod runner;
 pub mod store;

@@ -146,7 +146,11 @@ impl Engine {
         let missing = |what: &str| {
             linstor_res_error(
                 name,
-                format!("{}: the section of {} has no {what}", path.display(), local.name),
+                format!(
+                    "{}: the section of {} has no {what}",
+                    path.display(),
+                    local.name
+                ),
             )
         };
         let node_id = local.node_id.ok_or_else(|| missing("node-id"))?;
@@ -180,7 +184,11 @@ impl Engine {
                 port,
                 minors,
                 peers,
-                protocol: res.net.get("protocol").cloned().unwrap_or_else(|| "C".into()),
+                protocol: res
+                    .net
+                    .get("protocol")
+                    .cloned()
+                    .unwrap_or_else(|| "C".into()),
                 address: local.address.clone().unwrap_or_default(),
             }),
             luks_below_drbd,

@@ -180,23 +180,21 @@ impl Engine {
                             drbd.minors.iter().map(|m| Some(*m)).collect::<Vec<_>>(),
                             Some(drbd.port),
                         );
-                        let show = |(id, minors, port): &(Option<u32>, Vec<Option<u32>>, Option<u16>)| {
-                            let minors: Vec<String> = minors
-                                .iter()
-                                .map(|m| m.map_or("?".into(), |m| m.to_string()))
-                                .collect();
-                            format!(
-                                "node-id {}, minors [{}], port {}",
-                                id.map_or("?".into(), |i| i.to_string()),
-                                minors.join(", "),
-                                port.map_or("?".into(), |p| p.to_string())
-                            )
-                        };
+                        let show =
+                            |(id, minors, port): &(Option<u32>, Vec<Option<u32>>, Option<u16>)| {
+                                let minors: Vec<String> = minors
+                                    .iter()
+                                    .map(|m| m.map_or("?".into(), |m| m.to_string()))
+                                    .collect();
+                                format!(
+                                    "node-id {}, minors [{}], port {}",
+                                    id.map_or("?".into(), |i| i.to_string()),
+                                    minors.join(", "),
+                                    port.map_or("?".into(), |p| p.to_string())
+                                )
+                            };
                         if theirs == ours {
-                            format!(
-                                "blockstor's settings match LINSTOR's ({})",
-                                show(&ours)
-                            )
+                            format!("blockstor's settings match LINSTOR's ({})", show(&ours))
                         } else {
                             format!(
                                 "blockstor would render {} where LINSTOR has {}; import the \

@@ -104,7 +104,11 @@ pub fn parse(text: &str) -> Result<ResFile, ParseError> {
     let mut out = ResFile {
         resource: name.to_owned(),
         local_hint: text.lines().find_map(|l| {
-            let rest = l.trim().strip_prefix('#')?.trim().strip_prefix("Local node:")?;
+            let rest = l
+                .trim()
+                .strip_prefix('#')?
+                .trim()
+                .strip_prefix("Local node:")?;
             Some(rest.trim().to_owned()).filter(|s| !s.is_empty())
         }),
         ..Default::default()
@@ -200,7 +204,8 @@ fn connection_addresses(
         match (s.word(0), &s.block) {
             (Some("path"), Some(b)) => connection_addresses(b, out)?,
             (Some("host"), _) => {
-                let (Some(name), Some(at)) = (s.word(1), s.words.iter().position(|w| w == "address"))
+                let (Some(name), Some(at)) =
+                    (s.word(1), s.words.iter().position(|w| w == "address"))
                 else {
                     continue;
                 };
@@ -337,9 +342,7 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, ParseError> {
         match c {
             '\n' => line += 1,
             c if c.is_whitespace() => {}
-            '#' => {
-                while chars.next_if(|&c| c != '\n').is_some() {}
-            }
+            '#' => while chars.next_if(|&c| c != '\n').is_some() {},
             '{' => out.push((Token::Open, line)),
             '}' => out.push((Token::Close, line)),
             ';' => out.push((Token::Semi, line)),
@@ -370,8 +373,7 @@ fn tokenize(text: &str) -> Result<Vec<(Token, usize)>, ParseError> {
             }
             c => {
                 let mut w = String::from(c);
-                while let Some(n) =
-                    chars.next_if(|&n| !n.is_whitespace() && !"{};\"#".contains(n))
+                while let Some(n) = chars.next_if(|&n| !n.is_whitespace() && !"{};\"#".contains(n))
                 {
                     w.push(n);
                 }

@@ -143,7 +143,11 @@ fn local_section_is_found_by_name_then_header_then_the_only_real_disk() {
     assert_eq!(r.local(&["n1"]).unwrap().name, "alpha", "from the header");
     let dumped = parse(DUMPED).unwrap();
     assert_eq!(dumped.local_hint, None);
-    assert_eq!(dumped.local(&["n1"]).unwrap().name, "alpha", "only real disk");
+    assert_eq!(
+        dumped.local(&["n1"]).unwrap().name,
+        "alpha",
+        "only real disk"
+    );
 }
 
 #[test]
@@ -181,12 +185,18 @@ fn broken_files_are_refused_with_the_line() {
     let e = parse("resource x {\n on a { node-id 1 }\n}").unwrap_err();
     assert_eq!(e.line, 2, "{e}");
     assert!(e.what.contains("missing its `;`"), "{e}");
-    assert!(parse("resource x {\n on a {\n").unwrap_err().what.contains("never closed"));
+    assert!(parse("resource x {\n on a {\n")
+        .unwrap_err()
+        .what
+        .contains("never closed"));
     assert!(parse("resource x { on a { node-id one; } }")
         .unwrap_err()
         .what
         .contains("needs a number"));
-    assert!(parse("# nothing\n").unwrap_err().what.contains("no `resource"));
+    assert!(parse("# nothing\n")
+        .unwrap_err()
+        .what
+        .contains("no `resource"));
     assert!(parse("}").is_err());
     assert!(parse("resource x { net { shared-secret \"open; } }").is_err());
 }

@@ -486,15 +486,22 @@ async fn import_of_a_linstor_chain_keeps_its_node_ids_minors_and_port_and_warns(
         .iter()
         .find(|d| d.summary.contains("built by LINSTOR"))
         .expect("a LINSTOR warning");
-    assert!(warning.detail.contains("luksAddKey") && warning.detail.contains("linstor_drbd_active"));
+    assert!(
+        warning.detail.contains("luksAddKey") && warning.detail.contains("linstor_drbd_active")
+    );
     let state = conformed(state);
-    assert_eq!(state.get("layer_stack"), &Value::strings(["DRBD", "STORAGE"]));
+    assert_eq!(
+        state.get("layer_stack"),
+        &Value::strings(["DRBD", "STORAGE"])
+    );
     let replicas = state.get("replicas").as_list().unwrap();
     assert_eq!(replicas[0].get("node_id").as_i64(), Some(1));
     assert_eq!(replicas[1].get("node_id").as_i64(), Some(0));
     assert_eq!(replicas[0].get("minor").as_i64(), Some(1005));
     assert_eq!(replicas[0].get("port").as_i64(), Some(7005));
-    let drbd = super::Private::decode(&private).drbd.expect("DRBD allocation");
+    let drbd = super::Private::decode(&private)
+        .drbd
+        .expect("DRBD allocation");
     assert_eq!((drbd.port, drbd.minors.clone()), (7005, vec![1005]));
     assert_eq!(drbd.node_ids.get(&"n1".parse().unwrap()), Some(&1));
     assert_eq!(drbd.node_ids.get(&"n2".parse().unwrap()), Some(&0));
