@@ -191,7 +191,9 @@ fn linstor_luks_volume_is_imported_and_adopted_without_reformatting() {
             text.contains("kernel_feature_missing") && !text.contains("mismatch"),
             "only the missing device-mapper may stop it:\n{apply}"
         );
-        eprintln!("skipped: opening Linstor-Crypt-pvc-luks_00000 needs device-mapper (dm-crypt), absent on this kernel");
+        eprintln!(
+            "skipped: opening the LUKS mapping needs device-mapper (dm-crypt), absent on this kernel"
+        );
     }
     assert_eq!(luks_uuid(&dev), uuid, "adoption reformatted the header");
     assert!(
@@ -392,10 +394,7 @@ fn linstor_drbd_chain_is_imported_with_its_ids_and_not_taken_over_while_linstor_
     let state = tf
         .state_resource("blockstor_resource_definition.adopted")
         .expect("imported state");
-    assert_eq!(
-        state["layer_stack"],
-        serde_json::json!(["DRBD", "STORAGE"])
-    );
+    assert_eq!(state["layer_stack"], serde_json::json!(["DRBD", "STORAGE"]));
     assert_eq!(state["nodes"], serde_json::json!(["n1", "n2"]));
     assert_no_replacement(&tf.plan());
 
