@@ -77,13 +77,14 @@ fn a_saved_plan_lists_the_agent_commands_and_applying_it_keeps_them() {
 
     let steps = saved_plan_steps(&s);
     let n1 = lines(&steps, "n1");
+    // The loop-file pool sizes its file and attaches it in the agent itself.
     assert!(
-        n1.iter().any(|l| l.starts_with("truncate ")),
-        "a truncate step expected: {n1:?}"
+        n1.iter().any(|l| l.starts_with("(agent) set-size ")),
+        "a set-size step expected: {n1:?}"
     );
     assert!(
-        n1.iter().any(|l| l.starts_with("losetup ")),
-        "a losetup step expected: {n1:?}"
+        n1.iter().any(|l| l.starts_with("(agent) attach-loop ")),
+        "an attach-loop step expected: {n1:?}"
     );
 
     // Applying the saved plan: Terraform checks that apply returns the planned steps.

@@ -31,6 +31,12 @@ pub trait Host: Send + Sync {
     /// Writes a file readable by root only (a `.res` file holds the DRBD shared secret),
     /// atomically (temporary file + rename).
     fn write_private(&self, path: &Path, content: &str) -> io::Result<()>;
+    /// Creates the file if missing (mode 0600, sparse) and sets its length: what
+    /// `truncate --size=BYTES FILE` does, without spawning it. No sync: an empty sparse file
+    /// guards no data, and a crash before the next step is redone by the next apply.
+    fn set_len(&self, path: &Path, bytes: u64) -> io::Result<()>;
+    /// Attaches `file` to the first free loop device; the device path (`losetup -f --show`).
+    fn attach_loop(&self, file: &Path) -> io::Result<String>;
     /// Whether the kernel has device-mapper (needed by `cryptsetup open`).
     fn device_mapper_available(&self) -> bool {
         self.exists(Path::new("/dev/mapper/control"))
@@ -143,6 +149,21 @@ impl Host for RealHost {
         std::fs::rename(&tmp, path)
     }
 
+    fn set_len(&self, path: &Path, bytes: u64) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?
+            .set_len(bytes)
+    }
+
+    fn attach_loop(&self, file: &Path) -> io::Result<String> {
+        crate::loopdev::attach(file)
+    }
+
     fn device_mapper_available(&self) -> bool {
         // A modular dm shows in /sys/module; a built-in one registers a misc device.
         Path::new("/sys/module/dm_mod").exists()
@@ -163,6 +184,10 @@ pub struct FakeHost {
     pub texts: Mutex<BTreeMap<PathBuf, String>>,
     /// Whether the DRBD kernel module is loaded.
     pub drbd: bool,
+    /// What `attach_loop` answers ([`FakeHost::new`]: `/dev/loop7`).
+    pub loop_device: String,
+    /// `set_len` and `attach_loop` calls, as `set-size BYTES PATH` / `attach-loop PATH`.
+    pub steps: Mutex<Vec<String>>,
 }
 
 /// One file or device of a [`FakeHost`].
@@ -177,7 +202,16 @@ impl FakeHost {
     pub fn new() -> Self {
         FakeHost {
             device_mapper: true,
+            loop_device: "/dev/loop7".into(),
             ..Default::default()
+        }
+    }
+
+    /// A node with device-mapper whose `attach_loop` answers `device`.
+    pub fn with_loop_device(device: &str) -> Self {
+        FakeHost {
+            loop_device: device.to_owned(),
+            ..FakeHost::new()
         }
     }
 
@@ -252,6 +286,19 @@ impl Host for FakeHost {
             .unwrap()
             .insert(path.to_owned(), content.to_owned());
         Ok(())
+    }
+
+    /// Records the call only: the fake has no files until a test puts them.
+    fn set_len(&self, path: &Path, bytes: u64) -> io::Result<()> {
+        let step = format!("set-size {bytes} {}", path.display());
+        self.steps.lock().unwrap().push(step);
+        Ok(())
+    }
+
+    fn attach_loop(&self, file: &Path) -> io::Result<String> {
+        let step = format!("attach-loop {}", file.display());
+        self.steps.lock().unwrap().push(step);
+        Ok(self.loop_device.clone())
     }
 
     fn device_mapper_available(&self) -> bool {

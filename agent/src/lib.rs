@@ -3,7 +3,8 @@
 //! * [`api`]: HTTP and stdio front ends over one set of handlers.
 //! * [`engine`]: walks the layer stack; validation, locks, journal.
 //! * [`layers`], [`backends`]: what each layer and storage backend does, as commands.
-//! * [`runner`]: the only place a process is spawned. [`host`]: plain file access.
+//! * [`runner`]: the only place a process is spawned. [`host`]: plain file access and the
+//!   loop devices the agent attaches itself ([`loopdev`]).
 //! * [`store`]: the redb store (records, journal) and per-resource locks. [`config`]: TOML.
 //! * [`linstor`]: recognising chains LINSTOR built (names, its `.res` files).
 
@@ -17,5 +18,6 @@ pub mod error;
 pub mod host;
 pub mod layers;
 pub mod linstor;
+pub mod loopdev;
 pub mod runner;
 pub mod store;

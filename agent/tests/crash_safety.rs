@@ -1,9 +1,11 @@
 //! Crash safety with real tools (DESIGN.md §6): the agent "dies" right after a step ran but
 //! before its journal entry was marked done (as with kill -9), restarts on the same state
 //! directory, and the next apply converges to the same device with the same data, never
-//! formatting twice. Needs root, loop devices, truncate and cryptsetup; skips otherwise.
+//! formatting twice. Steps the agent does itself (sizing the file, attaching the loop device) die
+//! the same way through the host. Needs root, loop devices, truncate and cryptsetup; skips
+//! otherwise.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command as Proc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use blockstor_agent::config::Config;
 use blockstor_agent::engine::Engine;
-use blockstor_agent::host::RealHost;
+use blockstor_agent::host::{Host, RealHost};
 use blockstor_agent::runner::{Command, Output, RunError, Runner, SystemRunner};
 use blockstor_agent::store::{StepState, Store};
 use blockstor_proto::wire::DesiredResource;
@@ -43,6 +45,78 @@ impl Runner for DiesAfter {
     }
 }
 
+/// The same for the steps the agent does itself (`(agent) set-size`, `(agent) attach-loop`):
+/// the real step happens, then the failure is reported.
+impl Host for DiesAfter {
+    fn file_size(&self, path: &Path) -> io::Result<Option<u64>> {
+        RealHost.file_size(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        RealHost.exists(path)
+    }
+    fn head_is_zero(&self, path: &Path, len: u64) -> io::Result<bool> {
+        RealHost.head_is_zero(path, len)
+    }
+    fn zero_head(&self, path: &Path, len: u64) -> io::Result<()> {
+        RealHost.zero_head(path, len)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealHost.remove_file(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        RealHost.create_dir_all(path)
+    }
+    fn device_size(&self, path: &Path) -> io::Result<Option<u64>> {
+        RealHost.device_size(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        RealHost.list_dir(path)
+    }
+    fn read_to_string(&self, path: &Path) -> io::Result<Option<String>> {
+        RealHost.read_to_string(path)
+    }
+    fn write_private(&self, path: &Path, content: &str) -> io::Result<()> {
+        RealHost.write_private(path, content)
+    }
+    fn set_len(&self, path: &Path, bytes: u64) -> io::Result<()> {
+        RealHost.set_len(path, bytes)?;
+        self.host_step(format!("(agent) set-size {bytes} {}", path.display()))
+    }
+    fn attach_loop(&self, file: &Path) -> io::Result<String> {
+        let device = RealHost.attach_loop(file)?;
+        self.host_step(format!("(agent) attach-loop {}", file.display()))?;
+        Ok(device)
+    }
+    fn device_mapper_available(&self) -> bool {
+        RealHost.device_mapper_available()
+    }
+    fn drbd_available(&self) -> bool {
+        RealHost.drbd_available()
+    }
+}
+
+impl DiesAfter {
+    fn new(prefix: &'static str) -> Arc<Self> {
+        Arc::new(DiesAfter {
+            prefix,
+            n: 1,
+            seen: AtomicUsize::new(0),
+            log: Mutex::new(vec![]),
+        })
+    }
+
+    /// Logs a step the agent did itself; fails the n-th one matching `prefix`.
+    fn host_step(&self, action: String) -> io::Result<()> {
+        let dies = action.starts_with(self.prefix)
+            && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.n;
+        self.log.lock().unwrap().push(action);
+        if dies {
+            return Err(io::Error::other("simulated kill -9"));
+        }
+        Ok(())
+    }
+}
+
 fn usable() -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -59,13 +133,22 @@ fn usable() -> bool {
 }
 
 fn engine(dir: &Path, runner: Arc<dyn Runner>) -> Engine {
+    engine_on(dir, runner, Arc::new(RealHost))
+}
+
+/// An engine whose steps, commands and the agent's own alike, go through `dying`.
+fn dying_engine(dir: &Path, dying: Arc<DiesAfter>) -> Engine {
+    engine_on(dir, dying.clone(), dying)
+}
+
+fn engine_on(dir: &Path, runner: Arc<dyn Runner>, host: Arc<dyn Host>) -> Engine {
     let (state, pool) = (dir.join("state"), dir.join("pool"));
     let config = Config::parse(&format!(
         "node_name = \"n1\"\nstate_dir = {state:?}\n[[pool]]\nname = \"files\"\nbackend = \"loopfile\"\ndirectory = {pool:?}\n"
     ))
     .unwrap();
     let store = Store::open(&state).unwrap();
-    Engine::new(config, runner, Arc::new(RealHost), store)
+    Engine::new(config, runner, host, store)
 }
 
 fn desired(name: &str, stack: &str, size_kib: u64) -> DesiredResource {
@@ -101,21 +184,16 @@ async fn killed_at_any_luks_step_the_next_apply_converges_without_formatting_twi
         return;
     }
     for (prefix, name) in [
-        ("truncate", "crash_a"),
-        ("losetup -f", "crash_b"),
+        ("(agent) set-size", "crash_a"),
+        ("(agent) attach-loop", "crash_b"),
         ("cryptsetup luksFormat", "crash_c"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(format!("pool/{name}_00000.img"));
         let _cleanup = Cleanup(file.clone());
-        let dying = Arc::new(DiesAfter {
-            prefix,
-            n: 1,
-            seen: AtomicUsize::new(0),
-            log: Mutex::new(vec![]),
-        });
+        let dying = DiesAfter::new(prefix);
         {
-            let e = engine(dir.path(), dying.clone());
+            let e = dying_engine(dir.path(), dying.clone());
             let err = e
                 .apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384))
                 .await
@@ -136,13 +214,8 @@ async fn killed_at_any_luks_step_the_next_apply_converges_without_formatting_twi
         );
         drop(store);
 
-        let recorded = Arc::new(DiesAfter {
-            prefix: "never",
-            n: 1,
-            seen: AtomicUsize::new(0),
-            log: Mutex::new(vec![]),
-        });
-        let e = engine(dir.path(), recorded.clone());
+        let recorded = DiesAfter::new("never");
+        let e = dying_engine(dir.path(), recorded.clone());
         let result = e.apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384)).await;
         if let Err(err) = &result {
             assert_eq!(err.code, "kernel_feature_missing", "{prefix}: {err:?}");
@@ -204,13 +277,8 @@ async fn killed_mid_grow_the_device_and_its_data_survive() {
         f.sync_all().unwrap();
     }
     // Dies after the file grew, before `losetup -c`.
-    let dying = Arc::new(DiesAfter {
-        prefix: "truncate",
-        n: 1,
-        seen: AtomicUsize::new(0),
-        log: Mutex::new(vec![]),
-    });
-    engine(dir.path(), dying)
+    let dying = DiesAfter::new("(agent) set-size");
+    dying_engine(dir.path(), dying)
         .apply(desired(name, stack, 16384))
         .await
         .unwrap_err();

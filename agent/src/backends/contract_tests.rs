@@ -1,6 +1,7 @@
-//! One contract, every backend: observe finds nothing → create with the exact argv; observe
+//! One contract, every backend: observe finds nothing → create with the exact steps; observe
 //! finds it → nothing to create; grow; remove; remove of a missing volume runs nothing. The
-//! recording runner plays each tool's answers, so no root, LVM or ZFS is needed.
+//! recording runner plays each tool's answers and the fake host stands in for the steps the
+//! agent does itself, so no root, LVM or ZFS is needed.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,9 @@ struct Case {
     config: BackendConfig,
     missing: (&'static [&'static str], Output),
     present: (&'static [&'static str], Output),
+    /// The planned steps of a create: commands, or `(agent) ...` steps done in-process.
     create: Vec<&'static str>,
+    /// The same for a grow.
     grow: Vec<&'static str>,
     remove: Vec<&'static str>,
     device: &'static str,
@@ -76,17 +79,27 @@ fn cases() -> Vec<Case> {
                 Output::ok("/dev/loop3: []: (/pool/db_00000.img)\n"),
             ),
             create: vec![
-                "truncate --size=67108864 /pool/db_00000.img",
-                "losetup -f --show /pool/db_00000.img",
+                "(agent) set-size 67108864 /pool/db_00000.img",
+                "(agent) attach-loop /pool/db_00000.img",
             ],
             grow: vec![
-                "truncate --size=134217728 /pool/db_00000.img",
+                "(agent) set-size 134217728 /pool/db_00000.img",
                 "losetup -c /dev/loop3",
             ],
             remove: vec!["losetup -d /dev/loop3"],
             device: "/dev/loop3",
         },
     ]
+}
+
+/// The steps `c` recorded since the last call, each as one line; forgets them.
+fn take_steps(c: &mut Cx<'_>) -> Vec<String> {
+    c.steps.drain(..).map(|s| s.argv.join(" ")).collect()
+}
+
+/// A fake node whose loop device answer is `/dev/loop3`.
+fn fake_host() -> FakeHost {
+    FakeHost::with_loop_device("/dev/loop3")
 }
 
 fn record() -> ResourceRecord {
@@ -130,7 +143,7 @@ async fn every_backend_creates_observes_grows_and_removes_idempotently() {
             backend: case.config.clone(),
         });
         assert_eq!(backend.kind(), kind);
-        let host = FakeHost::new();
+        let host = fake_host();
         let mut rec = record();
 
         // Missing: observe says so, create runs exactly the documented argv.
@@ -140,8 +153,16 @@ async fn every_backend_creates_observes_grows_and_removes_idempotently() {
         let mut c = cx(&runner, &host, &mut rec);
         assert_eq!(backend.observe(&mut c, 0).await.unwrap(), None, "{kind}");
         runner.clear();
+        take_steps(&mut c);
         let made = backend.create(&mut c, 0, 65536).await.unwrap();
-        assert_eq!(runner.commands(), case.create, "{kind}");
+        assert_eq!(take_steps(&mut c), case.create, "{kind}");
+        let commands: Vec<&str> = case
+            .create
+            .iter()
+            .copied()
+            .filter(|s| !s.starts_with("(agent) "))
+            .collect();
+        assert_eq!(runner.commands(), commands, "{kind}");
         assert_eq!(
             (made.device.as_deref(), made.size_kib),
             (Some(case.device), 65536),
@@ -194,8 +215,9 @@ async fn every_backend_creates_observes_grows_and_removes_idempotently() {
             "{kind}"
         );
         runner.clear();
+        take_steps(&mut c);
         let grown = backend.grow(&mut c, 0, seen.clone(), 131072).await.unwrap();
-        assert_eq!(runner.commands(), case.grow, "{kind}");
+        assert_eq!(take_steps(&mut c), case.grow, "{kind}");
         assert_eq!(grown.size_kib, 131072);
         runner.clear();
         backend.remove(&mut c, 0, Some(seen)).await.unwrap();
@@ -277,9 +299,16 @@ async fn every_backend_stops_at_a_failing_step_with_tool_failed_naming_the_comma
             name: "p1".parse().unwrap(),
             backend: case.config.clone(),
         });
-        // Each create step failing in turn: the error names it, nothing after it runs.
-        for (i, failing) in case.create.iter().enumerate() {
-            let host = FakeHost::new();
+        // Each create command failing in turn: the error names it, nothing after it runs.
+        // (Steps the agent does itself fail with host_io_failed; the real host's tests cover them.)
+        let commands: Vec<&str> = case
+            .create
+            .iter()
+            .copied()
+            .filter(|s| !s.starts_with("(agent) "))
+            .collect();
+        for (i, failing) in commands.iter().enumerate() {
+            let host = fake_host();
             let mut rec = record();
             let runner = RecordingRunner::new();
             runner.on(case.missing.0, case.missing.1.clone());
@@ -293,7 +322,7 @@ async fn every_backend_stops_at_a_failing_step_with_tool_failed_naming_the_comma
                 "{kind}: {}",
                 err.message
             );
-            assert_eq!(runner.commands(), case.create[..=i], "{kind}");
+            assert_eq!(runner.commands(), commands[..=i], "{kind}");
             // The journal keeps the failed step as not done.
             assert!(
                 rec.journal
@@ -304,7 +333,9 @@ async fn every_backend_stops_at_a_failing_step_with_tool_failed_naming_the_comma
         }
         // Grow and remove failing: same contract.
         for (steps, grow) in [(&case.grow, true), (&case.remove, false)] {
-            let failing = steps[0];
+            let Some(&failing) = steps.iter().find(|s| !s.starts_with("(agent) ")) else {
+                continue;
+            };
             let host = FakeHost::new();
             host.put("/pool/db_00000.img", 64 << 20, true);
             let mut rec = record();
@@ -329,16 +360,19 @@ async fn every_backend_stops_at_a_failing_step_with_tool_failed_naming_the_comma
             assert_eq!(ran, [failing], "{kind}: stops at the failing step");
         }
         // A tool that is not installed is `tool_missing`, before anything is created.
+        let Some(first_command) = commands.first() else {
+            continue; // the loop-file pool creates without any tool
+        };
         let host = FakeHost::new();
         let mut rec = record();
         let runner = RecordingRunner::new();
         runner.on(case.missing.0, case.missing.1.clone());
-        let first = prefix_of(case.create[0]);
+        let first = prefix_of(first_command);
         runner.on_error(
             &first,
             crate::runner::RunError::NotInstalled {
                 program: first[0].to_owned(),
-                command: case.create[0].to_owned(),
+                command: (*first_command).to_owned(),
             },
         );
         let mut c = cx(&runner, &host, &mut rec);

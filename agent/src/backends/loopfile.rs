@@ -1,6 +1,9 @@
 //! Loop-file pool: a sparse file `<directory>/<rd>_<vol:05>.img` of the exact size, attached to a
 //! loop device. Re-apply finds the existing attachment (sysfs, or `losetup -j`), so the device
-//! stays the same. Grow = larger file + `losetup -c`; never shrinks.
+//! stays the same. Grow = larger file + `losetup -c`; never shrinks. Sizing the file and
+//! attaching it are done in-process (the agent's `set-size` and `attach-loop` steps, the
+//! equivalent of `truncate --size` and `losetup -f --show`): the two spawns were half of a
+//! STORAGE apply's time.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -55,28 +58,24 @@ impl LoopFile {
             .collect())
     }
 
-    async fn attach(&self, cx: &mut Cx<'_>, file: &Path) -> Result<String> {
-        let out = cx
-            .act(
-                Layer::Storage,
-                &Command::new("losetup", ["-f", "--show", &path_str(file)?]),
-            )
-            .await?;
-        let dev = out.stdout.trim().to_owned();
-        if cx.dry_run {
-            return Ok(format!("<loop device of {}>", file.display()));
-        }
-        if !dev.starts_with("/dev/") {
-            return Err(Error::new(
-                Kind::Internal,
-                "tool_failed",
-                format!(
-                    "`losetup -f --show {}` printed {dev:?}, not a device",
-                    file.display()
-                ),
-            ));
-        }
-        Ok(dev)
+    /// Attaches `file` to a free loop device, in-process ([`crate::loopdev`]): what
+    /// `losetup -f --show FILE` does, without the spawn.
+    fn attach(&self, cx: &mut Cx<'_>, file: &Path) -> Result<String> {
+        let what = vec!["(agent) attach-loop".into(), path_str(file)?];
+        let device = cx.act_host_with(Layer::Storage, what, |h| h.attach_loop(file))?;
+        Ok(device.unwrap_or_else(|| format!("<loop device of {}>", file.display())))
+    }
+
+    /// Creates (sparse, 0600) or grows the file to `size_kib`, in-process: what
+    /// `truncate --size=BYTES FILE` does, without the spawn.
+    fn set_size(&self, cx: &mut Cx<'_>, file: &Path, size_kib: u64) -> Result<()> {
+        let bytes = size_kib * 1024;
+        let what = vec![
+            "(agent) set-size".into(),
+            bytes.to_string(),
+            path_str(file)?,
+        ];
+        cx.act_host(Layer::Storage, what, |h| h.set_len(file, bytes))
     }
 }
 
@@ -180,16 +179,8 @@ impl Backend for LoopFile {
                 ))
             })?;
         }
-        // truncate makes a sparse file of exactly this size (set_len).
-        cx.act(
-            Layer::Storage,
-            &Command::new(
-                "truncate",
-                [format!("--size={}", size_kib * 1024), path_str(&file)?],
-            ),
-        )
-        .await?;
-        let device = self.attach(cx, &file).await?;
+        self.set_size(cx, &file, size_kib)?;
+        let device = self.attach(cx, &file)?;
         Ok(Backing {
             device: Some(device),
             size_kib,
@@ -202,7 +193,7 @@ impl Backend for LoopFile {
             return Ok(backing);
         }
         let file = self.file(cx, vol);
-        let device = self.attach(cx, &file).await?;
+        let device = self.attach(cx, &file)?;
         Ok(Backing {
             device: Some(device),
             device_kib: Some(backing.size_kib),
@@ -218,14 +209,7 @@ impl Backend for LoopFile {
         size_kib: u64,
     ) -> Result<Backing> {
         let file = self.file(cx, vol);
-        cx.act(
-            Layer::Storage,
-            &Command::new(
-                "truncate",
-                [format!("--size={}", size_kib * 1024), path_str(&file)?],
-            ),
-        )
-        .await?;
+        self.set_size(cx, &file, size_kib)?;
         if let Some(dev) = &current.device {
             cx.act(
                 Layer::Storage,

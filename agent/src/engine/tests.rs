@@ -130,13 +130,16 @@ async fn apply_layers_luks_format_and_open_on_first_activation() {
         .unwrap();
 
     let cmds = r.runner.commands();
-    let uuid = uuid_of(&cmds[3]);
+    let uuid = uuid_of(&cmds[1]);
     let file = r.file();
+    // Sizing the file and attaching it are the agent's own steps (no process).
+    assert_eq!(
+        *r.host.steps.lock().unwrap(),
+        [format!("set-size {MIB64} {file}"), format!("attach-loop {file}")]
+    );
     assert_eq!(
         cmds,
         [
-            format!("truncate --size={MIB64} {file}"),
-            format!("losetup -f --show {file}"),
             format!("cryptsetup isLuks {LOOP}"),
             format!(
                 "cryptsetup luksFormat --type luks2 --batch-mode --uuid={uuid} --pbkdf=pbkdf2 --key-file=- {LOOP}"
@@ -146,10 +149,7 @@ async fn apply_layers_luks_format_and_open_on_first_activation() {
     );
     // The passphrase went to stdin of luksFormat and open, and nowhere else.
     let stdins: Vec<Option<String>> = r.runner.calls().into_iter().map(|c| c.stdin).collect();
-    assert_eq!(
-        stdins,
-        [None, None, None, Some(PASS.into()), Some(PASS.into())]
-    );
+    assert_eq!(stdins, [None, Some(PASS.into()), Some(PASS.into())]);
     r.assert_no_secret_anywhere();
 
     let v = &observed.volumes[0];
@@ -187,12 +187,10 @@ async fn apply_skips_drbd_when_layer_stack_omits() {
     );
     let observed = r.engine.apply(d).await.unwrap();
     let file = r.file();
+    assert!(r.runner.commands().is_empty(), "{:?}", r.runner.commands());
     assert_eq!(
-        r.runner.commands(),
-        [
-            format!("truncate --size={MIB64} {file}"),
-            format!("losetup -f --show {file}")
-        ]
+        *r.host.steps.lock().unwrap(),
+        [format!("set-size {MIB64} {file}"), format!("attach-loop {file}")]
     );
     assert!(r
         .runner
@@ -299,7 +297,6 @@ async fn grow_extends_the_file_then_the_loop_device_then_the_luks_mapping() {
         cmds,
         [
             format!("losetup -j {file}"),
-            format!("truncate --size={} {file}", 2 * MIB64),
             format!("losetup -c {LOOP}"),
             format!("cryptsetup isLuks {LOOP}"),
             format!("cryptsetup luksUUID {LOOP}"),
@@ -307,7 +304,12 @@ async fn grow_extends_the_file_then_the_loop_device_then_the_luks_mapping() {
             "cryptsetup resize --key-file=- db-0-luks".to_owned(),
         ]
     );
-    assert_eq!(r.runner.calls()[6].stdin.as_deref(), Some(PASS));
+    assert_eq!(r.runner.calls()[5].stdin.as_deref(), Some(PASS));
+    // The file grew first (the agent's own step), then the loop device learnt the size.
+    assert_eq!(
+        *r.host.steps.lock().unwrap(),
+        [format!("set-size {} {file}", 2 * MIB64)]
+    );
     assert_eq!(observed.volumes[0].size_kib, Some(131072));
     r.assert_no_secret_anywhere();
 }
@@ -683,7 +685,6 @@ async fn drbd_first_creation_renders_creates_metadata_adjusts_and_forces_the_low
     let cmds = r.runner.commands();
     let res = r.state.join("drbd.d/db.res").display().to_string();
     let order = [
-        "losetup -f --show".to_owned(),
         format!("drbdmeta --force 1000 v09 {LOOP} internal dump-md"),
         format!("drbdadm -c {res} --max-peers=7 -- --force create-md db/0"),
         format!("drbdadm -c {res} adjust db"),
@@ -940,13 +941,16 @@ async fn delete_reattaches_a_detached_loop_file_to_erase_its_luks_header() {
     r.runner
         .on(&["cryptsetup", "luksUUID"], Output::ok("u-1\n"));
     r.runner.clear();
+    r.host.steps.lock().unwrap().clear();
     r.engine.delete(&"db".parse().unwrap()).await.unwrap();
     let cmds = r.runner.commands();
-    let attach = position(&cmds, "losetup -f --show");
-    assert!(
-        attach < position(&cmds, "cryptsetup erase --batch-mode /dev/loop7"),
-        "{cmds:#?}"
+    // The file was attached again (the agent's own step), and the erase ran on the device
+    // that attach answered: nothing else knew of /dev/loop7 (`losetup -j` lists nothing).
+    assert_eq!(
+        *r.host.steps.lock().unwrap(),
+        [format!("attach-loop {}", r.file())]
     );
+    position(&cmds, "cryptsetup erase --batch-mode /dev/loop7");
     assert_eq!(*r.host.zeroed.lock().unwrap(), [PathBuf::from(LOOP)]);
     assert!(position(&cmds, "cryptsetup erase") < position(&cmds, "losetup -d /dev/loop7"));
     assert!(!r.host.exists(Path::new(&r.file())));

@@ -140,18 +140,29 @@ impl Cx<'_> {
         what: Vec<String>,
         f: impl FnOnce(&dyn Host) -> std::io::Result<()>,
     ) -> Result<()> {
+        self.act_host_with(layer, what, f).map(|_| ())
+    }
+
+    /// [`Cx::act_host`] for a step with a result (the loop device attached); `None` when
+    /// planning, since nothing ran.
+    pub fn act_host_with<T>(
+        &mut self,
+        layer: blockstor_proto::Layer,
+        what: Vec<String>,
+        f: impl FnOnce(&dyn Host) -> std::io::Result<T>,
+    ) -> Result<Option<T>> {
         self.steps.push(PlannedStep {
             layer: layer.as_str().to_owned(),
             argv: what.clone(),
         });
         if self.dry_run {
-            return Ok(());
+            return Ok(None);
         }
         let action = what.join(" ");
         let seq = self.record.intent(layer.as_str(), action.clone());
         self.persist_journal()?;
         tracing::info!(rd = %self.rd, layer = layer.as_str(), action = %action, "step");
-        f(self.host).map_err(|e| {
+        let value = f(self.host).map_err(|e| {
             crate::error::Error::new(
                 crate::error::Kind::Internal,
                 "host_io_failed",
@@ -160,7 +171,8 @@ impl Cx<'_> {
         })?;
         crate::crash::after_step();
         self.record.done(seq);
-        self.persist_journal()
+        self.persist_journal()?;
+        Ok(Some(value))
     }
 
     /// Writes a journal entry (intent or done) lazily (see [`Store::put_lazy`]), unless
