@@ -205,7 +205,10 @@ mod tests {
             device.trim_start_matches("/dev/")
         ));
         detach(&device);
-        assert_eq!(backing, std::fs::canonicalize(&file).unwrap().to_str().unwrap());
+        assert_eq!(
+            backing,
+            std::fs::canonicalize(&file).unwrap().to_str().unwrap()
+        );
         assert_eq!(size.unwrap().trim(), "8192", "4 MiB in 512-byte sectors");
     }
 

@@ -16,6 +16,8 @@ mod agent_items;
 mod hcl;
 #[path = "../bench/http.rs"]
 mod http;
+#[path = "../bench/lifetimes.rs"]
+mod lifetimes;
 #[path = "../bench/null.rs"]
 mod null;
 #[path = "../bench/procwatch.rs"]

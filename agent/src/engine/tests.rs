@@ -135,7 +135,10 @@ async fn apply_layers_luks_format_and_open_on_first_activation() {
     // Sizing the file and attaching it are the agent's own steps (no process).
     assert_eq!(
         *r.host.steps.lock().unwrap(),
-        [format!("set-size {MIB64} {file}"), format!("attach-loop {file}")]
+        [
+            format!("set-size {MIB64} {file}"),
+            format!("attach-loop {file}")
+        ]
     );
     assert_eq!(
         cmds,
@@ -190,7 +193,10 @@ async fn apply_skips_drbd_when_layer_stack_omits() {
     assert!(r.runner.commands().is_empty(), "{:?}", r.runner.commands());
     assert_eq!(
         *r.host.steps.lock().unwrap(),
-        [format!("set-size {MIB64} {file}"), format!("attach-loop {file}")]
+        [
+            format!("set-size {MIB64} {file}"),
+            format!("attach-loop {file}")
+        ]
     );
     assert!(r
         .runner

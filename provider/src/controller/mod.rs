@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use blockstor_proto::wire::NodeInfo;
 use blockstor_proto::NodeName;
 
 use crate::transport::{AgentClient, TransportError};
@@ -38,12 +39,46 @@ pub struct Cluster {
     pub nodes: BTreeMap<NodeName, ClusterNode>,
     /// DRBD minors and ports handed out by concurrent applies of this process.
     pub reserved: Arc<std::sync::Mutex<allocate::Reserved>>,
+    /// Each agent's `node_info` as the plan preview first saw it; see [`Cluster::pools_of`].
+    pools_seen: Arc<std::sync::Mutex<BTreeMap<NodeName, PoolsOnce>>>,
 }
+
+/// One node's `node_info`, fetched at most once per provider process.
+type PoolsOnce = Arc<tokio::sync::OnceCell<NodeInfo>>;
 
 impl Cluster {
     /// The node called `name`, if configured.
     pub fn node(&self, name: &NodeName) -> Option<&ClusterNode> {
         self.nodes.get(name)
+    }
+
+    /// `node_info` of `node`, asked once per provider process and then answered from memory.
+    ///
+    /// For the plan preview only, which needs the node's pool names: a fresh plan of N
+    /// definitions would otherwise ask each agent N times, and each answer costs the agent a
+    /// look at every pool's free space and its tool versions (three processes). Pools are the
+    /// agent's configuration and do not change during one Terraform command (Terraform starts a
+    /// new provider process for each). Apply always asks the agent live: free space and DRBD
+    /// minors change. A failed call is not remembered.
+    pub async fn pools_of(&self, node: &NodeName) -> Result<NodeInfo, TransportError> {
+        let Some(client) = self.nodes.get(node).map(|n| n.client.clone()) else {
+            return Err(TransportError::Unreachable {
+                node: node.clone(),
+                message: format!(
+                    "node {node} is not configured: add a `node \"{node}\"` block to the provider"
+                ),
+            });
+        };
+        let once = self
+            .pools_seen
+            .lock()
+            .expect("pools cache poisoned")
+            .entry(node.clone())
+            .or_default()
+            .clone();
+        once.get_or_try_init(|| async move { client.node_info().await })
+            .await
+            .cloned()
     }
 
     /// Runs `call` on the agents of `names` in parallel; results in the order of `names`.

@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use super::{conform, DecodeError, Number, Ty, Value};
+use super::{conform, error_at, DecodeError, DecodePath as Path, Number, Ty, Value};
 
 /// Decodes JSON `bytes` as a value of type `ty`; keys not in an object type are dropped and
 /// missing attributes become null.
 pub fn decode(bytes: &[u8], ty: &Ty) -> Result<Value, DecodeError> {
     let json: Json = serde_json::from_slice(bytes)
         .map_err(|e| DecodeError::new("", format!("invalid JSON: {e}")))?;
-    from_json(json, ty, "").map(|v| conform(v, ty))
+    from_json(json, ty, &Path::Root).map(|v| conform(v, ty))
 }
 
 /// Parses a cty JSON type (`"string"`, `["list","string"]`, `["object",{..}]`).
@@ -49,11 +49,11 @@ pub fn ty_from_json(json: &Json) -> Option<Ty> {
     }
 }
 
-fn from_json(json: Json, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
+fn from_json(json: Json, ty: &Ty, path: &Path<'_>) -> Result<Value, DecodeError> {
     if json.is_null() {
         return Ok(Value::Null);
     }
-    let wrong = |j: &Json| DecodeError::new(path, format!("expected {}, got {j}", ty.to_json()));
+    let wrong = |j: &Json| error_at(path, format!("expected {}, got {j}", ty.to_json()));
     Ok(match ty {
         Ty::Bool => Value::Bool(json.as_bool().ok_or_else(|| wrong(&json))?),
         Ty::String => match json {
@@ -74,7 +74,7 @@ fn from_json(json: Json, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
                 items
                     .into_iter()
                     .enumerate()
-                    .map(|(i, v)| from_json(v, elem, &format!("{path}[{i}]")))
+                    .map(|(i, v)| from_json(v, elem, &Path::Index(path, i)))
                     .collect::<Result<_, _>>()?,
             ),
             other => return Err(wrong(&other)),
@@ -83,8 +83,8 @@ fn from_json(json: Json, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
             Json::Object(m) => Value::Map(
                 m.into_iter()
                     .map(|(k, v)| {
-                        let p = format!("{path}.{k}");
-                        Ok((k, from_json(v, elem, &p)?))
+                        let v = from_json(v, elem, &Path::Attr(path, &k))?;
+                        Ok((k, v))
                     })
                     .collect::<Result<_, DecodeError>>()?,
             ),
@@ -95,8 +95,8 @@ fn from_json(json: Json, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
                 m.into_iter()
                     .filter_map(|(k, v)| {
                         let t = attrs.get(&k)?;
-                        let p = format!("{path}.{k}");
-                        Some(from_json(v, t, &p).map(|v| (k, v)))
+                        let v = from_json(v, t, &Path::Attr(path, &k));
+                        Some(v.map(|v| (k, v)))
                     })
                     .collect::<Result<_, DecodeError>>()?,
             ),

@@ -257,24 +257,60 @@ impl DecodeError {
     }
 }
 
+/// Where a decoder is in the value, rendered (`.volume[0].size`) only for an error: building
+/// the string for every attribute was a tenth of a plan's CPU at hundreds of resources.
+#[derive(Clone, Copy)]
+pub(crate) enum DecodePath<'a> {
+    Root,
+    Attr(&'a DecodePath<'a>, &'a str),
+    Index(&'a DecodePath<'a>, usize),
+}
+
+impl std::fmt::Display for DecodePath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodePath::Root => Ok(()),
+            DecodePath::Attr(parent, k) => write!(f, "{parent}.{k}"),
+            DecodePath::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// A [`DecodeError`] at `path`.
+pub(crate) fn error_at(path: &DecodePath<'_>, message: impl Into<String>) -> DecodeError {
+    DecodeError::new(&path.to_string(), message)
+}
+
 /// Makes every object carry exactly its type's attributes: missing ones become null and
 /// unknown keys are dropped. Used after decoding and before encoding, so a reply always
 /// conforms to the schema whatever a resource put into it.
-pub fn conform(value: Value, ty: &Ty) -> Value {
+pub fn conform(mut value: Value, ty: &Ty) -> Value {
+    conform_in_place(&mut value, ty);
+    value
+}
+
+/// [`conform`] without rebuilding the maps: at hundreds of resources per plan, copying every
+/// object's keys into new maps was a seventh of the provider's CPU.
+fn conform_in_place(value: &mut Value, ty: &Ty) {
     match (value, ty) {
-        (Value::Map(mut m), Ty::Object(attrs)) => Value::Map(
-            attrs
-                .iter()
-                .map(|(k, t)| (k.clone(), conform(m.remove(k).unwrap_or_default(), t)))
-                .collect(),
-        ),
-        (Value::Map(m), Ty::Map(elem)) => {
-            Value::Map(m.into_iter().map(|(k, v)| (k, conform(v, elem))).collect())
+        (Value::Map(m), Ty::Object(attrs)) => {
+            m.retain(|k, _| attrs.contains_key(k));
+            for (k, t) in attrs {
+                match m.get_mut(k) {
+                    Some(v) => conform_in_place(v, t),
+                    None => {
+                        let mut v = Value::default();
+                        conform_in_place(&mut v, t);
+                        m.insert(k.clone(), v);
+                    }
+                }
+            }
         }
+        (Value::Map(m), Ty::Map(elem)) => m.values_mut().for_each(|v| conform_in_place(v, elem)),
         (Value::List(items), Ty::List(elem) | Ty::Set(elem)) => {
-            Value::List(items.into_iter().map(|v| conform(v, elem)).collect())
+            items.iter_mut().for_each(|v| conform_in_place(v, elem))
         }
-        (v, _) => v,
+        _ => {}
     }
 }
 

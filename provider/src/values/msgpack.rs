@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use rmpv::Value as Mp;
 
-use super::{conform, DecodeError, Number, Ty, Value};
+use super::{conform, error_at, DecodeError, DecodePath as Path, Number, Ty, Value};
 
 /// msgpack extension type of an unknown value.
 const EXT_UNKNOWN: i8 = 0;
@@ -19,24 +19,26 @@ pub fn decode(bytes: &[u8], ty: &Ty) -> Result<Value, DecodeError> {
     let mut reader = bytes;
     let mp = rmpv::decode::read_value(&mut reader)
         .map_err(|e| DecodeError::new("", format!("invalid msgpack: {e}")))?;
-    from_mp(mp, ty, "").map(|v| conform(v, ty))
+    from_mp(mp, ty, &Path::Root).map(|v| conform(v, ty))
 }
 
 /// Encodes `value` as msgpack, after conforming it to `ty` (missing attributes become nil).
 pub fn encode(value: &Value, ty: &Ty) -> Vec<u8> {
-    let mp = to_mp(&conform(value.clone(), ty), ty);
+    // to_mp writes each object with exactly its type's attributes (as `conform` would), so the
+    // value is neither copied nor conformed first.
+    let mp = to_mp(value, ty);
     let mut out = Vec::new();
     rmpv::encode::write_value(&mut out, &mp).expect("writing to a Vec cannot fail");
     out
 }
 
-fn from_mp(mp: Mp, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
+fn from_mp(mp: Mp, ty: &Ty, path: &Path<'_>) -> Result<Value, DecodeError> {
     match mp {
         Mp::Nil => return Ok(Value::Null),
         Mp::Ext(EXT_UNKNOWN | EXT_REFINED_UNKNOWN, _) => return Ok(Value::Unknown),
         _ => {}
     }
-    let wrong = |mp: &Mp| DecodeError::new(path, format!("expected {}, got {mp}", ty.to_json()));
+    let wrong = |mp: &Mp| error_at(path, format!("expected {}, got {mp}", ty.to_json()));
     Ok(match ty {
         Ty::Bool => match mp {
             Mp::Boolean(b) => Value::Bool(b),
@@ -45,7 +47,7 @@ fn from_mp(mp: Mp, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
         Ty::String => match mp {
             Mp::String(s) => Value::String(
                 s.into_str()
-                    .ok_or_else(|| DecodeError::new(path, "string is not valid UTF-8"))?,
+                    .ok_or_else(|| error_at(path, "string is not valid UTF-8"))?,
             ),
             other => return Err(wrong(&other)),
         },
@@ -59,7 +61,7 @@ fn from_mp(mp: Mp, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
             Mp::String(s) => {
                 let s = s
                     .into_str()
-                    .ok_or_else(|| DecodeError::new(path, "number is not valid UTF-8"))?;
+                    .ok_or_else(|| error_at(path, "number is not valid UTF-8"))?;
                 match s.parse::<i64>() {
                     Ok(i) => Value::Number(Number::Int(i)),
                     Err(_) => Value::Number(Number::Decimal(s)),
@@ -72,7 +74,7 @@ fn from_mp(mp: Mp, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
                 items
                     .into_iter()
                     .enumerate()
-                    .map(|(i, v)| from_mp(v, elem, &format!("{path}[{i}]")))
+                    .map(|(i, v)| from_mp(v, elem, &Path::Index(path, i)))
                     .collect::<Result<_, _>>()?,
             ),
             other => return Err(wrong(&other)),
@@ -89,9 +91,9 @@ fn from_mp(mp: Mp, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
                     other => return Err(wrong(&other)),
                 };
                 let json: serde_json::Value = serde_json::from_slice(&ty_bytes)
-                    .map_err(|e| DecodeError::new(path, format!("bad dynamic type: {e}")))?;
+                    .map_err(|e| error_at(path, format!("bad dynamic type: {e}")))?;
                 let inner_ty = super::json::ty_from_json(&json)
-                    .ok_or_else(|| DecodeError::new(path, "unsupported dynamic type"))?;
+                    .ok_or_else(|| error_at(path, "unsupported dynamic type"))?;
                 from_mp(inner, &inner_ty, path)?
             }
             other => return Err(wrong(&other)),
@@ -103,12 +105,12 @@ fn from_mp(mp: Mp, ty: &Ty, path: &str) -> Result<Value, DecodeError> {
 /// (attributes no longer in the schema) are dropped.
 fn map_entries<'t>(
     mp: Mp,
-    path: &str,
+    path: &Path<'_>,
     ty: &Ty,
     elem_ty: impl Fn(&str) -> Option<&'t Ty>,
 ) -> Result<BTreeMap<String, Value>, DecodeError> {
     let Mp::Map(entries) = mp else {
-        return Err(DecodeError::new(
+        return Err(error_at(
             path,
             format!("expected {}, got {mp}", ty.to_json()),
         ));
@@ -116,13 +118,13 @@ fn map_entries<'t>(
     let mut out = BTreeMap::new();
     for (k, v) in entries {
         let Mp::String(k) = k else {
-            return Err(DecodeError::new(path, "map key is not a string"));
+            return Err(error_at(path, "map key is not a string"));
         };
         let k = k
             .into_str()
-            .ok_or_else(|| DecodeError::new(path, "map key is not valid UTF-8"))?;
+            .ok_or_else(|| error_at(path, "map key is not valid UTF-8"))?;
         if let Some(t) = elem_ty(&k) {
-            let v = from_mp(v, t, &format!("{path}.{k}"))?;
+            let v = from_mp(v, t, &Path::Attr(path, &k))?;
             out.insert(k, v);
         }
     }
@@ -130,6 +132,18 @@ fn map_entries<'t>(
 }
 
 fn to_mp(value: &Value, ty: &Ty) -> Mp {
+    if let (Value::Map(m), Ty::Object(attrs)) = (value, ty) {
+        // Exactly the type's attributes, in its order; a missing one is nil.
+        return Mp::Map(
+            attrs
+                .iter()
+                .map(|(k, t)| {
+                    let v = m.get(k).map_or(Mp::Nil, |v| to_mp(v, t));
+                    (Mp::from(k.as_str()), v)
+                })
+                .collect(),
+        );
+    }
     match value {
         Value::Null => Mp::Nil,
         Value::Unknown => Mp::Ext(EXT_UNKNOWN, vec![0]),

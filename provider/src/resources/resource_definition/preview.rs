@@ -77,17 +77,16 @@ fn planned_nodes(planned: &Value) -> Option<Vec<NodeName>> {
 }
 
 /// The pool the apply will pick when no group names one: the only pool all `nodes` have
-/// (the same rule and the same agent answers as the apply's).
+/// (the same rule and the same agent answers as the apply's). Each agent is asked once per
+/// provider process ([`Cluster::pools_of`]), not once per definition.
 async fn sole_pool(
     cluster: &Cluster,
     nodes: &[NodeName],
     diags: &mut Diagnostics,
 ) -> Option<StoragePoolName> {
     let mut infos: Vec<NodeInfo> = Vec::new();
-    for (_, result) in cluster
-        .fan_out(nodes, |c| async move { c.node_info().await })
-        .await
-    {
+    let asked = nodes.iter().map(|n| cluster.pools_of(n));
+    for result in futures::future::join_all(asked).await {
         match result {
             Ok(info) => infos.push(info),
             Err(e) => {
@@ -162,8 +161,11 @@ fn render(steps: &PlannedSteps) -> Value {
 /// `<generated>`: Terraform plans again during apply and requires the same known value.
 pub fn command_line(argv: &[String]) -> String {
     argv.iter()
-        .map(|a| match a.strip_prefix("--uuid=") {
+        .enumerate()
+        .map(|(i, a)| match a.strip_prefix("--uuid=") {
             Some(_) => "--uuid=<generated>".to_owned(),
+            // A step the agent does itself is named, not a program: `(agent) set-size`.
+            None if i == 0 && a.starts_with("(agent) ") => a.clone(),
             None => quote(a),
         })
         .collect::<Vec<_>>()
@@ -203,6 +205,12 @@ mod tests {
     fn a_fresh_luks_uuid_reads_as_generated_so_a_replan_shows_the_same_line() {
         let line = command_line(&argv(&["cryptsetup", "luksFormat", "--uuid=1234-abcd"]));
         assert_eq!(line, "cryptsetup luksFormat --uuid=<generated>");
+    }
+
+    #[test]
+    fn a_step_the_agent_does_itself_reads_by_its_name() {
+        let line = command_line(&argv(&["(agent) attach-loop", "/var/lib/x/db 0.img"]));
+        assert_eq!(line, "(agent) attach-loop '/var/lib/x/db 0.img'");
     }
 
     #[test]
