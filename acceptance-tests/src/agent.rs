@@ -80,6 +80,11 @@ impl AgentProcess {
     }
 
     /// `http://127.0.0.1:<port>`, for the provider's `http { endpoint }`.
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -13,7 +13,7 @@ use super::stats::timed;
 /// devices are detached) before the workspace directory goes.
 pub struct OurSeat {
     /// One agent per node, in node order; held so they run until the seat drops.
-    _agents: Vec<AgentProcess>,
+    agents: Vec<AgentProcess>,
     /// One proxy per agent when timing the agent's share, else empty.
     pub proxies: Vec<TimingProxy>,
     /// terraform in the workspace, `TF_VAR_token` set.
@@ -64,7 +64,7 @@ impl OurSeat {
         let mut tf = ws.terraform();
         tf.var("token", token);
         let seat = OurSeat {
-            _agents: agents,
+            agents,
             proxies,
             tf,
             ws,
@@ -79,6 +79,11 @@ impl OurSeat {
     pub fn set_resources(&self, resources: &str) {
         self.ws
             .write("main.tf", &format!("{}\n{resources}", self.provider_hcl));
+    }
+
+    /// CPU time (user + system) the agents used so far, summed.
+    pub fn agents_cpu(&self) -> Duration {
+        self.agents.iter().map(|a| cpu_of(a.pid())).sum()
     }
 
     /// Forgets what the proxies recorded.
@@ -111,3 +116,44 @@ pub const APPLY: &[&str] = &["apply", "-input=false", "-no-color", "-auto-approv
 pub const DESTROY: &[&str] = &["destroy", "-input=false", "-no-color", "-auto-approve"];
 /// `terraform validate`.
 pub const VALIDATE: &[&str] = &["validate", "-no-color"];
+
+/// CPU time (user + system) of a live process, from `/proc/<pid>/stat`.
+pub fn cpu_of(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11) // state ... cmajflt; utime and stime are fields 14 and 15
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no memory effects.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+/// CPU time (user + system) of every child process the bench has waited for, with their own
+/// waited-for children: terraform and the provider processes it started.
+pub fn children_cpu() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// `terraform <args>` with the CPU it used: (wall, terraform + providers, agents of `seat`).
+pub fn run_ok_cpu(seat: &OurSeat, args: &[&str]) -> (Duration, Duration, Duration) {
+    let (tf0, ag0) = (children_cpu(), seat.agents_cpu());
+    let wall = run_ok(&seat.tf, args);
+    (
+        wall,
+        children_cpu().saturating_sub(tf0),
+        seat.agents_cpu().saturating_sub(ag0),
+    )
+}

@@ -9,7 +9,7 @@ use super::hcl;
 use super::lifetimes::Lifetimes;
 use super::null::NullSeat;
 use super::procwatch::Watcher;
-use super::seat::{run_ok, OurSeat, APPLY, DESTROY, PLAN, VALIDATE};
+use super::seat::{run_ok, run_ok_cpu, OurSeat, APPLY, DESTROY, PLAN, VALIDATE};
 use super::stats::{median, mib, ratio, secs};
 use super::table::{Row, Verdict};
 
@@ -213,7 +213,9 @@ fn provider_memory_rows(n: usize, o: &Cycle, z: &Cycle) -> Vec<Row> {
 }
 
 /// Item 5: 100 RDs spread round-robin over 3 agents, one apply, against the slowest agent's
-/// share applied alone (its RDs only, one agent).
+/// share applied alone (its RDs only, one agent). The CPU every side used is measured too: on
+/// a machine with fewer cores than agents + terraform, the together run cannot be faster than
+/// its total CPU time divided by the cores, whatever the dispatch does.
 pub fn scale(reps: usize, total: usize) -> Vec<Row> {
     let nodes = ["n1", "n2", "n3"];
     let shares: Vec<usize> = (0..nodes.len())
@@ -226,31 +228,69 @@ pub fn scale(reps: usize, total: usize) -> Vec<Row> {
         .map(|(node, &count)| hcl::rds(&format!("rd_{node}"), &format!("s-{node}"), count, node))
         .collect();
     all.set_resources(&text);
-    let mut together = Vec::new();
-    let mut slowest = Vec::new();
+    let (mut together, mut together_tf, mut together_ag) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut slowest, mut slowest_tf, mut slowest_ag) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
-        together.push(run_ok(&all.tf, APPLY));
+        let (wall, tf, ag) = run_ok_cpu(&all, APPLY);
+        together.push(wall);
+        together_tf.push(tf);
+        together_ag.push(ag);
         run_ok(&all.tf, DESTROY);
-        let mut worst = Duration::ZERO;
+        let mut worst = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         for (node, &count) in nodes.iter().zip(&shares) {
             let one = OurSeat::new(&[node], false);
             one.set_resources(&hcl::rds("rd", &format!("s-{node}"), count, node));
-            worst = worst.max(run_ok(&one.tf, APPLY));
+            let alone = run_ok_cpu(&one, APPLY);
+            if alone.0 > worst.0 {
+                worst = alone;
+            }
             run_ok(&one.tf, DESTROY);
         }
-        slowest.push(worst);
+        slowest.push(worst.0);
+        slowest_tf.push(worst.1);
+        slowest_ag.push(worst.2);
     }
     let (t, s) = (median(&together), median(&slowest));
+    let (t_tf, t_ag) = (median(&together_tf), median(&together_ag));
+    let (s_tf, s_ag) = (median(&slowest_tf), median(&slowest_ag));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let cpu_bound = (t_tf + t_ag) / cores;
+    let floor = s.max(cpu_bound);
     let r = ratio(t, s);
-    vec![Row {
-        item: format!("5. scale {total} RDs x 3 agents"),
-        ours: secs(t),
-        reference: format!("slowest share alone {}", secs(s)),
-        value: format!("{r:.2}"),
-        target: "<= 1.2".into(),
-        verdict: Verdict::at_most(r, 1.2),
-        note: format!(
-            "`terraform apply`, shares {shares:?}, each share alone on its own agent, median of {reps}"
-        ),
-    }]
+    let rf = ratio(t, floor);
+    vec![
+        Row {
+            item: format!("5. scale {total} RDs x 3 agents"),
+            ours: secs(t),
+            reference: format!("slowest share alone {}", secs(s)),
+            value: format!("{r:.2}"),
+            target: "<= 1.2".into(),
+            verdict: Verdict::at_most(r, 1.2),
+            note: format!(
+                "`terraform apply`, shares {shares:?}, each share alone on its own agent, median of {reps}"
+            ),
+        },
+        Row {
+            item: "5. same, CPU used".into(),
+            ours: format!(
+                "{} CPU (terraform+provider {}, agents {})",
+                secs(t_tf + t_ag),
+                secs(t_tf),
+                secs(t_ag)
+            ),
+            reference: format!(
+                "slowest share alone {} CPU (terraform+provider {}, agent {})",
+                secs(s_tf + s_ag),
+                secs(s_tf),
+                secs(s_ag)
+            ),
+            value: format!("{rf:.2}"),
+            target: "reported".into(),
+            verdict: Verdict::Info,
+            note: format!(
+                "value = together / max(slowest share alone, together's CPU / {cores} cores = {})",
+                secs(cpu_bound)
+            ),
+        },
+    ]
 }
