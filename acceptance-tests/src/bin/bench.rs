@@ -106,7 +106,15 @@ fn item(name: &str, target: &str, f: impl FnOnce() -> Vec<Row>) -> Vec<Row> {
     rows
 }
 
-fn header(o: &Options, total: std::time::Duration) -> String {
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`): figures taken on a busy machine
+/// are not comparable, so the table says how busy it was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn header(o: &Options, total: std::time::Duration, load_before: &str) -> String {
     let cmd = |argv: &[&str]| {
         std::process::Command::new(argv[0])
             .args(&argv[1..])
@@ -119,6 +127,7 @@ fn header(o: &Options, total: std::time::Duration) -> String {
         .unwrap_or_default();
     format!(
         "Measured {} on `{}` ({} cores), kernel {}, {}; repetitions {}, median; whole run {}.\n\
+         Load average (1, 5, 15 min) before the run {}, after it {}.\n\
          Reference: hashicorp/null 2.1.2 (Go, protocol 5) on the same terraform binary.\n",
         cmd(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]),
         cmd(&["hostname"]),
@@ -127,6 +136,8 @@ fn header(o: &Options, total: std::time::Duration) -> String {
         tf.lines().next().unwrap_or("terraform ?"),
         o.reps,
         stats::secs(total),
+        load_before,
+        load_average(),
     )
 }
 
@@ -146,6 +157,7 @@ fn main() {
         std::process::exit(2);
     }
     let null_bin = null::locate(o.null_provider.clone());
+    let load_before = load_average();
     let started = Instant::now();
     let mut rows = Vec::new();
     let want = |n: u8| o.only.contains(&n);
@@ -181,7 +193,7 @@ fn main() {
     }
     let text = format!(
         "{}\n{}",
-        header(&o, started.elapsed()),
+        header(&o, started.elapsed(), &load_before),
         table::render(&rows)
     );
     println!("{text}");
