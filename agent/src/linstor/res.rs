@@ -121,7 +121,11 @@ pub fn parse(text: &str) -> Result<ResFile, ParseError> {
             (Some("net"), Some(b)) => {
                 for opt in b.iter().filter(|o| o.block.is_none()) {
                     if let (Some(k), Some(v)) = (opt.word(0), opt.word(1)) {
-                        out.net.insert(k.to_owned(), v.to_owned());
+                        // The shared secret is never needed and must not sit in a value
+                        // that may be printed with `{:?}`.
+                        if k != "shared-secret" {
+                            out.net.insert(k.to_owned(), v.to_owned());
+                        }
                     }
                 }
             }
@@ -246,7 +250,7 @@ fn number<T: std::str::FromStr>(s: &Statement, i: usize) -> Result<T, ParseError
             line: s.line,
             what: format!(
                 "`{}` needs a number, found {:?}",
-                s.words.join(" "),
+                s.word(0).unwrap_or_default(),
                 s.word(i).unwrap_or("nothing")
             ),
         })
@@ -318,7 +322,8 @@ fn statements(
                 if !words.is_empty() {
                     return Err(ParseError {
                         line: *l,
-                        what: format!("`{}` is missing its `;`", words.join(" ")),
+                        // Only the keyword: the values may be a secret (`shared-secret`).
+                        what: format!("`{} …` is missing its `;`", words[0]),
                     });
                 }
                 return Ok(out);

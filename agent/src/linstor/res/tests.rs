@@ -106,10 +106,7 @@ fn linstor_res_yields_node_ids_minors_ports_addresses_and_disks() {
     assert_eq!(r.resource, "pvc-1");
     assert_eq!(r.local_hint.as_deref(), Some("alpha"));
     assert_eq!(r.net.get("protocol").map(String::as_str), Some("C"));
-    assert_eq!(
-        r.net.get("shared-secret").map(String::as_str),
-        Some("fEbf3PjYxIVCAJ+cFZ6v")
-    );
+    assert_eq!(r.net.get("shared-secret"), None, "never kept");
     let alpha = &r.hosts[0];
     assert_eq!(alpha.name, "alpha");
     assert_eq!(alpha.node_id, Some(1));
@@ -173,10 +170,10 @@ resource r0 {
 #[test]
 fn quoted_words_keep_escapes_and_comment_signs() {
     let r = parse(
-        "resource \"x\" { net { shared-secret \"a\\\"b#c\"; } # trailing\n on \"h\" { node-id 2; } }",
+        "resource \"x\" { net { verify-alg \"a\\\"b#c\"; } # trailing\n on \"h\" { node-id 2; } }",
     )
     .unwrap();
-    assert_eq!(r.net["shared-secret"], "a\"b#c");
+    assert_eq!(r.net["verify-alg"], "a\"b#c");
     assert_eq!(r.hosts[0].node_id, Some(2));
 }
 
@@ -199,6 +196,19 @@ fn broken_files_are_refused_with_the_line() {
         .contains("no `resource"));
     assert!(parse("}").is_err());
     assert!(parse("resource x { net { shared-secret \"open; } }").is_err());
+}
+
+#[test]
+fn the_shared_secret_never_reaches_an_error_or_the_parsed_file() {
+    let e = parse("resource x {\n net { shared-secret \"hunter2-drbd\" }\n}").unwrap_err();
+    assert!(e.what.contains("shared-secret"), "{e}");
+    assert!(!e.to_string().contains("hunter2-drbd"), "{e}");
+    let ok = parse(
+        "resource x {\n net { shared-secret \"hunter2-drbd\"; protocol C; }\n on a { node-id 1; }\n}",
+    )
+    .unwrap();
+    assert_eq!(ok.net.get("protocol").map(String::as_str), Some("C"));
+    assert!(!format!("{ok:?}").contains("hunter2-drbd"), "{ok:?}");
 }
 
 /// `drbdadm -c FILE dump` (drbd-utils) accepts the LINSTOR-shaped file, and the parser reads
