@@ -42,12 +42,6 @@ const TOOLS: &[Tool] = &[
         package: "mount",
     },
     Tool {
-        name: "truncate",
-        args: &["--version"],
-        needed_for: "loopfile pools",
-        package: "coreutils",
-    },
-    Tool {
         name: "drbdadm",
         args: &["--version"],
         needed_for: "DRBD layer",
