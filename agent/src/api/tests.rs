@@ -16,7 +16,7 @@ use crate::store::Store;
 
 const TOKEN: &str = "s3cr3t-token";
 
-fn engine() -> (tempfile::TempDir, Engine, Arc<RecordingRunner>) {
+pub(super) fn engine() -> (tempfile::TempDir, Engine, Arc<RecordingRunner>) {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let pool = dir.path().join("pool");

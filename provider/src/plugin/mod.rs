@@ -202,9 +202,20 @@ where
 /// Plain TCP connections (TLS disabled by the user).
 fn plaintext_incoming(listener: TcpListener) -> impl Stream<Item = io::Result<TcpStream>> {
     futures::stream::poll_fn(move |cx| match listener.poll_accept(cx) {
-        Poll::Ready(result) => Poll::Ready(Some(result.map(|(stream, _)| stream))),
+        Poll::Ready(result) => Poll::Ready(Some(result.map(|(stream, _)| without_nagle(stream)))),
         Poll::Pending => Poll::Pending,
     })
+}
+
+/// Turns off Nagle's algorithm on an accepted connection. A gRPC reply goes out in several
+/// small writes (headers, data, trailers); with Nagle on, the later ones wait for Terraform's
+/// delayed ACK, about 40 ms per round trip. Go, on Terraform's side and in go-plugin servers,
+/// sets `TCP_NODELAY` on every connection; tonic does it only for listeners it binds itself.
+fn without_nagle(stream: TcpStream) -> TcpStream {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(error = %err, "cannot set TCP_NODELAY; replies may be delayed");
+    }
+    stream
 }
 
 /// TLS connections: each TCP connection is handshaken in its own task, so one slow or rejected
@@ -227,6 +238,7 @@ fn tls_incoming(
                 },
                 () = shutdown.cancelled() => break,
             };
+            let tcp = without_nagle(tcp);
             let acceptor = acceptor.clone();
             let sender = sender.clone();
             tokio::spawn(async move {
@@ -294,4 +306,79 @@ fn spawn_parent_watch(shutdown: CancellationToken) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn plaintext_connections_are_served_without_nagle() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut incoming = Box::pin(plaintext_incoming(listener));
+        let _client = TcpStream::connect(address).await.unwrap();
+        let served = incoming.next().await.unwrap().unwrap();
+        assert!(served.nodelay().unwrap(), "TCP_NODELAY must be set");
+    }
+
+    #[tokio::test]
+    async fn tls_connections_are_served_without_nagle() {
+        let client = p521_client_cert();
+        let identity = tls::ServerIdentity::generate().unwrap();
+        let config = tls::server_config(&identity, client.cert.der().clone()).unwrap();
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let mut incoming = Box::pin(tls_incoming(listener, config.into(), shutdown.clone()));
+        let connecting = tokio::spawn(async move {
+            let tcp = TcpStream::connect(address).await.unwrap();
+            let connector = tls_connector(identity.cert_der.to_vec(), &client);
+            let name = ServerName::try_from("localhost").unwrap();
+            connector.connect(name, tcp).await.unwrap()
+        });
+        let served = incoming.next().await.unwrap().unwrap();
+        assert!(
+            served.get_ref().0.nodelay().unwrap(),
+            "TCP_NODELAY must be set"
+        );
+        drop(connecting.await.unwrap());
+        shutdown.cancel();
+    }
+
+    /// A client certificate like the one Terraform puts in `PLUGIN_CLIENT_CERT`.
+    fn p521_client_cert() -> rcgen::CertifiedKey<rcgen::KeyPair> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        rcgen::CertifiedKey {
+            cert,
+            signing_key: key,
+        }
+    }
+
+    fn tls_connector(
+        server_cert: Vec<u8>,
+        client: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    ) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(server_cert)).unwrap();
+        let key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client.signing_key.serialize_der()));
+        let mut config = rustls::ClientConfig::builder_with_provider(tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![client.cert.der().clone()], key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
 }

@@ -110,6 +110,9 @@ impl SshAgentClient {
     async fn connect(&self) -> Result<Handle<HostKeyCheck>, TransportError> {
         let config = Arc::new(client::Config {
             inactivity_timeout: Some(self.cfg.timeout),
+            // Requests and replies are small frames: with Nagle's algorithm each reply could
+            // wait for the peer's delayed ACK (~40 ms).
+            nodelay: true,
             ..Default::default()
         });
         let target = &self.cfg.endpoint;
