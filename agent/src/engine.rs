@@ -21,6 +21,7 @@ use crate::store::{Locks, ResourceRecord, Store, StoredSpec};
 mod discover;
 mod node_info;
 mod validate;
+mod versions;
 
 /// Everything a request needs. Cheap to clone; shared by the HTTP and stdio front ends.
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct Engine {
     pub host: Arc<dyn Host>,
     pub store: Store,
     pub locks: Locks,
+    /// Tool versions for `GET /v1/node`, kept until a tool or the DRBD module changes.
+    versions: Arc<versions::VersionCache>,
 }
 
 /// Answer of `DELETE`.
@@ -48,6 +51,7 @@ impl Engine {
             host,
             store,
             locks: Locks::default(),
+            versions: Arc::default(),
         }
     }
 

@@ -37,6 +37,16 @@ pub trait Host: Send + Sync {
     fn set_len(&self, path: &Path, bytes: u64) -> io::Result<()>;
     /// Attaches `file` to the first free loop device; the device path (`losetup -f --show`).
     fn attach_loop(&self, file: &Path) -> io::Result<String>;
+    /// Detaches a loop device (`losetup -d DEV`); deferred by the kernel while it is open.
+    fn detach_loop(&self, device: &str) -> io::Result<()>;
+    /// Makes a loop device take its grown file's size (`losetup -c DEV`).
+    fn set_loop_capacity(&self, device: &str) -> io::Result<()>;
+    /// Whether the loop device `device` is bound to `file` itself (same device and inode),
+    /// `false` when it is unbound, missing, or bound to another file.
+    fn loop_backs(&self, device: &str, file: &Path) -> io::Result<bool>;
+    /// `(free_kib, total_kib)` of the file system holding `path`, for unprivileged users as
+    /// `df --output=avail,size -k` shows them.
+    fn fs_space_kib(&self, path: &Path) -> io::Result<(u64, u64)>;
     /// Whether the kernel has device-mapper (needed by `cryptsetup open`).
     fn device_mapper_available(&self) -> bool {
         self.exists(Path::new("/dev/mapper/control"))
@@ -164,12 +174,43 @@ impl Host for RealHost {
         crate::loopdev::attach(file)
     }
 
+    fn detach_loop(&self, device: &str) -> io::Result<()> {
+        crate::loopdev::detach(device)
+    }
+
+    fn set_loop_capacity(&self, device: &str) -> io::Result<()> {
+        crate::loopdev::set_capacity(device)
+    }
+
+    fn loop_backs(&self, device: &str, file: &Path) -> io::Result<bool> {
+        crate::loopdev::backs(device, file)
+    }
+
+    fn fs_space_kib(&self, path: &Path) -> io::Result<(u64, u64)> {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: an all-zero `statvfs` is a valid value for the kernel to overwrite.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c_path` is NUL-terminated and `st` is a live, writable `statvfs`.
+        if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(space_kib(st.f_bavail as u64, st.f_blocks as u64, st.f_frsize as u64))
+    }
+
     fn device_mapper_available(&self) -> bool {
         // A modular dm shows in /sys/module; a built-in one registers a misc device.
         Path::new("/sys/module/dm_mod").exists()
             || std::fs::read_to_string("/proc/misc")
                 .is_ok_and(|m| m.lines().any(|l| l.trim_end().ends_with(" device-mapper")))
     }
+}
+
+/// `(free, total)` in KiB from `statvfs` block counts, rounded up as `df -k` rounds them.
+fn space_kib(avail_blocks: u64, total_blocks: u64, block_size: u64) -> (u64, u64) {
+    let kib = |blocks: u64| (u128::from(blocks) * u128::from(block_size)).div_ceil(1024) as u64;
+    (kib(avail_blocks), kib(total_blocks))
 }
 
 /// An in-memory node for engine tests: known paths with a size and whether their head is zero.
@@ -186,8 +227,20 @@ pub struct FakeHost {
     pub drbd: bool,
     /// What `attach_loop` answers ([`FakeHost::new`]: `/dev/loop7`).
     pub loop_device: String,
-    /// `set_len` and `attach_loop` calls, as `set-size BYTES PATH` / `attach-loop PATH`.
+    /// Loop-device steps as `set-size BYTES PATH`, `attach-loop PATH`, `detach-loop DEV`,
+    /// `set-capacity DEV`.
     pub steps: Mutex<Vec<String>>,
+    /// Which file each loop device backs, for `loop_backs` (empty: every check fails, so
+    /// lookups fall back to `losetup -j`).
+    pub loop_backing: Mutex<BTreeMap<String, PathBuf>>,
+    /// What `fs_space_kib` answers.
+    pub space_kib: (u64, u64),
+    /// When set, each loop-device step is also marked with how many commands this runner had
+    /// run before it ([`FakeHost::after_commands`]), so tests can order the two.
+    pub runner: Option<std::sync::Arc<crate::runner::RecordingRunner>>,
+    step_marks: Mutex<Vec<(usize, String)>>,
+    /// Loop-device steps starting with this fail (after being recorded), like a killed agent.
+    pub fail_step: Mutex<Option<String>>,
 }
 
 /// One file or device of a [`FakeHost`].
@@ -213,6 +266,29 @@ impl FakeHost {
             loop_device: device.to_owned(),
             ..FakeHost::new()
         }
+    }
+
+    /// How many runner commands had run before the first loop-device step starting with
+    /// `prefix` (needs [`FakeHost::runner`]).
+    pub fn after_commands(&self, prefix: &str) -> Option<usize> {
+        let marks = self.step_marks.lock().unwrap();
+        marks
+            .iter()
+            .find(|(_, s)| s.starts_with(prefix))
+            .map(|(n, _)| *n)
+    }
+
+    fn record_step(&self, step: String) -> io::Result<()> {
+        if let Some(r) = &self.runner {
+            let n = r.calls().len();
+            self.step_marks.lock().unwrap().push((n, step.clone()));
+        }
+        let fails = matches!(&*self.fail_step.lock().unwrap(), Some(p) if step.starts_with(p.as_str()));
+        self.steps.lock().unwrap().push(step);
+        if fails {
+            return Err(io::Error::other("simulated failure"));
+        }
+        Ok(())
     }
 
     /// Adds or replaces a path.
@@ -290,15 +366,30 @@ impl Host for FakeHost {
 
     /// Records the call only: the fake has no files until a test puts them.
     fn set_len(&self, path: &Path, bytes: u64) -> io::Result<()> {
-        let step = format!("set-size {bytes} {}", path.display());
-        self.steps.lock().unwrap().push(step);
-        Ok(())
+        self.record_step(format!("set-size {bytes} {}", path.display()))
     }
 
     fn attach_loop(&self, file: &Path) -> io::Result<String> {
-        let step = format!("attach-loop {}", file.display());
-        self.steps.lock().unwrap().push(step);
+        self.record_step(format!("attach-loop {}", file.display()))?;
         Ok(self.loop_device.clone())
+    }
+
+    fn detach_loop(&self, device: &str) -> io::Result<()> {
+        self.record_step(format!("detach-loop {device}"))?;
+        self.loop_backing.lock().unwrap().remove(device);
+        Ok(())
+    }
+
+    fn set_loop_capacity(&self, device: &str) -> io::Result<()> {
+        self.record_step(format!("set-capacity {device}"))
+    }
+
+    fn loop_backs(&self, device: &str, file: &Path) -> io::Result<bool> {
+        Ok(self.loop_backing.lock().unwrap().get(device).map(PathBuf::as_path) == Some(file))
+    }
+
+    fn fs_space_kib(&self, _path: &Path) -> io::Result<(u64, u64)> {
+        Ok(self.space_kib)
     }
 
     fn device_mapper_available(&self) -> bool {
@@ -313,6 +404,38 @@ impl Host for FakeHost {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn space_figures_match_df() {
+        let dir = tempfile::tempdir().unwrap();
+        let (free, total) = RealHost.fs_space_kib(dir.path()).unwrap();
+        let out = std::process::Command::new("df")
+            .args(["--output=avail,size", "-k"])
+            .arg(dir.path())
+            .output();
+        let Some(out) = out.ok().filter(|o| o.status.success()) else {
+            eprintln!("skipped: needs GNU df to compare with");
+            return;
+        };
+        let text = String::from_utf8(out.stdout).unwrap();
+        let nums: Vec<u64> = text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(total, nums[1], "{text}");
+        // Free space moves while other processes write: allow 64 MiB of drift.
+        assert!(free.abs_diff(nums[0]) < 65536, "{free} vs {text}");
+    }
+
+    #[test]
+    fn space_is_rounded_up_to_whole_kib_as_df_does() {
+        assert_eq!(space_kib(3, 10, 4096), (12, 40));
+        assert_eq!(space_kib(3, 5, 512), (2, 3));
+        assert_eq!(space_kib(0, 0, 4096), (0, 0));
+    }
 
     #[test]
     fn real_host_zeroes_and_checks_the_head() {

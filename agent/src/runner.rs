@@ -261,6 +261,14 @@ pub struct RecordingRunner {
     calls: Mutex<Vec<Recorded>>,
 }
 
+impl fmt::Debug for RecordingRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordingRunner")
+            .field("calls", &self.calls.lock().unwrap().len())
+            .finish()
+    }
+}
+
 impl RecordingRunner {
     pub fn new() -> Self {
         Self::default()

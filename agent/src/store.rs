@@ -122,6 +122,12 @@ pub struct VolumeRecord {
     /// so nothing else would tell). Records written before this field load as `false`.
     #[serde(default)]
     pub pending_drbd_resize: bool,
+    /// The loop device a loop-file volume was last attached to or found on. A hint only, so
+    /// a lookup checks one device instead of scanning every loop device: it is trusted only
+    /// after the kernel confirms that device backs this very file (it may be stale after a
+    /// reboot or a manual `losetup -d`). Records written before it load as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loop_device: Option<String>,
 }
 
 /// One step of the journal.

@@ -45,7 +45,8 @@ impl Runner for DiesAfter {
     }
 }
 
-/// The same for the steps the agent does itself (`(agent) set-size`, `(agent) attach-loop`):
+/// The same for the steps the agent does itself (`(agent) set-size`, `(agent) attach-loop`,
+/// `(agent) set-capacity`, `(agent) detach-loop`):
 /// the real step happens, then the failure is reported.
 impl Host for DiesAfter {
     fn file_size(&self, path: &Path) -> io::Result<Option<u64>> {
@@ -86,6 +87,20 @@ impl Host for DiesAfter {
         let device = RealHost.attach_loop(file)?;
         self.host_step(format!("(agent) attach-loop {}", file.display()))?;
         Ok(device)
+    }
+    fn detach_loop(&self, device: &str) -> io::Result<()> {
+        RealHost.detach_loop(device)?;
+        self.host_step(format!("(agent) detach-loop {device}"))
+    }
+    fn set_loop_capacity(&self, device: &str) -> io::Result<()> {
+        RealHost.set_loop_capacity(device)?;
+        self.host_step(format!("(agent) set-capacity {device}"))
+    }
+    fn loop_backs(&self, device: &str, file: &Path) -> io::Result<bool> {
+        RealHost.loop_backs(device, file)
+    }
+    fn fs_space_kib(&self, path: &Path) -> io::Result<(u64, u64)> {
+        RealHost.fs_space_kib(path)
     }
     fn device_mapper_available(&self) -> bool {
         RealHost.device_mapper_available()
@@ -276,7 +291,7 @@ async fn killed_mid_grow_the_device_and_its_data_survive() {
         f.write_all(marker).unwrap();
         f.sync_all().unwrap();
     }
-    // Dies after the file grew, before `losetup -c`.
+    // Dies after the file grew, before the device is told its new capacity.
     let dying = DiesAfter::new("(agent) set-size");
     dying_engine(dir.path(), dying)
         .apply(desired(name, stack, 16384))

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::host::FakeHost;
-use crate::runner::{Output, RecordingRunner};
+use crate::runner::RecordingRunner;
 use crate::store::Store;
 
 const TOKEN: &str = "s3cr3t-token";
@@ -25,11 +25,12 @@ pub(super) fn engine() -> (tempfile::TempDir, Engine, Arc<RecordingRunner>) {
     ))
     .unwrap();
     let runner = Arc::new(RecordingRunner::new());
-    runner.on(&["df"], Output::ok("Avail 1K-blocks\n100 200\n"));
+    let mut host = FakeHost::with_loop_device("/dev/loop3");
+    host.space_kib = (100, 200);
     let engine = Engine::new(
         config,
         runner.clone(),
-        Arc::new(FakeHost::with_loop_device("/dev/loop3")),
+        Arc::new(host),
         Store::open(&state).unwrap(),
     );
     (dir, engine, runner)
@@ -121,11 +122,16 @@ async fn resources_round_trip_over_http() {
     assert_eq!((s, b["deleted"].as_bool()), (StatusCode::OK, Some(true)));
     let (s, b) = call(&e, Method::DELETE, "/v1/resources/db", Some(TOKEN), "").await;
     assert_eq!((s, b["deleted"].as_bool()), (StatusCode::OK, Some(false)));
-    // Sizing the file and attaching it are the agent's own steps: no process for them.
-    assert!(runner
-        .commands()
-        .iter()
-        .all(|c| !c.starts_with("truncate") && !c.starts_with("losetup -f")));
+    // Sizing the file, attaching, detaching and the pool's space are the agent's own
+    // steps: no process for them.
+    let cmds = runner.commands();
+    assert!(
+        cmds.iter().all(|c| !c.starts_with("truncate")
+            && !c.starts_with("losetup -f")
+            && !c.starts_with("losetup -d")
+            && !c.starts_with("df")),
+        "{cmds:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
 //! Loop-file pool: a sparse file `<directory>/<rd>_<vol:05>.img` of the exact size, attached to a
-//! loop device. Re-apply finds the existing attachment (sysfs, or `losetup -j`), so the device
-//! stays the same. Grow = larger file + `losetup -c`; never shrinks. Sizing the file and
-//! attaching it are done in-process (the agent's `set-size` and `attach-loop` steps, the
-//! equivalent of `truncate --size` and `losetup -f --show`): the two spawns were half of a
-//! STORAGE apply's time.
+//! loop device. Re-apply finds the existing attachment, so the device stays the same: first the
+//! device recorded when the agent attached it, if the kernel confirms it still backs this very
+//! file; else a sysfs scan of every loop device; else `losetup -j`. Grow = larger file + the
+//! device told its new capacity; never shrinks. Every loop step is done in-process (the
+//! agent's `set-size`, `attach-loop`, `set-capacity` and `detach-loop` steps, the equivalent of
+//! `truncate --size`, `losetup -f --show`, `losetup -c` and `losetup -d`): the spawns were half
+//! of a STORAGE apply's time and most of a destroy's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,12 +32,32 @@ impl LoopFile {
             .join(format!("{}.img", volume_name(&cx.rd, vol)))
     }
 
-    /// Loop devices `file` is attached to: read from sysfs where there is one, else from
-    /// `losetup -j FILE` (`/dev/loop3: []: (/p/f)`).
-    async fn attachments(&self, cx: &Cx<'_>, file: &Path) -> Result<Vec<String>> {
-        if let Some(devices) = sysfs_attachments(cx, file) {
-            return Ok(devices);
+    /// Loop devices `file` of volume `vol` is attached to. The device recorded at attach is
+    /// checked alone (one ioctl) and trusted only if it backs this very file (device and
+    /// inode): a stale record, after a reboot or a manual `losetup -d` that let another file
+    /// take the number, must never be reported, resized or detached. Otherwise sysfs is
+    /// scanned (a list brings one scan for all), else `losetup -j FILE` answers
+    /// (`/dev/loop3: []: (/p/f)`). The record then follows what was found.
+    async fn attachments(&self, cx: &mut Cx<'_>, vol: u32, file: &Path) -> Result<Vec<String>> {
+        if let Some(devices) = &cx.loop_scan {
+            return Ok(devices.devices(file));
         }
+        let recorded = cx.record.volumes.get(&vol).and_then(|v| v.loop_device.clone());
+        if let Some(device) = recorded {
+            if cx.host.loop_backs(&device, file).unwrap_or(false) {
+                return Ok(vec![device]);
+            }
+        }
+        let devices = match LoopScan::take(cx.host) {
+            Some(scan) => scan.devices(file),
+            None => self.losetup_j(cx, file).await?,
+        };
+        remember(cx, vol, devices.first().cloned());
+        Ok(devices)
+    }
+
+    /// `losetup -j FILE`, where there is no sysfs to read.
+    async fn losetup_j(&self, cx: &Cx<'_>, file: &Path) -> Result<Vec<String>> {
         let out = cx
             .observe(&Command::new("losetup", ["-j", &path_str(file)?]))
             .await?;
@@ -60,10 +82,25 @@ impl LoopFile {
 
     /// Attaches `file` to a free loop device, in-process ([`crate::loopdev`]): what
     /// `losetup -f --show FILE` does, without the spawn.
-    fn attach(&self, cx: &mut Cx<'_>, file: &Path) -> Result<String> {
+    fn attach(&self, cx: &mut Cx<'_>, vol: u32, file: &Path) -> Result<String> {
         let what = vec!["(agent) attach-loop".into(), path_str(file)?];
         let device = cx.act_host_with(Layer::Storage, what, |h| h.attach_loop(file))?;
+        if device.is_some() {
+            remember(cx, vol, device.clone());
+        }
         Ok(device.unwrap_or_else(|| format!("<loop device of {}>", file.display())))
+    }
+
+    /// Tells `device` its file grew, in-process: what `losetup -c DEV` does.
+    fn set_capacity(&self, cx: &mut Cx<'_>, device: &str) -> Result<()> {
+        let what = vec!["(agent) set-capacity".into(), device.to_owned()];
+        cx.act_host(Layer::Storage, what, |h| h.set_loop_capacity(device))
+    }
+
+    /// Detaches `device`, in-process: what `losetup -d DEV` does.
+    fn detach(&self, cx: &mut Cx<'_>, device: &str) -> Result<()> {
+        let what = vec!["(agent) detach-loop".into(), device.to_owned()];
+        cx.act_host(Layer::Storage, what, |h| h.detach_loop(device))
     }
 
     /// Creates (sparse, 0600) or grows the file to `size_kib`, in-process: what
@@ -126,12 +163,17 @@ impl LoopScan {
     }
 }
 
-/// From the scan taken for a whole list, else from a fresh one, else `None` (no sysfs).
-fn sysfs_attachments(cx: &Cx<'_>, file: &Path) -> Option<Vec<String>> {
-    if let Some(scan) = &cx.loop_scan {
-        return Some(scan.devices(file));
+/// Records the loop device volume `vol` was found on or attached to (or that it has none), so
+/// the next lookup checks that one device instead of scanning them all. A hint only: it is
+/// verified before every use. Written with the record's next write (lazily: a lost hint costs
+/// one scan).
+fn remember(cx: &mut Cx<'_>, vol: u32, device: Option<String>) {
+    if cx.dry_run && cx.desired.is_none() {
+        return; // a read-only walk (get, list): its record is not written back
     }
-    LoopScan::take(cx.host).map(|scan| scan.devices(file))
+    if cx.record.volumes.get(&vol).map(|v| &v.loop_device) != Some(&device) {
+        cx.record.volume(vol).loop_device = device;
+    }
 }
 
 fn path_str(p: &Path) -> Result<String> {
@@ -155,7 +197,7 @@ impl Backend for LoopFile {
         let Some(bytes) = size else {
             return Ok(None);
         };
-        let device = self.attachments(cx, &file).await?.into_iter().next();
+        let device = self.attachments(cx, vol, &file).await?.into_iter().next();
         // What the kernel sees: smaller than the file after a grow cut short before `losetup -c`.
         let device_kib = device
             .as_deref()
@@ -180,7 +222,7 @@ impl Backend for LoopFile {
             })?;
         }
         self.set_size(cx, &file, size_kib)?;
-        let device = self.attach(cx, &file)?;
+        let device = self.attach(cx, vol, &file)?;
         Ok(Backing {
             device: Some(device),
             size_kib,
@@ -193,7 +235,7 @@ impl Backend for LoopFile {
             return Ok(backing);
         }
         let file = self.file(cx, vol);
-        let device = self.attach(cx, &file)?;
+        let device = self.attach(cx, vol, &file)?;
         Ok(Backing {
             device: Some(device),
             device_kib: Some(backing.size_kib),
@@ -211,11 +253,7 @@ impl Backend for LoopFile {
         let file = self.file(cx, vol);
         self.set_size(cx, &file, size_kib)?;
         if let Some(dev) = &current.device {
-            cx.act(
-                Layer::Storage,
-                &Command::new("losetup", ["-c", dev.as_str()]),
-            )
-            .await?;
+            self.set_capacity(cx, dev)?;
         }
         Ok(Backing {
             size_kib,
@@ -229,7 +267,7 @@ impl Backend for LoopFile {
         if current.is_none() && cx.host.file_size(&file).ok().flatten().is_none() {
             return Ok(());
         }
-        let mut devices = self.attachments(cx, &file).await?;
+        let mut devices = self.attachments(cx, vol, &file).await?;
         // The device teardown itself attached may not be listed yet; detach it too.
         if let Some(dev) = current.and_then(|b| b.device) {
             if !devices.contains(&dev) {
@@ -237,12 +275,9 @@ impl Backend for LoopFile {
             }
         }
         for dev in devices {
-            cx.act(
-                Layer::Storage,
-                &Command::new("losetup", ["-d", dev.as_str()]),
-            )
-            .await?;
+            self.detach(cx, &dev)?;
         }
+        remember(cx, vol, None);
         let shown = path_str(&file)?;
         cx.act_host(Layer::Storage, vec!["(agent) remove".into(), shown], |h| {
             h.remove_file(&file)
@@ -261,30 +296,18 @@ impl Backend for LoopFile {
     }
 
     async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
-        let dir = path_str(&self.directory)?;
         // The pool directory may not exist before the first volume: measure its parent then.
+        // `statvfs` in-process, the figures `df --output=avail,size -k` prints.
         let probe = if cx.host.exists(&self.directory) {
-            dir
+            self.directory.as_path()
         } else {
-            path_str(self.directory.parent().unwrap_or(Path::new("/")))?
+            self.directory.parent().unwrap_or(Path::new("/"))
         };
-        let out = cx
-            .runner
-            .run_ok(&Command::new(
-                "df",
-                ["--output=avail,size", "-k", probe.as_str()],
+        cx.host.fs_space_kib(probe).map_err(|e| {
+            Error::internal(format!(
+                "cannot read the free space of {}: {e}",
+                probe.display()
             ))
-            .await?;
-        let line = out.stdout.lines().nth(1).unwrap_or_default();
-        let mut nums = line
-            .split_whitespace()
-            .filter_map(|n| n.parse::<u64>().ok());
-        match (nums.next(), nums.next()) {
-            (Some(free), Some(total)) => Ok((free, total)),
-            _ => Err(Error::internal(format!(
-                "cannot parse `df` output {:?}",
-                out.stdout
-            ))),
-        }
+        })
     }
 }

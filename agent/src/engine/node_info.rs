@@ -3,10 +3,10 @@
 use blockstor_proto::wire::{NodeInfo, PoolInfo, Versions};
 use blockstor_proto::LayerStack;
 
+use super::versions::Stamp;
 use super::Engine;
 use crate::backends;
 use crate::error::Result;
-use crate::runner::Command;
 use crate::store::{ResourceRecord, StoredSpec};
 
 impl Engine {
@@ -54,44 +54,12 @@ impl Engine {
         })
     }
 
+    /// The tool versions, asked once and again only when a tool binary or the DRBD module
+    /// changed (see [`super::versions`]).
     async fn versions(&self) -> Versions {
-        let first_line = |o: Option<crate::runner::Output>| {
-            o.filter(|o| o.success())
-                .and_then(|o| o.stdout.lines().next().map(|l| l.trim().to_owned()))
-        };
-        let cryptsetup = first_line(
-            self.runner
-                .run(&Command::new("cryptsetup", ["--version"]))
-                .await
-                .ok(),
-        )
-        .map(|l| {
-            l.trim_start_matches("cryptsetup ")
-                .split(' ')
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        });
-        let drbd = self
-            .runner
-            .run(&Command::new("drbdadm", ["--version"]))
+        let stamp = Stamp::take(self.host.as_ref());
+        self.versions
+            .get(stamp, self.runner.as_ref(), self.host.drbd_available())
             .await
-            .ok();
-        let field = |key: &str| {
-            drbd.as_ref().and_then(|o| {
-                o.stdout
-                    .lines()
-                    .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
-            })
-        };
-        Versions {
-            agent: env!("CARGO_PKG_VERSION").to_owned(),
-            cryptsetup,
-            drbd_kernel: drbd
-                .as_ref()
-                .and_then(|o| crate::layers::drbd::version::kernel_version_text(&o.stdout))
-                .filter(|_| self.host.drbd_available()),
-            drbd_utils: field("DRBDADM_VERSION="),
-        }
     }
 }

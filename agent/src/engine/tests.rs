@@ -28,7 +28,7 @@ fn rig() -> Rig {
     rig_with(FakeHost::new())
 }
 
-fn rig_with(host: FakeHost) -> Rig {
+fn rig_with(mut host: FakeHost) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let pool = dir.path().join("pool");
@@ -37,6 +37,7 @@ fn rig_with(host: FakeHost) -> Rig {
     ))
     .unwrap();
     let runner = Arc::new(RecordingRunner::new());
+    host.runner = Some(runner.clone());
     let host = Arc::new(host);
     let store = Store::open(&state).unwrap();
     let engine = Engine::new(config, runner.clone(), host.clone(), store);
@@ -303,19 +304,23 @@ async fn grow_extends_the_file_then_the_loop_device_then_the_luks_mapping() {
         cmds,
         [
             format!("losetup -j {file}"),
-            format!("losetup -c {LOOP}"),
             format!("cryptsetup isLuks {LOOP}"),
             format!("cryptsetup luksUUID {LOOP}"),
             format!("cryptsetup open --test-passphrase --key-file=- {LOOP}"),
             "cryptsetup resize --key-file=- db-0-luks".to_owned(),
         ]
     );
-    assert_eq!(r.runner.calls()[5].stdin.as_deref(), Some(PASS));
-    // The file grew first (the agent's own step), then the loop device learnt the size.
+    assert_eq!(r.runner.calls()[4].stdin.as_deref(), Some(PASS));
+    // The file grew first, then the loop device learnt the size (the agent's own steps),
+    // before anything above looked at it.
     assert_eq!(
         *r.host.steps.lock().unwrap(),
-        [format!("set-size {} {file}", 2 * MIB64)]
+        [
+            format!("set-size {} {file}", 2 * MIB64),
+            format!("set-capacity {LOOP}")
+        ]
     );
+    assert_eq!(r.host.after_commands("set-capacity"), Some(1));
     assert_eq!(observed.volumes[0].size_kib, Some(131072));
     r.assert_no_secret_anywhere();
 }
@@ -472,9 +477,14 @@ async fn delete_tears_down_top_down_and_is_idempotent() {
             "cryptsetup close db-0-luks".to_owned(),
             format!("cryptsetup erase --batch-mode {LOOP}"),
             format!("losetup -j {file}"),
-            format!("losetup -d {LOOP}"),
         ]
     );
+    // Detached in-process, after everything above was torn down.
+    assert_eq!(
+        r.host.steps.lock().unwrap().last(),
+        Some(&format!("detach-loop {LOOP}"))
+    );
+    assert_eq!(r.host.after_commands("detach-loop"), Some(6));
     assert_eq!(*r.host.zeroed.lock().unwrap(), [PathBuf::from(LOOP)]);
     assert!(!r.host.exists(Path::new(&file)));
     assert!(r
@@ -767,16 +777,16 @@ async fn drbd_delete_goes_down_before_the_storage_goes() {
     r.runner.clear();
     r.engine.delete(&"db".parse().unwrap()).await.unwrap();
     let cmds = r.runner.commands();
+    let detached = r.host.after_commands("detach-loop").expect("detached");
     assert!(
-        position(&cmds, &format!("drbdadm -c {} down db", res_path(&r)))
-            < position(&cmds, "losetup -d"),
+        position(&cmds, &format!("drbdadm -c {} down db", res_path(&r))) < detached,
         "{cmds:#?}"
     );
     assert!(!r.host.exists(&r.state.join("drbd.d/db.res")));
 }
 
 #[tokio::test]
-async fn a_grow_cut_short_before_losetup_c_is_finished_on_the_next_apply() {
+async fn a_grow_cut_short_before_the_loop_device_learnt_its_size_is_finished_on_the_next_apply() {
     let r = rig();
     r.system_has_luks_volume(2 * MIB64, "u-1", true);
     r.host.put(LOOP, MIB64, false); // the kernel still sees the old size
@@ -785,7 +795,8 @@ async fn a_grow_cut_short_before_losetup_c_is_finished_on_the_next_apply() {
         .await
         .unwrap();
     let cmds = r.runner.commands();
-    assert!(cmds.contains(&format!("losetup -c {LOOP}")), "{cmds:#?}");
+    let steps = r.host.steps.lock().unwrap().clone();
+    assert!(steps.contains(&format!("set-capacity {LOOP}")), "{steps:#?}");
     assert!(
         cmds.contains(&"cryptsetup resize --key-file=- db-0-luks".to_owned()),
         "{cmds:#?}"
@@ -846,14 +857,11 @@ async fn delete_after_a_refused_apply_never_destroys_someone_elses_device() {
         .unwrap_err();
     r.runner.clear();
     r.engine.delete(&"db".parse().unwrap()).await.unwrap();
-    assert!(
-        r.runner
-            .commands()
-            .iter()
-            .all(|c| !c.starts_with("losetup -d")),
-        "{:?}",
-        r.runner.commands()
-    );
+    let detached = |r: &Rig| {
+        let steps = r.host.steps.lock().unwrap();
+        steps.iter().any(|s| s.starts_with("detach-loop"))
+    };
+    assert!(!detached(&r), "{:?}", r.host.steps);
     assert!(r.host.exists(Path::new(&r.file())));
 
     // Someone else's LUKS header and a wrong passphrase: delete never erases it.
@@ -871,8 +879,7 @@ async fn delete_after_a_refused_apply_never_destroys_someone_elses_device() {
     r.engine.delete(&"db".parse().unwrap()).await.unwrap();
     let cmds = r.runner.commands();
     assert!(
-        cmds.iter()
-            .all(|c| !c.contains("erase") && !c.starts_with("losetup -d")),
+        cmds.iter().all(|c| !c.contains("erase")) && !detached(&r),
         "{cmds:?}"
     );
     assert!(r.host.zeroed.lock().unwrap().is_empty());
@@ -954,11 +961,17 @@ async fn delete_reattaches_a_detached_loop_file_to_erase_its_luks_header() {
     // that attach answered: nothing else knew of /dev/loop7 (`losetup -j` lists nothing).
     assert_eq!(
         *r.host.steps.lock().unwrap(),
-        [format!("attach-loop {}", r.file())]
+        [
+            format!("attach-loop {}", r.file()),
+            format!("detach-loop {LOOP}")
+        ]
     );
     position(&cmds, "cryptsetup erase --batch-mode /dev/loop7");
     assert_eq!(*r.host.zeroed.lock().unwrap(), [PathBuf::from(LOOP)]);
-    assert!(position(&cmds, "cryptsetup erase") < position(&cmds, "losetup -d /dev/loop7"));
+    assert!(
+        position(&cmds, "cryptsetup erase")
+            < r.host.after_commands("detach-loop /dev/loop7").unwrap()
+    );
     assert!(!r.host.exists(Path::new(&r.file())));
 }
 
@@ -1074,9 +1087,9 @@ async fn a_failed_drbd_resize_is_retried_on_the_next_apply_and_then_never_again(
         .unwrap_err();
     assert_eq!(err.code, "tool_failed", "{err:?}");
     let cmds = r.runner.commands();
-    // The file grew (the agent's own set-size step), the loop device learnt it, then resize.
+    // The file grew and the loop device learnt it (the agent's own steps), then resize.
     assert!(
-        position(&cmds, "losetup -c") < position(&cmds, &resize_cmd(&r)),
+        r.host.after_commands("set-capacity").unwrap() <= position(&cmds, &resize_cmd(&r)),
         "{cmds:#?}"
     );
     assert!(pending_resize(&r), "the failed resize stays pending");
@@ -1098,7 +1111,6 @@ async fn a_failed_drbd_resize_is_retried_on_the_next_apply_and_then_never_again(
     );
     assert!(
         cmds.iter().all(|c| !c.starts_with("truncate")
-            && !c.starts_with("losetup -c")
             && !c.contains("create-md")
             && !c.contains("primary")),
         "nothing but the resize is redone: {cmds:#?}"
@@ -1117,16 +1129,11 @@ async fn a_failed_drbd_resize_is_retried_on_the_next_apply_and_then_never_again(
 
 #[tokio::test]
 async fn a_grow_cut_short_before_the_drbd_resize_leaves_the_resize_pending_in_the_store() {
-    // The agent dies right after the grow (here: `losetup -c` never answers); the mark was
-    // written before the grow started, so a restarted agent still knows DRBD must be resized.
+    // The agent dies right after the grow (here: telling the loop device its new size
+    // fails); the mark was written before the grow started, so a restarted agent still knows
+    // DRBD must be resized.
     let r = drbd_up_at_64mib().await;
-    r.runner.on_error(
-        &["losetup", "-c"],
-        crate::runner::RunError::Timeout {
-            command: format!("losetup -c {LOOP}"),
-            secs: 1,
-        },
-    );
+    *r.host.fail_step.lock().unwrap() = Some("set-capacity".into());
     r.engine
         .apply(drbd_desired_kib(0, 1, 131072))
         .await
@@ -1226,6 +1233,7 @@ async fn a_failed_cryptsetup_resize_is_retried_on_the_next_apply_and_then_never_
         Output::ok("  type:    LUKS2\n  offset:  32768 sectors\n"),
     );
     r.runner.clear();
+    r.host.steps.lock().unwrap().clear();
     r.engine
         .apply(desired(luks_stack(), "131072", Some(PASS)))
         .await
@@ -1237,10 +1245,13 @@ async fn a_failed_cryptsetup_resize_is_retried_on_the_next_apply_and_then_never_
         "{cmds:#?}"
     );
     assert!(
-        cmds.iter().all(|c| !c.starts_with("truncate")
-            && !c.contains("luksFormat")
-            && !c.starts_with("losetup -c")),
+        cmds.iter()
+            .all(|c| !c.starts_with("truncate") && !c.contains("luksFormat")),
         "nothing but the resize is redone: {cmds:#?}"
+    );
+    assert!(
+        r.host.steps.lock().unwrap().is_empty(),
+        "the loop device is not grown again"
     );
 
     // Apply 3: the mapping follows its device, no resize.
