@@ -21,6 +21,8 @@ pub struct Item {
 }
 
 /// A tool: what it is called, how to ask its version, who needs it, its Debian package.
+/// Only tools the agent spawns: loop files are sized, attached, grown and detached
+/// in-process (no `truncate`, no `losetup`), so loop-file pools need only the loop module.
 struct Tool {
     name: &'static str,
     args: &'static [&'static str],
@@ -34,12 +36,6 @@ const TOOLS: &[Tool] = &[
         args: &["--version"],
         needed_for: "LUKS layer",
         package: "cryptsetup-bin",
-    },
-    Tool {
-        name: "losetup",
-        args: &["--version"],
-        needed_for: "loopfile pools",
-        package: "mount",
     },
     Tool {
         name: "drbdadm",
@@ -197,6 +193,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("MISSING  drbd kernel module"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn loop_file_pools_need_no_tool_only_loop_devices() {
+        let items = probe(&RecordingRunner::new(), &FakeHost::new()).await;
+        let names: Vec<&str> = items.iter().map(|i| i.name).collect();
+        assert!(
+            !names.contains(&"losetup") && !names.contains(&"truncate"),
+            "{names:?}"
+        );
+        let loop_item = items.iter().find(|i| i.name == "loop devices").unwrap();
+        assert_eq!(loop_item.needed_for, "loopfile pools");
     }
 
     #[tokio::test]

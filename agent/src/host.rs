@@ -196,7 +196,11 @@ impl Host for RealHost {
         if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(space_kib(st.f_bavail as u64, st.f_blocks as u64, st.f_frsize as u64))
+        Ok(space_kib(
+            st.f_bavail as u64,
+            st.f_blocks as u64,
+            st.f_frsize as u64,
+        ))
     }
 
     fn device_mapper_available(&self) -> bool {
@@ -283,7 +287,8 @@ impl FakeHost {
             let n = r.calls().len();
             self.step_marks.lock().unwrap().push((n, step.clone()));
         }
-        let fails = matches!(&*self.fail_step.lock().unwrap(), Some(p) if step.starts_with(p.as_str()));
+        let fails =
+            matches!(&*self.fail_step.lock().unwrap(), Some(p) if step.starts_with(p.as_str()));
         self.steps.lock().unwrap().push(step);
         if fails {
             return Err(io::Error::other("simulated failure"));
@@ -385,7 +390,13 @@ impl Host for FakeHost {
     }
 
     fn loop_backs(&self, device: &str, file: &Path) -> io::Result<bool> {
-        Ok(self.loop_backing.lock().unwrap().get(device).map(PathBuf::as_path) == Some(file))
+        Ok(self
+            .loop_backing
+            .lock()
+            .unwrap()
+            .get(device)
+            .map(PathBuf::as_path)
+            == Some(file))
     }
 
     fn fs_space_kib(&self, _path: &Path) -> io::Result<(u64, u64)> {

@@ -269,14 +269,6 @@ mod tests {
             .to_owned()
     }
 
-    fn detach(device: &str) {
-        let st = std::process::Command::new("losetup")
-            .args(["-d", device])
-            .status()
-            .unwrap();
-        assert!(st.success(), "losetup -d {device}");
-    }
-
     #[test]
     fn attaches_a_file_as_losetup_does_and_sysfs_names_it() {
         if !needs_loop_control() {
@@ -291,7 +283,7 @@ mod tests {
             "/sys/block/{}/size",
             device.trim_start_matches("/dev/")
         ));
-        detach(&device);
+        detach(&device).unwrap();
         assert_eq!(
             backing,
             std::fs::canonicalize(&file).unwrap().to_str().unwrap()
@@ -318,7 +310,7 @@ mod tests {
         });
         let attached: Vec<String> = devices.iter().flatten().cloned().collect();
         for d in &attached {
-            detach(d);
+            detach(d).unwrap();
         }
         let failed: Vec<_> = devices.iter().filter_map(|d| d.as_ref().err()).collect();
         assert!(failed.is_empty(), "{failed:?}");
@@ -326,5 +318,130 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), files.len(), "{attached:?}");
+    }
+
+    fn sysfs(device: &str, attr: &str) -> Option<String> {
+        let name = device.trim_start_matches("/dev/");
+        std::fs::read_to_string(format!("/sys/block/{name}/{attr}"))
+            .ok()
+            .map(|t| t.trim_end().to_owned())
+    }
+
+    /// Waits up to 2 s for the kernel to finish a teardown (udev and the block layer may hold
+    /// the device for a moment after the last close).
+    fn gone(device: &str) -> bool {
+        for _ in 0..200 {
+            if sysfs(device, "loop/backing_file").is_none() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn sized_file(dir: &Path, name: &str, bytes: u64) -> std::path::PathBuf {
+        let f = dir.join(name);
+        File::create(&f).unwrap().set_len(bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn detach_in_process_removes_the_device_from_sysfs_and_is_idempotent() {
+        if !needs_loop_control() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = sized_file(dir.path(), "v.img", 1 << 20);
+        let device = attach(&file).unwrap();
+        assert!(sysfs(&device, "loop/backing_file").is_some());
+        detach(&device).unwrap();
+        assert!(gone(&device), "{device} still bound");
+        detach(&device).expect("detaching an unbound device is fine");
+    }
+
+    #[test]
+    fn detach_of_a_device_held_open_is_deferred_until_the_last_close() {
+        if !needs_loop_control() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = sized_file(dir.path(), "v.img", 1 << 20);
+        let device = attach(&file).unwrap();
+        let holder = File::open(&device).unwrap();
+        detach(&device).expect("deferred, as losetup -d");
+        assert_eq!(
+            sysfs(&device, "loop/autoclear").as_deref(),
+            Some("1"),
+            "marked to detach on the last close"
+        );
+        assert!(sysfs(&device, "loop/backing_file").is_some(), "still bound");
+        drop(holder);
+        assert!(gone(&device), "{device} not torn down after the last close");
+    }
+
+    #[test]
+    fn set_capacity_after_a_file_grow_changes_the_sysfs_size() {
+        if !needs_loop_control() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = sized_file(dir.path(), "v.img", 4 << 20);
+        let device = attach(&file).unwrap();
+        let before = sysfs(&device, "size");
+        File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(8 << 20)
+            .unwrap();
+        let unchanged = sysfs(&device, "size");
+        let result = set_capacity(&device);
+        let after = sysfs(&device, "size");
+        detach(&device).unwrap();
+        result.unwrap();
+        assert_eq!(before.as_deref(), Some("8192"));
+        assert_eq!(unchanged.as_deref(), Some("8192"), "not before it is told");
+        assert_eq!(after.as_deref(), Some("16384"), "8 MiB in 512-byte sectors");
+    }
+
+    #[test]
+    fn a_device_backs_its_own_file_only() {
+        if !needs_loop_control() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let a = sized_file(dir.path(), "a.img", 1 << 20);
+        let b = sized_file(dir.path(), "b.img", 1 << 20);
+        let device = attach(&a).unwrap();
+        let own = backs(&device, &a);
+        let other = backs(&device, &b);
+        // The file deleted and created again at the same path: a different file.
+        std::fs::remove_file(&a).unwrap();
+        let recreated = sized_file(dir.path(), "a.img", 1 << 20);
+        let after_recreate = backs(&device, &recreated);
+        detach(&device).unwrap();
+        assert!(gone(&device));
+        let unbound = backs(&device, &b);
+        assert!(own.unwrap(), "bound to a");
+        assert!(!other.unwrap(), "not b");
+        assert!(!after_recreate.unwrap(), "the deleted a, not the new one");
+        assert!(!unbound.unwrap(), "an unbound device backs nothing");
+        assert!(!backs("/dev/loop999999", &b).unwrap(), "no such device");
+        assert!(backs("/dev/sda", &b).is_ok_and(|x| !x), "not a loop device");
+    }
+
+    #[test]
+    fn loop_ioctls_refuse_paths_that_are_not_loop_devices() {
+        for bad in [
+            "/dev/sda",
+            "/dev/loop",
+            "/dev/loop1x",
+            "/dev/loop-control",
+            "loop1",
+        ] {
+            let err = set_capacity(bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad}");
+            assert_eq!(detach(bad).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        }
     }
 }

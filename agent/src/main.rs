@@ -58,7 +58,7 @@ enum Cmd {
     },
     /// Report the tools and kernel features present, and the Debian package for each missing one.
     ///
-    /// Checks cryptsetup, losetup, truncate, drbdadm, lvm, zfs, loop devices, device-mapper
+    /// Checks cryptsetup, drbdadm, lvm, zfs, loop devices, device-mapper
     /// (dm-crypt) and the DRBD kernel module. Needs no config.
     Check,
 }

@@ -99,8 +99,8 @@ fn loop_size(dev: &str) -> u64 {
 }
 
 #[tokio::test]
-async fn loop_file_pool_creates_reuses_grows_and_deletes_with_real_losetup() {
-    skip_unless!("losetup", "truncate");
+async fn loop_file_pool_creates_reuses_grows_and_deletes_with_real_loop_devices() {
+    skip_unless!("losetup");
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path());
     let file = dir.path().join("pool/rt_loop_00000.img");
@@ -141,7 +141,7 @@ async fn loop_file_pool_creates_reuses_grows_and_deletes_with_real_losetup() {
     assert_eq!(
         loop_size(&dev),
         16 << 20,
-        "losetup -c made the kernel see the new size"
+        "the capacity update made the kernel see the new size"
     );
 
     let err = e
@@ -155,6 +155,105 @@ async fn loop_file_pool_creates_reuses_grows_and_deletes_with_real_losetup() {
     assert!(!file.exists());
     assert!(attachments(&file).is_empty());
     assert!(!e.delete(&"rt_loop".parse().unwrap()).await.unwrap().deleted);
+}
+
+/// Detaches, on drop, every loop device still bound to one of these files (a failed test must
+/// not leave loop devices behind).
+struct DetachOnDrop(Vec<PathBuf>);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            for dev in attachments(f) {
+                let _ = Proc::new("losetup").args(["-d", &dev]).status();
+            }
+        }
+    }
+}
+
+/// The file a loop device reads, from sysfs (`None` when unbound).
+fn backing_file(dev: &str) -> Option<String> {
+    let name = dev.trim_start_matches("/dev/");
+    std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file"))
+        .ok()
+        .map(|t| t.trim_end().to_owned())
+}
+
+/// What an operator (or a reboot) does behind the agent's back: detach `dev` and bind another
+/// file to the same number.
+fn rebind(dev: &str, file: &Path) {
+    let st = Proc::new("losetup").args(["-d", dev]).status().unwrap();
+    assert!(st.success(), "losetup -d {dev}");
+    let st = Proc::new("losetup").arg(dev).arg(file).status().unwrap();
+    assert!(st.success(), "losetup {dev} {}", file.display());
+}
+
+#[tokio::test]
+async fn a_stale_loop_device_record_never_touches_the_file_that_took_its_number() {
+    skip_unless!("losetup");
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let name = "rt_stale";
+    let file = dir.path().join("pool/rt_stale_00000.img");
+    let (other, third) = (dir.path().join("other.img"), dir.path().join("third.img"));
+    let _cleanup = DetachOnDrop(vec![file.clone(), other.clone(), third.clone()]);
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
+
+    let first = e
+        .apply(desired(name, r#"["STORAGE"]"#, 8192, None))
+        .await
+        .unwrap();
+    let dev = first.volumes[0].backing_device.clone().unwrap();
+    let record = e.store.get(&name.parse().unwrap()).unwrap().unwrap();
+    assert_eq!(
+        record.volumes[&0].loop_device.as_deref(),
+        Some(dev.as_str()),
+        "the device is recorded at attach"
+    );
+
+    // Someone detaches our device and another file takes its number. That file has grown
+    // since it was bound: a wrong capacity update would show in the device's size.
+    std::fs::write(&other, vec![0u8; 4 << 20]).unwrap();
+    rebind(&dev, &other);
+    std::fs::File::options()
+        .write(true)
+        .open(&other)
+        .unwrap()
+        .set_len(6 << 20)
+        .unwrap();
+
+    let seen = e.get(&name.parse().unwrap()).await.unwrap();
+    assert_eq!(
+        seen.volumes[0].backing_device, None,
+        "the stale record is not reported"
+    );
+    let grown = e
+        .apply(desired(name, r#"["STORAGE"]"#, 16384, None))
+        .await
+        .unwrap();
+    let new_dev = grown.volumes[0].backing_device.clone().unwrap();
+    assert_ne!(new_dev, dev, "attached anew, not the other file's device");
+    assert_eq!(backing_file(&new_dev), Some(canonical(&file)));
+    assert_eq!(loop_size(&new_dev), 16 << 20);
+    assert_eq!(backing_file(&dev), Some(canonical(&other)), "left alone");
+    assert_eq!(loop_size(&dev), 4 << 20, "its capacity was not touched");
+    let record = e.store.get(&name.parse().unwrap()).unwrap().unwrap();
+    assert_eq!(
+        record.volumes[&0].loop_device.as_deref(),
+        Some(new_dev.as_str())
+    );
+
+    // The same behind a delete: the recorded device now backs a third file.
+    std::fs::write(&third, vec![0u8; 1 << 20]).unwrap();
+    rebind(&new_dev, &third);
+    assert!(e.delete(&name.parse().unwrap()).await.unwrap().deleted);
+    assert!(!file.exists());
+    assert_eq!(
+        backing_file(&new_dev),
+        Some(canonical(&third)),
+        "not detached"
+    );
+    assert_eq!(backing_file(&dev), Some(canonical(&other)), "not detached");
 }
 
 #[tokio::test]

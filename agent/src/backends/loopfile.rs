@@ -42,7 +42,11 @@ impl LoopFile {
         if let Some(devices) = &cx.loop_scan {
             return Ok(devices.devices(file));
         }
-        let recorded = cx.record.volumes.get(&vol).and_then(|v| v.loop_device.clone());
+        let recorded = cx
+            .record
+            .volumes
+            .get(&vol)
+            .and_then(|v| v.loop_device.clone());
         if let Some(device) = recorded {
             if cx.host.loop_backs(&device, file).unwrap_or(false) {
                 return Ok(vec![device]);

@@ -796,7 +796,10 @@ async fn a_grow_cut_short_before_the_loop_device_learnt_its_size_is_finished_on_
         .unwrap();
     let cmds = r.runner.commands();
     let steps = r.host.steps.lock().unwrap().clone();
-    assert!(steps.contains(&format!("set-capacity {LOOP}")), "{steps:#?}");
+    assert!(
+        steps.contains(&format!("set-capacity {LOOP}")),
+        "{steps:#?}"
+    );
     assert!(
         cmds.contains(&"cryptsetup resize --key-file=- db-0-luks".to_owned()),
         "{cmds:#?}"

@@ -182,7 +182,10 @@ mod tests {
 
     fn runner() -> RecordingRunner {
         let r = RecordingRunner::new();
-        r.on(&["cryptsetup"], Output::ok("cryptsetup 2.6.1 flags: UDEV\n"));
+        r.on(
+            &["cryptsetup"],
+            Output::ok("cryptsetup 2.6.1 flags: UDEV\n"),
+        );
         r.on(
             &["drbdadm"],
             Output::ok("DRBDADM_VERSION=9.22.0\nDRBD_KERNEL_VERSION=9.2.4\n"),
