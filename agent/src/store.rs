@@ -130,6 +130,14 @@ pub struct VolumeRecord {
     pub loop_device: Option<String>,
 }
 
+/// The DRBD minors and port one resource holds on this node ([`Store::drbd_uses`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrbdUse {
+    pub name: ResourceName,
+    pub minors: Vec<u32>,
+    pub port: u16,
+}
+
 /// One step of the journal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
@@ -302,6 +310,41 @@ impl Store {
         Ok(out)
     }
 
+    /// The DRBD minors and port of every resource that has them. Reads only those fields of
+    /// each record (the journal and the rest are skipped, not built): `GET /v1/node` and every
+    /// DRBD apply's collision check ask this, over every record.
+    pub fn drbd_uses(&self) -> Result<Vec<DrbdUse>, StoreError> {
+        #[derive(Deserialize)]
+        struct Partial {
+            spec: PartialSpec,
+        }
+        #[derive(Deserialize)]
+        struct PartialSpec {
+            name: ResourceName,
+            drbd: Option<PartialDrbd>,
+        }
+        #[derive(Deserialize)]
+        struct PartialDrbd {
+            port: u16,
+            minors: Vec<u32>,
+        }
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(RESOURCES)?;
+        let mut out = Vec::new();
+        for item in table.iter()? {
+            let (_, v) = item?;
+            let p: Partial = serde_json::from_slice(v.value())?;
+            if let Some(d) = p.spec.drbd {
+                out.push(DrbdUse {
+                    name: p.spec.name,
+                    minors: d.minors,
+                    port: d.port,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// After a restart: every step left at `Intent` was cut short. Marks them `Interrupted` and
     /// returns `(resource, entry)` pairs so the caller can log them; the next apply of each
     /// resource re-observes the system and finishes the work.
@@ -389,6 +432,39 @@ mod tests {
                       "awaiting_initial_sync":false}"#;
         let v: VolumeRecord = serde_json::from_str(old).unwrap();
         assert!(v.created_by_agent && !v.pending_drbd_resize);
+        assert_eq!(
+            v.loop_device, None,
+            "nor before the loop device hint existed"
+        );
+    }
+
+    #[test]
+    fn drbd_uses_reads_minors_and_ports_of_every_drbd_record_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut with = spec("db");
+        with.drbd = Some(StoredDrbd {
+            node_id: 0,
+            port: 7001,
+            minors: vec![1001, 1002],
+            peers: vec![],
+            protocol: "C".into(),
+            address: "10.0.0.1".into(),
+        });
+        let mut r = ResourceRecord::new(with);
+        r.intent("DRBD", "drbdadm adjust db".into());
+        r.volume(0).loop_device = Some("/dev/loop3".into());
+        store.put(&r).unwrap();
+        store.put(&ResourceRecord::new(spec("plain"))).unwrap();
+        assert_eq!(
+            store.drbd_uses().unwrap(),
+            [DrbdUse {
+                name: "db".parse().unwrap(),
+                minors: vec![1001, 1002],
+                port: 7001,
+            }]
+        );
+        assert_eq!(store.get(&"db".parse().unwrap()).unwrap().unwrap(), r);
     }
 
     #[test]

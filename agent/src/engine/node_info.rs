@@ -37,11 +37,9 @@ impl Engine {
             });
         }
         let (mut used_minors, mut used_ports) = (Vec::new(), Vec::new());
-        for r in self.store.list()? {
-            if let Some(d) = &r.spec.drbd {
-                used_minors.extend(d.minors.iter().copied());
-                used_ports.push(d.port);
-            }
+        for d in self.store.drbd_uses()? {
+            used_minors.extend(d.minors);
+            used_ports.push(d.port);
         }
         used_minors.sort_unstable();
         used_ports.sort_unstable();

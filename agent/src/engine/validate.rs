@@ -116,11 +116,10 @@ impl Engine {
     /// Rejects a DRBD minor or port already used by another resource on this node (409).
     pub(super) fn check_collisions(&self, d: &DesiredResource) -> Result<()> {
         let Some(drbd) = &d.drbd else { return Ok(()) };
-        for other in self.store.list()? {
-            if other.spec.name == d.name {
+        for o in self.store.drbd_uses()? {
+            if o.name == d.name {
                 continue;
             }
-            let Some(o) = &other.spec.drbd else { continue };
             if let Some((i, m)) = drbd
                 .minors
                 .iter()
@@ -132,7 +131,7 @@ impl Engine {
                     "minor_in_use",
                     format!(
                         "DRBD minor {m} is used by {} on this node; pick a free minor",
-                        other.spec.name
+                        o.name
                     ),
                 )
                 .field(format!("drbd.minors[{i}]")));
@@ -143,7 +142,7 @@ impl Engine {
                     "port_in_use",
                     format!(
                         "port {} is used by {} on this node; pick a free port",
-                        drbd.port, other.spec.name
+                        drbd.port, o.name
                     ),
                 )
                 .field("drbd.port"));
