@@ -179,13 +179,24 @@ fn backing_file(dev: &str) -> Option<String> {
         .map(|t| t.trim_end().to_owned())
 }
 
-/// What an operator (or a reboot) does behind the agent's back: detach `dev` and bind another
-/// file to the same number.
-fn rebind(dev: &str, file: &Path) {
-    let st = Proc::new("losetup").args(["-d", dev]).status().unwrap();
-    assert!(st.success(), "losetup -d {dev}");
-    let st = Proc::new("losetup").arg(dev).arg(file).status().unwrap();
-    assert!(st.success(), "losetup {dev} {}", file.display());
+/// Binds `file` to a free loop device with `losetup -f --show`.
+fn losetup_attach(file: &Path) -> String {
+    let out = Proc::new("losetup")
+        .args(["-f", "--show"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "losetup -f --show {}", file.display());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Makes the store say volume 0 of `name` is on `device`: what the record holds after a
+/// reboot or a manual `losetup -d` let another file take the recorded number. (Taking the
+/// number for real races with other tests' attaches; the agent cannot tell the difference.)
+fn record_loop_device(e: &Engine, name: &str, device: &str) {
+    let mut record = e.store.get(&name.parse().unwrap()).unwrap().unwrap();
+    record.volume(0).loop_device = Some(device.to_owned());
+    e.store.put(&record).unwrap();
 }
 
 #[tokio::test]
@@ -211,10 +222,13 @@ async fn a_stale_loop_device_record_never_touches_the_file_that_took_its_number(
         "the device is recorded at attach"
     );
 
-    // Someone detaches our device and another file takes its number. That file has grown
-    // since it was bound: a wrong capacity update would show in the device's size.
+    // Someone detaches our device, and the recorded number now backs another file. That file
+    // has grown since it was bound: a wrong capacity update would show in its device's size.
+    let st = Proc::new("losetup").args(["-d", &dev]).status().unwrap();
+    assert!(st.success());
     std::fs::write(&other, vec![0u8; 4 << 20]).unwrap();
-    rebind(&dev, &other);
+    let taken = losetup_attach(&other);
+    record_loop_device(&e, name, &taken);
     std::fs::File::options()
         .write(true)
         .open(&other)
@@ -232,28 +246,40 @@ async fn a_stale_loop_device_record_never_touches_the_file_that_took_its_number(
         .await
         .unwrap();
     let new_dev = grown.volumes[0].backing_device.clone().unwrap();
-    assert_ne!(new_dev, dev, "attached anew, not the other file's device");
+    assert_ne!(new_dev, taken, "attached anew, not the other file's device");
     assert_eq!(backing_file(&new_dev), Some(canonical(&file)));
     assert_eq!(loop_size(&new_dev), 16 << 20);
-    assert_eq!(backing_file(&dev), Some(canonical(&other)), "left alone");
-    assert_eq!(loop_size(&dev), 4 << 20, "its capacity was not touched");
+    assert_eq!(backing_file(&taken), Some(canonical(&other)), "left alone");
+    assert_eq!(loop_size(&taken), 4 << 20, "its capacity was not touched");
     let record = e.store.get(&name.parse().unwrap()).unwrap().unwrap();
     assert_eq!(
         record.volumes[&0].loop_device.as_deref(),
-        Some(new_dev.as_str())
+        Some(new_dev.as_str()),
+        "the record follows the new device"
     );
 
-    // The same behind a delete: the recorded device now backs a third file.
+    // The same behind a delete: the recorded device backs a third file.
     std::fs::write(&third, vec![0u8; 1 << 20]).unwrap();
-    rebind(&new_dev, &third);
+    let third_dev = losetup_attach(&third);
+    record_loop_device(&e, name, &third_dev);
     assert!(e.delete(&name.parse().unwrap()).await.unwrap().deleted);
     assert!(!file.exists());
+    // (Another test may take the freed number at once, so only ask that it is not ours.)
+    let ours = canonical(dir.path()) + "/pool/rt_stale_00000.img";
+    assert!(
+        !backing_file(&new_dev).is_some_and(|b| b.starts_with(&ours)),
+        "our own device was found and detached"
+    );
     assert_eq!(
-        backing_file(&new_dev),
+        backing_file(&third_dev),
         Some(canonical(&third)),
         "not detached"
     );
-    assert_eq!(backing_file(&dev), Some(canonical(&other)), "not detached");
+    assert_eq!(
+        backing_file(&taken),
+        Some(canonical(&other)),
+        "not detached"
+    );
 }
 
 #[tokio::test]
