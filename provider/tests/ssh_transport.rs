@@ -180,6 +180,40 @@ async fn ssh_with_pinned_host_key_works() {
 }
 
 #[tokio::test]
+async fn ssh_connections_are_dialled_without_nagle() {
+    let sshd = sshd_or_skip!();
+    let pinned = read(sshd.dir.path().join("host_key.pub"));
+    let client = connect(&node(&sshd, HostKeyPolicy::Pinned(pinned))).unwrap();
+    client.node_info().await.unwrap();
+    let nodelay = own_sockets_to(sshd.port);
+    assert!(!nodelay.is_empty(), "no connection to sshd found");
+    assert!(
+        nodelay.iter().all(|&on| on),
+        "TCP_NODELAY must be set: small request frames would wait for sshd's delayed ACK"
+    );
+}
+
+/// TCP_NODELAY of each of this process's sockets connected to 127.0.0.1:`port`.
+fn own_sockets_to(port: u16) -> Vec<bool> {
+    use std::os::fd::BorrowedFd;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: the descriptor is only borrowed for two getsockopt calls while the client,
+        // which owns it, is alive; descriptors that are not sockets fail those calls.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&borrowed);
+        let peer = socket.peer_addr().ok().and_then(|a| a.as_socket());
+        if peer.is_some_and(|p| p.port() == port && p.ip().is_loopback()) {
+            found.push(socket.tcp_nodelay().unwrap());
+        }
+    }
+    found
+}
+
+#[tokio::test]
 async fn ssh_with_wrong_host_key_is_refused_naming_node_and_fingerprint() {
     let sshd = sshd_or_skip!();
     let other = sshd.dir.path().join("other_key");
