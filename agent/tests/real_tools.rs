@@ -850,3 +850,37 @@ fn serve_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[tokio::test]
+async fn delete_detaches_a_second_attachment_made_by_hand_too() {
+    skip_unless!("losetup");
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let name = "rt_twice";
+    let file = dir.path().join("pool/rt_twice_00000.img");
+    let _cleanup = DetachOnDrop(vec![file.clone()]);
+    let ours = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join("pool/rt_twice_00000.img")
+        .display()
+        .to_string();
+
+    let applied = e
+        .apply(desired(name, r#"["STORAGE"]"#, 8192, None))
+        .await
+        .unwrap();
+    let recorded = applied.volumes[0].backing_device.clone().unwrap();
+    // An operator attaches the same file a second time (e.g. to inspect it).
+    let by_hand = losetup_attach(&file);
+    assert_ne!(by_hand, recorded);
+
+    assert!(e.delete(&name.parse().unwrap()).await.unwrap().deleted);
+    assert!(!file.exists());
+    // (Another test may take a freed number at once, so only ask that it no longer backs ours.)
+    for dev in [&recorded, &by_hand] {
+        assert!(
+            !backing_file(dev).is_some_and(|b| b.starts_with(&ours)),
+            "{dev} still holds the removed file"
+        );
+    }
+}

@@ -52,12 +52,22 @@ impl LoopFile {
                 return Ok(vec![device]);
             }
         }
-        let devices = match LoopScan::take(cx.host) {
-            Some(scan) => scan.devices(file),
-            None => self.losetup_j(cx, file).await?,
-        };
+        let devices = self.every_attachment(cx, file).await?;
         remember(cx, vol, devices.first().cloned());
         Ok(devices)
+    }
+
+    /// Every loop device `file` is attached to, from a sysfs scan (else `losetup -j`), never
+    /// from the record alone: removal must also find a second attachment made by hand, or the
+    /// removed file would live on behind it, holding its space.
+    async fn every_attachment(&self, cx: &Cx<'_>, file: &Path) -> Result<Vec<String>> {
+        if let Some(scan) = &cx.loop_scan {
+            return Ok(scan.devices(file));
+        }
+        match LoopScan::take(cx.host) {
+            Some(scan) => Ok(scan.devices(file)),
+            None => self.losetup_j(cx, file).await,
+        }
     }
 
     /// `losetup -j FILE`, where there is no sysfs to read.
@@ -271,7 +281,7 @@ impl Backend for LoopFile {
         if current.is_none() && cx.host.file_size(&file).ok().flatten().is_none() {
             return Ok(());
         }
-        let mut devices = self.attachments(cx, vol, &file).await?;
+        let mut devices = self.every_attachment(cx, &file).await?;
         // The device teardown itself attached may not be listed yet; detach it too.
         if let Some(dev) = current.and_then(|b| b.device) {
             if !devices.contains(&dev) {
