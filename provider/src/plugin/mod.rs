@@ -329,7 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn tls_connections_are_served_without_nagle() {
-        let client = p521_client_cert();
+        let client = tls::tests::p521_cert();
         let identity = tls::ServerIdentity::generate().unwrap();
         let config = tls::server_config(&identity, client.cert.der().clone()).unwrap();
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
@@ -349,19 +349,6 @@ mod tests {
         );
         drop(connecting.await.unwrap());
         shutdown.cancel();
-    }
-
-    /// A client certificate like the one Terraform puts in `PLUGIN_CLIENT_CERT`.
-    fn p521_client_cert() -> rcgen::CertifiedKey<rcgen::KeyPair> {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        rcgen::CertifiedKey {
-            cert,
-            signing_key: key,
-        }
     }
 
     fn tls_connector(

@@ -181,10 +181,11 @@ impl ClientCertVerifier for PinnedClientCert {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn p521_cert() -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    /// A self-signed P-521 certificate like the one Terraform puts in `PLUGIN_CLIENT_CERT`.
+    pub(in crate::plugin) fn p521_cert() -> rcgen::CertifiedKey<rcgen::KeyPair> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
             .unwrap()
