@@ -1,4 +1,4 @@
-//! Tier 4 (DESIGN.md §8): two QEMU VMs running Debian's real kernel (dm-crypt, dm-thin, DRBD
+//! Tier 4 (docs/design.md §8): two QEMU VMs running Debian's real kernel (dm-crypt, dm-thin, DRBD
 //! 8.4), so the steps where data is at risk run for real.
 //!
 //! - [`Kit`]: the cached image, kernel, initramfs and unpacked QEMU that

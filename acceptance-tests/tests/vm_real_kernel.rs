@@ -1,4 +1,4 @@
-//! Issue #6, tier 4 (DESIGN.md §8): the whole chain on Debian's real kernel, in two QEMU VMs
+//! Issue #6, tier 4 (docs/design.md §8): the whole chain on Debian's real kernel, in two QEMU VMs
 //! (TCG) reached over SSH by the real terraform binary and the built provider. This is where
 //! dm-crypt, LVM-thin and DRBD 8.4 actually run: data is written, replicated, encrypted at
 //! rest, grown in place, failed over, survives a power cut, and is gone after destroy.

@@ -1,4 +1,4 @@
-//! Benchmarks (not tests), DESIGN.md §12: the agent's idle RSS, and its wall time for a
+//! Benchmarks (not tests), docs/design.md §12: the agent's idle RSS, and its wall time for a
 //! loop-file STORAGE apply + delete over HTTP divided by the time of the same raw commands
 //! (`truncate`, `losetup -f --show`, `losetup -d`, `rm`) run directly. Needs root and loop
 //! devices; prints why and exits 0 otherwise.

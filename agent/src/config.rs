@@ -1,4 +1,4 @@
-//! The agent's TOML config (DESIGN.md §4) and the bearer token.
+//! The agent's TOML config (docs/design.md §4) and the bearer token.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

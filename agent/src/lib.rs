@@ -1,4 +1,4 @@
-//! blockstor node agent: builds STORAGE, LUKS (and DRBD) layers on its node (DESIGN.md §4–§7).
+//! blockstor node agent: builds STORAGE, LUKS (and DRBD) layers on its node (docs/design.md §4–§7).
 //!
 //! * [`api`]: HTTP and stdio front ends over one set of handlers.
 //! * [`engine`]: walks the layer stack; validation, locks, journal.

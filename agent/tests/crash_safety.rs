@@ -1,4 +1,4 @@
-//! Crash safety with real tools (DESIGN.md §6): the agent "dies" right after a step ran but
+//! Crash safety with real tools (docs/design.md §6): the agent "dies" right after a step ran but
 //! before its journal entry was marked done (as with kill -9), restarts on the same state
 //! directory, and the next apply converges to the same device with the same data, never
 //! formatting twice. Steps the agent does itself (sizing the file, attaching the loop device) die

@@ -1,4 +1,4 @@
-//! The real `blockstor-agent serve` process, killed and restarted (DESIGN.md §6), and watched
+//! The real `blockstor-agent serve` process, killed and restarted (docs/design.md §6), and watched
 //! for leaks of the passphrase. A debug build honours `BLOCKSTOR_AGENT_CRASH_AFTER_STEP=<n>`:
 //! the agent SIGKILLs itself right after its n-th journalled step ran, before the step is
 //! marked done. Needs root, loop devices, truncate and cryptsetup; skips otherwise.

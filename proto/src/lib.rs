@@ -2,7 +2,7 @@
 //!
 //! * [`names`], [`size`], [`layer_stack`]: validated value types. A value that exists is valid
 //!   (parse, don't validate), so an unchecked name can never reach a path, a device name or argv.
-//! * [`wire`]: the JSON documents exchanged between provider and agent (DESIGN.md §4).
+//! * [`wire`]: the JSON documents exchanged between provider and agent (docs/design.md §4).
 //! * `tfplugin6`, `tfplugin5`, `goplugin` (feature `tfplugin`): the generated Terraform plugin protocol.
 
 pub mod layer_stack;

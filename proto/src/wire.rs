@@ -1,4 +1,4 @@
-//! JSON documents exchanged between the provider and an agent (DESIGN.md §4).
+//! JSON documents exchanged between the provider and an agent (docs/design.md §4).
 //!
 //! The same documents travel over HTTP(S) and over SSH `stdio`. Deserialising one validates
 //! every name, size and stack in it, so an agent handler only ever sees valid input.

@@ -1,4 +1,4 @@
-//! HTTP(S) front end: axum routes of DESIGN.md §4, a bearer token on every route (compared in
+//! HTTP(S) front end: axum routes of docs/design.md §4, a bearer token on every route (compared in
 //! constant time), errors as `{code,message,field}` with their HTTP status.
 
 use std::net::SocketAddr;
@@ -51,7 +51,7 @@ pub fn router(engine: Engine, token: String) -> Router {
             Error::new(
                 Kind::NotFound,
                 "not_found",
-                "no such route; see DESIGN.md §4",
+                "no such route; see docs/design.md §4 in the blockstor repository",
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), require_token))

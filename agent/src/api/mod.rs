@@ -1,4 +1,4 @@
-//! The agent API (DESIGN.md §4): one set of handlers served over HTTP and over SSH stdio.
+//! The agent API (docs/design.md §4): one set of handlers served over HTTP and over SSH stdio.
 
 pub mod http;
 pub mod stdio;

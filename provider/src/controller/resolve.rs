@@ -1,5 +1,5 @@
 //! Resolution of a definition's effective settings: the RD's own value, then its RG's, then the
-//! default (DESIGN.md §1). Works on partially unknown configuration: an input that is not known
+//! default (docs/design.md §1). Works on partially unknown configuration: an input that is not known
 //! yet makes the result [`Known::Unknown`], never a guess.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The provider's Terraform schema, defined once (DESIGN.md §3).
+//! The provider's Terraform schema, defined once (docs/design.md §3).
 //!
 //! Each resource's schema is a [`Block`]; from it come both the `tfplugin6::Schema` Terraform
 //! sees ([`Schema::to_proto`]) and the cty type the value codec decodes against

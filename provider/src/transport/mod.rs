@@ -1,7 +1,7 @@
 //! How the provider reaches a node's agent: one [`AgentClient`] trait, one implementation per
 //! transport (HTTP(S) in [`http`], SSH exec of `blockstor-agent stdio` in [`ssh`]).
 //!
-//! Every request carries one JSON document and gets one back (DESIGN.md §4), so the transports
+//! Every request carries one JSON document and gets one back (docs/design.md §4), so the transports
 //! differ only in how the bytes travel; the error mapping is shared here.
 
 mod cache;

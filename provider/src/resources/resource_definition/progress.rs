@@ -3,7 +3,7 @@
 //! converge, naming the layers it works through bottom-up, and one when it answers, with the
 //! duration. The agent converges in one call and does not stream its steps, so these lines
 //! bracket each dispatch. Nothing secret is logged: passphrases and DRBD secrets are not
-//! mentioned, and agent errors never carry them (DESIGN.md).
+//! mentioned, and agent errors never carry them (docs/design.md).
 
 use std::time::{Duration, Instant};
 
