@@ -13,7 +13,8 @@ set -euo pipefail
 venv="${BLOCKSTOR_TF_VENV:-/opt/tfvenv}"
 tf_version="1.0.3"
 packages=(cryptsetup-bin drbd-utils util-linux openssh-server e2fsprogs python3-venv python3-pip
-    debootstrap qemu-utils cpio)
+    debootstrap qemu-utils cpio
+    zip openssl dpkg-dev)
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
