@@ -13,7 +13,8 @@ use tonic::{Request, Response, Status};
 use crate::controller::{Cluster, ClusterNode};
 use crate::resources::diag::Diagnostics;
 use crate::resources::{
-    data_sources, provider_config, resource_definition as rd, resource_group as rg, write_only,
+    nodes_data, provider_config, resource_definition as rd, resource_definition_data,
+    resource_group as rg, write_only,
 };
 use crate::schema::{self, Schema, RESOURCE_DEFINITION, RESOURCE_GROUP};
 use crate::transport;
@@ -469,8 +470,8 @@ impl Provider for BlockstorProvider {
         let config = decode(req.config.as_ref(), schema)?;
         let cluster = self.cluster();
         let (state, diags) = match req.type_name.as_str() {
-            schema::NODES_DATA => data_sources::read_nodes(&cluster).await,
-            _ => data_sources::read_resource_definition(&cluster, &config).await,
+            schema::NODES_DATA => nodes_data::read_nodes(&cluster).await,
+            _ => resource_definition_data::read_resource_definition(&cluster, &config).await,
         };
         Ok(Response::new(tf::read_data_source::Response {
             state: if diags.has_errors() {

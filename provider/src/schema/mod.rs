@@ -4,15 +4,15 @@
 //! sees ([`Schema::to_proto`]) and the cty type the value codec decodes against
 //! ([`Block::ty`]), so the two cannot drift apart.
 
-pub mod data_sources;
 pub mod provider;
-pub mod resource_definition;
-pub mod resource_group;
 
 use std::sync::OnceLock;
 
 use blockstor_proto::tfplugin6 as tf;
 
+use crate::resources::{
+    nodes_data, resource_definition, resource_definition_data, resource_group,
+};
 use crate::values::Ty;
 
 /// Whether the user sets an attribute, the provider does, or either.
@@ -319,10 +319,10 @@ pub fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     SCHEMAS.get_or_init(|| Schemas {
         provider: provider::schema(),
-        resource_group: resource_group::schema(),
-        resource_definition: resource_definition::schema(),
-        nodes_data: data_sources::nodes_schema(),
-        resource_definition_data: data_sources::resource_definition_schema(),
+        resource_group: resource_group::schema::schema(),
+        resource_definition: resource_definition::schema::schema(),
+        nodes_data: nodes_data::schema::schema(),
+        resource_definition_data: resource_definition_data::schema::schema(),
     })
 }
 

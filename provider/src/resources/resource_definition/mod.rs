@@ -6,6 +6,7 @@
 //! * [`preview`]: `planned_steps`, the commands each agent will run, asked at plan time.
 //! * [`apply`]: placement, allocation, parallel dispatch, delete.
 //! * [`read`]: refresh from the agents (drift) and import.
+//! * [`schema`]: the attributes and blocks Terraform sees.
 //! * [`progress`]: INFO log lines bracketing each agent dispatch of an apply.
 //!
 //! Private state (opaque to Terraform, stored base64 in the state file) holds the generation
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod preview;
 pub mod progress;
 pub mod read;
+pub mod schema;
 pub mod validate;
 
 use blockstor_proto::wire::ObservedResource;

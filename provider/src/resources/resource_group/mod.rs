@@ -1,6 +1,8 @@
 //! `blockstor_resource_group`: a pure state resource. There is no controller database: the
 //! group's values reach definitions through Terraform's data flow (`resource_group = rg`).
 
+pub mod schema;
+
 use blockstor_proto::Layer;
 
 use super::diag::{AttrPath, Diagnostics};

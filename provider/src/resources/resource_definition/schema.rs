@@ -1,6 +1,6 @@
 //! `blockstor_resource_definition`: a block device, built on one or more nodes.
 
-use super::{Attribute, Block, NestedBlock, Schema};
+use crate::schema::{Attribute, Block, NestedBlock, Schema};
 use crate::values::Ty;
 
 /// The inner attributes of `resource_group`: the RG fields an RD inherits.

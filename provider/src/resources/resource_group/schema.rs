@@ -1,6 +1,6 @@
 //! `blockstor_resource_group`: defaults inherited by resource definitions, kept in state only.
 
-use super::{Attribute, Block, Schema};
+use crate::schema::{Attribute, Block, Schema};
 use crate::values::Ty;
 
 /// The `blockstor_resource_group` schema.
