@@ -10,9 +10,7 @@ use std::sync::OnceLock;
 
 use blockstor_proto::tfplugin6 as tf;
 
-use crate::resources::{
-    nodes_data, resource_definition, resource_definition_data, resource_group,
-};
+use crate::resources::{nodes_data, resource_definition, resource_definition_data, resource_group};
 use crate::values::Ty;
 
 /// Whether the user sets an attribute, the provider does, or either.
