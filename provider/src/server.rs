@@ -1,5 +1,7 @@
-//! The tfplugin6 `Provider` service: decodes each request against the schema, dispatches it to
-//! the resource or data source, and encodes the reply as msgpack.
+//! The tfplugin6 `Provider` service: the protocol codec. It finds the resource or data source
+//! by type name in the [`registry`], decodes each request against that type's schema, calls
+//! its [`Resource`] or [`DataSource`] method, and encodes the reply as msgpack. It has no
+//! branch per type: a new type is registered in `resources/registry.rs`.
 //!
 //! Terraform starts a fresh provider process per phase, so `new()` does no I/O; agents are
 //! reached only from ConfigureProvider on.
@@ -7,16 +9,14 @@
 use std::sync::{Arc, RwLock};
 
 use blockstor_proto::tfplugin6::{self as tf, provider_server::Provider};
-use blockstor_proto::NodeName;
 use tonic::{Request, Response, Status};
 
 use crate::controller::{Cluster, ClusterNode};
 use crate::resources::diag::Diagnostics;
-use crate::resources::{
-    nodes_data, provider_config, resource_definition as rd, resource_definition_data,
-    resource_group as rg, write_only,
-};
-use crate::schema::{self, Schema, RESOURCE_DEFINITION, RESOURCE_GROUP};
+use crate::resources::registry::registry;
+use crate::resources::resource::{ApplyRequest, Cx, DataSource, PlanRequest, Resource};
+use crate::resources::{provider_config, write_only};
+use crate::schema::Schema;
 use crate::transport;
 use crate::values::{json, msgpack, Value};
 
@@ -40,20 +40,15 @@ impl BlockstorProvider {
         }
     }
 
-    fn cluster(&self) -> Arc<Cluster> {
-        self.cluster
-            .read()
-            .expect("cluster lock")
-            .clone()
-            .unwrap_or_default()
-    }
-
-    fn configured_names(&self) -> Option<Vec<NodeName>> {
-        self.cluster
-            .read()
-            .expect("cluster lock")
-            .as_ref()
-            .map(|c| c.names())
+    /// What a call can reach: the configured cluster (empty before ConfigureProvider).
+    fn cx(&self) -> Cx {
+        match self.cluster.read().expect("cluster lock").clone() {
+            Some(cluster) => Cx {
+                cluster,
+                configured: true,
+            },
+            None => Cx::default(),
+        }
     }
 }
 
@@ -80,22 +75,18 @@ fn encode(value: &Value, schema: &Schema) -> tf::DynamicValue {
     }
 }
 
-fn unknown_type(kind: &str, type_name: &str) -> Diagnostics {
-    let mut d = Diagnostics::default();
-    d.error_global(format!("Unknown {kind} type {type_name}"), "This provider has blockstor_resource_group, blockstor_resource_definition, and the data sources blockstor_nodes and blockstor_resource_definition.");
-    d
-}
-
 /// Whether the client handles write-only attributes (Terraform ≥ 1.11 says so; older clients
 /// send no capabilities at all).
 fn write_only_allowed(caps: Option<&tf::ClientCapabilities>) -> bool {
     caps.is_some_and(|c| c.write_only_attributes_allowed)
 }
 
-fn resource_schema(type_name: &str) -> Result<&'static Schema, Diagnostics> {
-    schema::schemas()
-        .resource(type_name)
-        .ok_or_else(|| unknown_type("resource", type_name))
+fn resource(type_name: &str) -> Result<&'static dyn Resource, Diagnostics> {
+    registry().resource(type_name)
+}
+
+fn data_source(type_name: &str) -> Result<&'static dyn DataSource, Diagnostics> {
+    registry().data_source(type_name)
 }
 
 #[tonic::async_trait]
@@ -105,16 +96,16 @@ impl Provider for BlockstorProvider {
         _request: Request<tf::get_metadata::Request>,
     ) -> Rpc<tf::get_metadata::Response> {
         Ok(Response::new(tf::get_metadata::Response {
-            resources: [RESOURCE_GROUP, RESOURCE_DEFINITION]
-                .into_iter()
-                .map(|t| tf::get_metadata::ResourceMetadata {
-                    type_name: t.to_owned(),
+            resources: registry()
+                .resources()
+                .map(|r| tf::get_metadata::ResourceMetadata {
+                    type_name: r.type_name().to_owned(),
                 })
                 .collect(),
-            data_sources: [schema::NODES_DATA, schema::RESOURCE_DEFINITION_DATA]
-                .into_iter()
-                .map(|t| tf::get_metadata::DataSourceMetadata {
-                    type_name: t.to_owned(),
+            data_sources: registry()
+                .data_sources()
+                .map(|d| tf::get_metadata::DataSourceMetadata {
+                    type_name: d.type_name().to_owned(),
                 })
                 .collect(),
             ..Default::default()
@@ -125,25 +116,17 @@ impl Provider for BlockstorProvider {
         &self,
         _request: Request<tf::get_provider_schema::Request>,
     ) -> Rpc<tf::get_provider_schema::Response> {
-        let s = schema::schemas();
+        let r = registry();
         Ok(Response::new(tf::get_provider_schema::Response {
-            provider: Some(s.provider.to_proto()),
-            resource_schemas: [
-                (RESOURCE_GROUP.to_owned(), s.resource_group.to_proto()),
-                (
-                    RESOURCE_DEFINITION.to_owned(),
-                    s.resource_definition.to_proto(),
-                ),
-            ]
-            .into(),
-            data_source_schemas: [
-                (schema::NODES_DATA.to_owned(), s.nodes_data.to_proto()),
-                (
-                    schema::RESOURCE_DEFINITION_DATA.to_owned(),
-                    s.resource_definition_data.to_proto(),
-                ),
-            ]
-            .into(),
+            provider: Some(r.provider_schema().to_proto()),
+            resource_schemas: r
+                .resources()
+                .map(|t| (t.type_name().to_owned(), t.schema().to_proto()))
+                .collect(),
+            data_source_schemas: r
+                .data_sources()
+                .map(|t| (t.type_name().to_owned(), t.schema().to_proto()))
+                .collect(),
             ..Default::default()
         }))
     }
@@ -154,7 +137,7 @@ impl Provider for BlockstorProvider {
     ) -> Rpc<tf::validate_provider_config::Response> {
         let config = decode(
             request.get_ref().config.as_ref(),
-            &schema::schemas().provider,
+            registry().provider_schema(),
         )?;
         let (_, diags) = provider_config::parse(&config);
         Ok(Response::new(tf::validate_provider_config::Response {
@@ -167,17 +150,14 @@ impl Provider for BlockstorProvider {
         request: Request<tf::validate_resource_config::Request>,
     ) -> Rpc<tf::validate_resource_config::Response> {
         let req = request.get_ref();
-        let diags = match resource_schema(&req.type_name) {
+        let diags = match resource(&req.type_name) {
             Err(d) => d,
-            Ok(schema) => {
+            Ok(resource) => {
+                let schema = resource.schema();
                 let config = decode(req.config.as_ref(), schema)?;
                 // Errors only: plan runs the same checks with every value known and gives
                 // the warnings there, so Terraform shows each once.
-                let mut diags = match req.type_name.as_str() {
-                    RESOURCE_GROUP => rg::validate(&config),
-                    _ => rd::validate::validate(&config),
-                }
-                .errors_only();
+                let mut diags = resource.validate(&config).errors_only();
                 let allowed = write_only_allowed(req.client_capabilities.as_ref());
                 write_only::check_allowed(&config, schema, allowed, &mut diags);
                 diags
@@ -193,9 +173,9 @@ impl Provider for BlockstorProvider {
         request: Request<tf::validate_data_resource_config::Request>,
     ) -> Rpc<tf::validate_data_resource_config::Response> {
         let req = request.get_ref();
-        let diags = match schema::schemas().data_source(&req.type_name) {
-            None => unknown_type("data source", &req.type_name),
-            Some(_) => Diagnostics::default(),
+        let diags = match data_source(&req.type_name) {
+            Err(d) => d,
+            Ok(_) => Diagnostics::default(),
         };
         Ok(Response::new(tf::validate_data_resource_config::Response {
             diagnostics: diags.0,
@@ -207,8 +187,8 @@ impl Provider for BlockstorProvider {
         request: Request<tf::upgrade_resource_state::Request>,
     ) -> Rpc<tf::upgrade_resource_state::Response> {
         let req = request.get_ref();
-        let schema = match resource_schema(&req.type_name) {
-            Ok(s) => s,
+        let schema = match resource(&req.type_name) {
+            Ok(r) => r.schema(),
             Err(d) => {
                 return Ok(Response::new(tf::upgrade_resource_state::Response {
                     upgraded_state: None,
@@ -239,7 +219,7 @@ impl Provider for BlockstorProvider {
     ) -> Rpc<tf::configure_provider::Response> {
         let config = decode(
             request.get_ref().config.as_ref(),
-            &schema::schemas().provider,
+            registry().provider_schema(),
         )?;
         let (nodes, mut diags) = provider_config::parse(&config);
         let mut cluster = Cluster::default();
@@ -268,8 +248,8 @@ impl Provider for BlockstorProvider {
         request: Request<tf::read_resource::Request>,
     ) -> Rpc<tf::read_resource::Response> {
         let req = request.get_ref();
-        let schema = match resource_schema(&req.type_name) {
-            Ok(s) => s,
+        let resource = match resource(&req.type_name) {
+            Ok(r) => r,
             Err(d) => {
                 return Ok(Response::new(tf::read_resource::Response {
                     diagnostics: d.0,
@@ -277,12 +257,12 @@ impl Provider for BlockstorProvider {
                 }))
             }
         };
+        let schema = resource.schema();
         let state = decode(req.current_state.as_ref(), schema)?;
-        let (mut new_state, diags) = match req.type_name.as_str() {
-            RESOURCE_DEFINITION if !state.is_null() => {
-                rd::read::read(&self.cluster(), &state).await
-            }
-            _ => (state, Diagnostics::default()),
+        let (mut new_state, diags) = if state.is_null() {
+            (state, Diagnostics::default())
+        } else {
+            resource.read(&self.cx(), &state, &req.private).await
         };
         write_only::null_out(&mut new_state, schema);
         Ok(Response::new(tf::read_resource::Response {
@@ -298,8 +278,8 @@ impl Provider for BlockstorProvider {
         request: Request<tf::plan_resource_change::Request>,
     ) -> Rpc<tf::plan_resource_change::Response> {
         let req = request.get_ref();
-        let schema = match resource_schema(&req.type_name) {
-            Ok(s) => s,
+        let resource = match resource(&req.type_name) {
+            Ok(r) => r,
             Err(d) => {
                 return Ok(Response::new(tf::plan_resource_change::Response {
                     diagnostics: d.0,
@@ -307,6 +287,7 @@ impl Provider for BlockstorProvider {
                 }))
             }
         };
+        let schema = resource.schema();
         let prior = decode(req.prior_state.as_ref(), schema)?;
         let proposed = decode(req.proposed_new_state.as_ref(), schema)?;
         let config = decode(req.config.as_ref(), schema)?;
@@ -319,42 +300,30 @@ impl Provider for BlockstorProvider {
                 ..Default::default()
             }));
         }
-        let (mut planned, replace, private, diags) = match req.type_name.as_str() {
-            RESOURCE_GROUP => {
-                let (p, r, d) = rg::plan(&prior, &proposed, &config);
-                (p, r, req.prior_private.clone(), d)
-            }
-            _ => {
-                let names = self.configured_names();
-                let mut p = rd::plan::plan(
-                    &prior,
-                    &proposed,
-                    &config,
-                    &req.prior_private,
-                    names.as_deref(),
-                );
-                if names.is_some() && !p.diags.has_errors() {
-                    rd::preview::fill(
-                        &self.cluster(),
-                        &prior,
-                        &mut p.state,
-                        &config,
-                        &p.private,
-                        &mut p.diags,
-                    )
-                    .await;
-                }
-                (p.state, p.requires_replace, p.private, p.diags)
-            }
-        };
+        let planned = resource
+            .plan(
+                &self.cx(),
+                PlanRequest {
+                    prior: &prior,
+                    proposed: &proposed,
+                    config: &config,
+                    prior_private: &req.prior_private,
+                },
+            )
+            .await;
+        let mut state = planned.state;
         // Terraform ≥ 1.11 rejects a plan that holds a write-only value; the value itself is
         // read from `config` again at apply.
-        write_only::null_out(&mut planned, schema);
+        write_only::null_out(&mut state, schema);
         Ok(Response::new(tf::plan_resource_change::Response {
-            planned_state: Some(encode(&planned, schema)),
-            requires_replace: replace.iter().map(|p| p.to_proto()).collect(),
-            planned_private: private,
-            diagnostics: diags.0,
+            planned_state: Some(encode(&state, schema)),
+            requires_replace: planned
+                .requires_replace
+                .iter()
+                .map(|p| p.to_proto())
+                .collect(),
+            planned_private: planned.private,
+            diagnostics: planned.diags.0,
             legacy_type_system: false,
             deferred: None,
         }))
@@ -365,8 +334,8 @@ impl Provider for BlockstorProvider {
         request: Request<tf::apply_resource_change::Request>,
     ) -> Rpc<tf::apply_resource_change::Response> {
         let req = request.get_ref();
-        let schema = match resource_schema(&req.type_name) {
-            Ok(s) => s,
+        let resource = match resource(&req.type_name) {
+            Ok(r) => r,
             Err(d) => {
                 return Ok(Response::new(tf::apply_resource_change::Response {
                     diagnostics: d.0,
@@ -374,28 +343,27 @@ impl Provider for BlockstorProvider {
                 }))
             }
         };
+        let schema = resource.schema();
         let prior = decode(req.prior_state.as_ref(), schema)?;
         let planned = decode(req.planned_state.as_ref(), schema)?;
         let config = decode(req.config.as_ref(), schema)?;
-        let (mut state, private, diags) = match req.type_name.as_str() {
-            RESOURCE_GROUP => (planned, req.planned_private.clone(), Diagnostics::default()),
-            _ => {
-                let a = rd::apply::apply(
-                    &self.cluster(),
-                    &prior,
-                    &planned,
-                    &config,
-                    &req.planned_private,
-                )
-                .await;
-                (a.state, a.private, a.diags)
-            }
-        };
+        let applied = resource
+            .apply(
+                &self.cx(),
+                ApplyRequest {
+                    prior: &prior,
+                    planned: &planned,
+                    config: &config,
+                    planned_private: &req.planned_private,
+                },
+            )
+            .await;
+        let mut state = applied.state;
         write_only::null_out(&mut state, schema);
         Ok(Response::new(tf::apply_resource_change::Response {
             new_state: Some(encode(&state, schema)),
-            private,
-            diagnostics: diags.0,
+            private: applied.private,
+            diagnostics: applied.diags.0,
             legacy_type_system: false,
         }))
     }
@@ -405,8 +373,8 @@ impl Provider for BlockstorProvider {
         request: Request<tf::import_resource_state::Request>,
     ) -> Rpc<tf::import_resource_state::Response> {
         let req = request.get_ref();
-        let schema = match resource_schema(&req.type_name) {
-            Ok(s) => s,
+        let resource = match resource(&req.type_name) {
+            Ok(r) => r,
             Err(d) => {
                 return Ok(Response::new(tf::import_resource_state::Response {
                     diagnostics: d.0,
@@ -414,29 +382,19 @@ impl Provider for BlockstorProvider {
                 }))
             }
         };
-        let (state, private, diags) = match req.type_name.as_str() {
-            RESOURCE_GROUP => (
-                Value::object([
-                    ("id", Value::string(&req.id)),
-                    ("name", Value::string(&req.id)),
-                ]),
-                Vec::new(),
-                Diagnostics::default(),
-            ),
-            _ => rd::read::import(&self.cluster(), &req.id).await,
-        };
-        let imported = if state.is_null() {
+        let imported = resource.import(&self.cx(), &req.id).await;
+        let imported_resources = if imported.state.is_null() {
             vec![]
         } else {
             vec![tf::import_resource_state::ImportedResource {
                 type_name: req.type_name.clone(),
-                state: Some(encode(&state, schema)),
-                private,
+                state: Some(encode(&imported.state, resource.schema())),
+                private: imported.private,
             }]
         };
         Ok(Response::new(tf::import_resource_state::Response {
-            imported_resources: imported,
-            diagnostics: diags.0,
+            imported_resources,
+            diagnostics: imported.diags.0,
             deferred: None,
         }))
     }
@@ -461,18 +419,18 @@ impl Provider for BlockstorProvider {
         request: Request<tf::read_data_source::Request>,
     ) -> Rpc<tf::read_data_source::Response> {
         let req = request.get_ref();
-        let Some(schema) = schema::schemas().data_source(&req.type_name) else {
-            return Ok(Response::new(tf::read_data_source::Response {
-                diagnostics: unknown_type("data source", &req.type_name).0,
-                ..Default::default()
-            }));
+        let data_source = match data_source(&req.type_name) {
+            Ok(d) => d,
+            Err(d) => {
+                return Ok(Response::new(tf::read_data_source::Response {
+                    diagnostics: d.0,
+                    ..Default::default()
+                }))
+            }
         };
+        let schema = data_source.schema();
         let config = decode(req.config.as_ref(), schema)?;
-        let cluster = self.cluster();
-        let (state, diags) = match req.type_name.as_str() {
-            schema::NODES_DATA => nodes_data::read_nodes(&cluster).await,
-            _ => resource_definition_data::read_resource_definition(&cluster, &config).await,
-        };
+        let (state, diags) = data_source.read(&self.cx(), &config).await;
         Ok(Response::new(tf::read_data_source::Response {
             state: if diags.has_errors() {
                 None

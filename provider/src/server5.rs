@@ -334,7 +334,10 @@ mod tests {
 
     #[tokio::test]
     async fn protocol5_client_capabilities_reach_the_provider() {
-        let schema = &crate::schema::schemas().resource_definition;
+        let schema = crate::resources::registry::registry()
+            .resource(crate::resources::resource_definition::TYPE_NAME)
+            .unwrap()
+            .schema();
         let config = crate::values::Value::object([(
             "passphrase_wo",
             crate::values::Value::string("a long enough secret"),

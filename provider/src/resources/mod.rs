@@ -1,4 +1,6 @@
-//! What each resource and data source does on validate, plan, apply, read and import.
+//! One folder per resource and data source type, each holding its schema, validation, plan,
+//! apply, read and import behind the [`resource::Resource`] or [`resource::DataSource`] trait;
+//! [`registry`] lists them by type name.
 //!
 //! * [`resource_definition`]: the block device itself, dispatched to agents.
 //! * [`resource_group`]: defaults kept in state only.
@@ -11,6 +13,8 @@
 pub mod diag;
 pub mod nodes_data;
 pub mod provider_config;
+pub mod registry;
+pub mod resource;
 pub mod resource_definition;
 pub mod resource_definition_data;
 pub mod resource_group;

@@ -1,4 +1,5 @@
-//! The provider's Terraform schema, defined once (docs/design.md §3).
+//! The schema types every resource, data source and the provider block are described with
+//! (docs/design.md §3); each type's own schema lives in its folder under `resources/`.
 //!
 //! Each resource's schema is a [`Block`]; from it come both the `tfplugin6::Schema` Terraform
 //! sees ([`Schema::to_proto`]) and the cty type the value codec decodes against
@@ -6,11 +7,8 @@
 
 pub mod provider;
 
-use std::sync::OnceLock;
-
 use blockstor_proto::tfplugin6 as tf;
 
-use crate::resources::{nodes_data, resource_definition, resource_definition_data, resource_group};
 use crate::values::Ty;
 
 /// Whether the user sets an attribute, the provider does, or either.
@@ -41,6 +39,13 @@ pub struct Attribute {
     /// [`crate::resources::write_only`]).
     pub write_only: bool,
     pub description: &'static str,
+    /// Changing the value destroys and re-creates the object. The resource's plan decides;
+    /// this flag is what the docs show, and a test holds it to the description.
+    pub forces_replacement: bool,
+    /// Descriptions of the fields of an object-typed attribute (`replicas`, `nodes`), keyed by
+    /// the path below the attribute (`pools.free_kib`): a cty object type has no field
+    /// descriptions of its own.
+    pub field_descriptions: &'static [(&'static str, &'static str)],
 }
 
 impl Attribute {
@@ -52,6 +57,8 @@ impl Attribute {
             sensitive: false,
             write_only: false,
             description,
+            forces_replacement: false,
+            field_descriptions: &[],
         }
     }
 
@@ -88,6 +95,8 @@ impl Attribute {
             sensitive: false,
             write_only: false,
             description,
+            forces_replacement: false,
+            field_descriptions: &[],
         }
     }
 
@@ -102,6 +111,27 @@ impl Attribute {
     pub fn write_only(mut self) -> Self {
         self.write_only = true;
         self
+    }
+
+    /// Marks the attribute as one whose change replaces the object (the docs say so).
+    pub fn forces_replacement(mut self) -> Self {
+        self.forces_replacement = true;
+        self
+    }
+
+    /// Describes the fields of an object-typed attribute, by path below it.
+    pub fn field_descriptions(mut self, fields: &'static [(&'static str, &'static str)]) -> Self {
+        self.field_descriptions = fields;
+        self
+    }
+
+    /// The description of a field of an object-typed attribute, by path below it; empty when
+    /// it has none.
+    pub fn field_description(&self, path: &str) -> &'static str {
+        self.field_descriptions
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or("", |(_, d)| *d)
     }
 
     /// The cty type of the attribute's value.
@@ -292,141 +322,6 @@ impl Schema {
         tf::Schema {
             version: self.version,
             block: Some(self.block.to_proto()),
-        }
-    }
-}
-
-/// Every schema of the provider, built once per process.
-pub struct Schemas {
-    pub provider: Schema,
-    pub resource_group: Schema,
-    pub resource_definition: Schema,
-    pub nodes_data: Schema,
-    pub resource_definition_data: Schema,
-}
-
-/// Resource type names.
-pub const RESOURCE_GROUP: &str = "blockstor_resource_group";
-pub const RESOURCE_DEFINITION: &str = "blockstor_resource_definition";
-/// Data source type names.
-pub const NODES_DATA: &str = "blockstor_nodes";
-pub const RESOURCE_DEFINITION_DATA: &str = "blockstor_resource_definition";
-
-/// The provider's schemas.
-pub fn schemas() -> &'static Schemas {
-    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
-    SCHEMAS.get_or_init(|| Schemas {
-        provider: provider::schema(),
-        resource_group: resource_group::schema::schema(),
-        resource_definition: resource_definition::schema::schema(),
-        nodes_data: nodes_data::schema::schema(),
-        resource_definition_data: resource_definition_data::schema::schema(),
-    })
-}
-
-impl Schemas {
-    /// The schema of a managed resource type.
-    pub fn resource(&self, type_name: &str) -> Option<&Schema> {
-        match type_name {
-            RESOURCE_GROUP => Some(&self.resource_group),
-            RESOURCE_DEFINITION => Some(&self.resource_definition),
-            _ => None,
-        }
-    }
-
-    /// The schema of a data source type.
-    pub fn data_source(&self, type_name: &str) -> Option<&Schema> {
-        match type_name {
-            NODES_DATA => Some(&self.nodes_data),
-            RESOURCE_DEFINITION_DATA => Some(&self.resource_definition_data),
-            _ => None,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn every_attribute(block: &Block, out: &mut Vec<(String, Attribute)>, prefix: &str) {
-        for a in &block.attributes {
-            out.push((format!("{prefix}{}", a.name), a.clone()));
-            if let AttrType::NestedSingle(inner) = &a.ty {
-                for i in inner {
-                    out.push((format!("{prefix}{}.{}", a.name, i.name), i.clone()));
-                }
-            }
-        }
-        for b in &block.blocks {
-            every_attribute(&b.block, out, &format!("{prefix}{}.", b.name));
-        }
-    }
-
-    fn all() -> Vec<(String, Attribute)> {
-        let s = schemas();
-        let mut out = Vec::new();
-        for schema in [
-            &s.provider,
-            &s.resource_group,
-            &s.resource_definition,
-            &s.nodes_data,
-            &s.resource_definition_data,
-        ] {
-            every_attribute(&schema.block, &mut out, "");
-        }
-        out
-    }
-
-    #[test]
-    fn every_attribute_has_a_description() {
-        for (path, a) in all() {
-            assert!(a.description.len() > 10, "{path} lacks a description");
-        }
-    }
-
-    #[test]
-    fn every_secret_is_sensitive() {
-        for (path, a) in all() {
-            let secret = ["token", "private_key", "passphrase", "resource_group"]
-                .iter()
-                .any(|s| path.ends_with(s));
-            let inside_sensitive = path.starts_with("resource_group.");
-            if secret && !inside_sensitive && a.mode != Mode::Computed {
-                assert!(a.sensitive, "{path} must be sensitive");
-            }
-        }
-    }
-
-    #[test]
-    fn resource_definition_type_has_every_block_and_attribute() {
-        let ty = schemas().resource_definition.ty().clone();
-        let Ty::Object(attrs) = ty else { panic!() };
-        for k in [
-            "name",
-            "resource_group",
-            "volume",
-            "timeouts",
-            "replicas",
-            "passphrase_fingerprint",
-        ] {
-            assert!(attrs.contains_key(k), "{k}");
-        }
-        assert!(matches!(attrs["volume"], Ty::List(_)));
-        assert!(matches!(attrs["timeouts"], Ty::Object(_)));
-    }
-
-    #[test]
-    fn provider_node_block_is_a_map_with_http_and_ssh_at_most_once() {
-        let p = schemas().provider.to_proto();
-        let node = &p.block.unwrap().block_types[0];
-        assert_eq!(node.type_name, "node");
-        assert_eq!(
-            node.nesting,
-            tf::schema::nested_block::NestingMode::Map as i32
-        );
-        let inner = node.block.as_ref().unwrap();
-        for b in &inner.block_types {
-            assert_eq!(b.max_items, 1, "{}", b.type_name);
         }
     }
 }

@@ -114,3 +114,25 @@ pub fn schema() -> Schema {
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use blockstor_proto::tfplugin6 as tf;
+
+    use super::*;
+
+    #[test]
+    fn provider_node_block_is_a_map_with_http_and_ssh_at_most_once() {
+        let p = schema().to_proto();
+        let node = &p.block.unwrap().block_types[0];
+        assert_eq!(node.type_name, "node");
+        assert_eq!(
+            node.nesting,
+            tf::schema::nested_block::NestingMode::Map as i32
+        );
+        let inner = node.block.as_ref().unwrap();
+        for b in &inner.block_types {
+            assert_eq!(b.max_items, 1, "{}", b.type_name);
+        }
+    }
+}

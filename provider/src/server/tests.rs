@@ -9,8 +9,11 @@ use tonic::Request;
 
 use super::BlockstorProvider;
 use crate::controller::fake::FakeAgent;
+use crate::resources::registry::registry;
 use crate::resources::resource_definition::fingerprint;
-use crate::schema::{schemas, Schema, RESOURCE_DEFINITION, RESOURCE_GROUP};
+use crate::resources::resource_definition::TYPE_NAME as RESOURCE_DEFINITION;
+use crate::resources::resource_group::TYPE_NAME as RESOURCE_GROUP;
+use crate::schema::Schema;
 use crate::values::{conform, msgpack, Value};
 
 const OLD: &str = "first passphrase, long enough";
@@ -36,7 +39,7 @@ fn tf_1_11() -> Option<tf::ClientCapabilities> {
 }
 
 fn rd_schema() -> &'static Schema {
-    &schemas().resource_definition
+    registry().resource(RESOURCE_DEFINITION).unwrap().schema()
 }
 
 /// A LUKS definition on n1 whose passphrase comes from `passphrase_wo`.
@@ -151,7 +154,7 @@ async fn validate(
     config: &Value,
     caps: Option<tf::ClientCapabilities>,
 ) -> Vec<tf::Diagnostic> {
-    let schema = schemas().resource(type_name).unwrap();
+    let schema = registry().resource(type_name).unwrap().schema();
     p.validate_resource_config(Request::new(tf::validate_resource_config::Request {
         type_name: type_name.into(),
         config: dv(config, schema),

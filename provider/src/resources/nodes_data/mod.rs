@@ -5,8 +5,47 @@ pub mod schema;
 use blockstor_proto::wire::NodeInfo;
 
 use super::diag::Diagnostics;
+use super::resource::{Cx, DataSource};
 use crate::controller::Cluster;
+use crate::schema::Schema;
 use crate::values::Value;
+
+/// The Terraform type name.
+pub const TYPE_NAME: &str = "blockstor_nodes";
+
+/// `data "blockstor_nodes"`.
+pub struct NodesData {
+    schema: Schema,
+}
+
+impl NodesData {
+    pub fn new() -> Self {
+        NodesData {
+            schema: schema::schema(),
+        }
+    }
+}
+
+impl Default for NodesData {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl DataSource for NodesData {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    async fn read(&self, cx: &Cx, _config: &Value) -> (Value, Diagnostics) {
+        read_nodes(&cx.cluster).await
+    }
+}
 
 fn opt(s: &Option<String>) -> Value {
     s.as_ref().map_or(Value::Null, Value::string)

@@ -3,6 +3,27 @@
 use crate::schema::{Attribute, Block, Schema};
 use crate::values::Ty;
 
+/// Descriptions of the fields of a `nodes` element.
+const NODE_FIELDS: &[(&str, &str)] = &[
+    ("name", "Node name (the provider's `node` block label)."),
+    ("address", "DRBD replication address."),
+    ("agent_version", "Version of `blockstor-agent`."),
+    (
+        "cryptsetup_version",
+        "`cryptsetup --version`; null when absent.",
+    ),
+    (
+        "drbd_version",
+        "DRBD kernel module version; null when not loaded.",
+    ),
+    ("drbd_utils_version", "`drbdadm` version; null when absent."),
+    ("pools", "The agent's storage pools."),
+    ("pools.name", "Pool name from the agent's config."),
+    ("pools.backend", "`loopfile`, `lvm`, `lvm-thin` or `zfs`."),
+    ("pools.free_kib", "Free space in KiB."),
+    ("pools.total_kib", "Total space in KiB."),
+];
+
 /// The type of one element of `blockstor_nodes.nodes`.
 pub fn node_ty() -> Ty {
     Ty::object([
@@ -36,7 +57,8 @@ pub fn schema() -> Schema {
                     "nodes",
                     Ty::list(node_ty()),
                     "One entry per node, by name: address, agent/cryptsetup/DRBD versions, pools with free and total KiB.",
-                ),
+                )
+                .field_descriptions(NODE_FIELDS),
             ],
             blocks: vec![],
         },

@@ -7,6 +7,7 @@
 //! * [`apply`]: placement, allocation, parallel dispatch, delete.
 //! * [`read`]: refresh from the agents (drift) and import.
 //! * [`schema`]: the attributes and blocks Terraform sees.
+//! * `resource`: the [`crate::resources::resource::Resource`] implementation.
 //! * [`progress`]: INFO log lines bracketing each agent dispatch of an apply.
 //!
 //! Private state (opaque to Terraform, stored base64 in the state file) holds the generation
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod preview;
 pub mod progress;
 pub mod read;
+mod resource;
 pub mod schema;
 pub mod validate;
 
@@ -27,6 +29,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::controller::desired::DrbdAllocation;
 use crate::values::Value;
+
+pub use resource::ResourceDefinition;
+
+/// The Terraform type name.
+pub const TYPE_NAME: &str = "blockstor_resource_definition";
 
 /// The resource's private state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -50,6 +50,22 @@ fn resource_group_attributes() -> Vec<Attribute> {
     ]
 }
 
+/// Descriptions of the fields of a `replicas` element (the resource's and the data source's).
+pub const REPLICA_FIELDS: &[(&str, &str)] = &[
+    ("node", "Node name."),
+    (
+        "device_path",
+        "The device to use on that node: `/dev/drbd<minor>` with DRBD, `/dev/mapper/<rd>-<vol>-luks` with LUKS, else the backing device (volume 0).",
+    ),
+    ("minor", "DRBD minor of volume 0; null without DRBD."),
+    ("port", "DRBD TCP port; null without DRBD."),
+    ("node_id", "DRBD node id; null without DRBD."),
+    (
+        "backing_device",
+        "The STORAGE device of volume 0 (loop device, LV or zvol).",
+    ),
+];
+
 /// The type of one element of `replicas`.
 pub fn replica_ty() -> Ty {
     Ty::object([
@@ -105,7 +121,8 @@ pub fn schema() -> Schema {
                     "name",
                     Ty::String,
                     "Definition name: `^[A-Za-z_][A-Za-z0-9_-]{1,47}$`, not `all`/`proxy`. Changing it replaces the resource.",
-                ),
+                )
+                .forces_replacement(),
                 Attribute::nested_single(
                     "resource_group",
                     resource_group_attributes(),
@@ -116,7 +133,8 @@ pub fn schema() -> Schema {
                     "layer_stack",
                     Ty::list(Ty::String),
                     "Layers, topmost first; overrides the group's. Changing the effective stack replaces the resource.",
-                ),
+                )
+                .forces_replacement(),
                 Attribute::optional(
                     "passphrase",
                     Ty::String,
@@ -161,7 +179,8 @@ pub fn schema() -> Schema {
                     "nodes",
                     Ty::list(Ty::String),
                     "Nodes (names from the provider's `node` blocks) to place replicas on; when unset, the group's place_count picks the nodes with most free space. Changing it replaces the resource.",
-                ),
+                )
+                .forces_replacement(),
                 Attribute::optional("description", Ty::String, "Free text for humans."),
                 Attribute::optional(
                     "props",
@@ -192,7 +211,8 @@ pub fn schema() -> Schema {
                     "replicas",
                     Ty::list(replica_ty()),
                     "One entry per node: node, device_path, minor, port, node_id, backing_device (DRBD fields are null without DRBD).",
-                ),
+                )
+                .field_descriptions(REPLICA_FIELDS),
                 Attribute::computed(
                     "planned_steps",
                     Ty::map(Ty::list(Ty::String)),
@@ -205,4 +225,27 @@ pub fn schema() -> Schema {
             ],
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_definition_type_has_every_block_and_attribute() {
+        let ty = schema().ty().clone();
+        let Ty::Object(attrs) = ty else { panic!() };
+        for k in [
+            "name",
+            "resource_group",
+            "volume",
+            "timeouts",
+            "replicas",
+            "passphrase_fingerprint",
+        ] {
+            assert!(attrs.contains_key(k), "{k}");
+        }
+        assert!(matches!(attrs["volume"], Ty::List(_)));
+        assert!(matches!(attrs["timeouts"], Ty::Object(_)));
+    }
 }

@@ -6,11 +6,12 @@ use crate::controller::fake::FakeAgent;
 use crate::controller::Cluster;
 use crate::resources::diag::AttrPath;
 use crate::resources::diag::Diagnostics;
-use crate::schema::schemas;
+use crate::resources::registry::registry;
 use crate::values::{conform, Value};
 
 fn conformed(v: Value) -> Value {
-    conform(v, schemas().resource_definition.ty())
+    let schema = registry().resource(super::TYPE_NAME).unwrap().schema();
+    conform(v, schema.ty())
 }
 
 fn config(stack: &[&str], passphrase: Option<&str>, size: &str) -> Value {

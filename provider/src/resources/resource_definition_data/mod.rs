@@ -5,9 +5,48 @@ pub mod schema;
 use blockstor_proto::ResourceName;
 
 use super::diag::{AttrPath, Diagnostics};
+use super::resource::{Cx, DataSource};
 use super::resource_definition::replica;
 use crate::controller::Cluster;
+use crate::schema::Schema;
 use crate::values::Value;
+
+/// The Terraform type name (the same as the resource's; Terraform keeps the kinds apart).
+pub const TYPE_NAME: &str = "blockstor_resource_definition";
+
+/// `data "blockstor_resource_definition"`.
+pub struct ResourceDefinitionData {
+    schema: Schema,
+}
+
+impl ResourceDefinitionData {
+    pub fn new() -> Self {
+        ResourceDefinitionData {
+            schema: schema::schema(),
+        }
+    }
+}
+
+impl Default for ResourceDefinitionData {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl DataSource for ResourceDefinitionData {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    async fn read(&self, cx: &Cx, config: &Value) -> (Value, Diagnostics) {
+        read_resource_definition(&cx.cluster, config).await
+    }
+}
 
 /// `data "blockstor_resource_definition"`.
 pub async fn read_resource_definition(cluster: &Cluster, config: &Value) -> (Value, Diagnostics) {

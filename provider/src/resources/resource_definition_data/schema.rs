@@ -1,6 +1,6 @@
 //! The `data "blockstor_resource_definition"` schema.
 
-use crate::resources::resource_definition::schema::replica_ty;
+use crate::resources::resource_definition::schema::{replica_ty, REPLICA_FIELDS};
 use crate::schema::{Attribute, Block, Schema};
 use crate::values::Ty;
 
@@ -30,12 +30,17 @@ pub fn schema() -> Schema {
                         ("size_kib", Ty::Number),
                     ])),
                     "Volumes with their observed size in KiB.",
-                ),
+                )
+                .field_descriptions(&[
+                    ("number", "Volume number."),
+                    ("size_kib", "Observed size in KiB."),
+                ]),
                 Attribute::computed(
                     "replicas",
                     Ty::list(replica_ty()),
                     "One entry per node: node, device_path, minor, port, node_id, backing_device.",
-                ),
+                )
+                .field_descriptions(REPLICA_FIELDS),
             ],
             blocks: vec![],
         },

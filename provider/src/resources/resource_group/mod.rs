@@ -6,10 +6,77 @@ pub mod schema;
 use blockstor_proto::Layer;
 
 use super::diag::{AttrPath, Diagnostics};
+use super::resource::{Applied, ApplyRequest, Cx, Imported, PlanRequest, Planned, Resource};
 use super::shared;
 use crate::controller::resolve::{self, Known};
 use crate::controller::secret;
+use crate::schema::Schema;
 use crate::values::Value;
+
+/// The Terraform type name.
+pub const TYPE_NAME: &str = "blockstor_resource_group";
+
+/// `blockstor_resource_group`.
+pub struct ResourceGroup {
+    schema: Schema,
+}
+
+impl ResourceGroup {
+    pub fn new() -> Self {
+        ResourceGroup {
+            schema: schema::schema(),
+        }
+    }
+}
+
+impl Default for ResourceGroup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait::async_trait]
+impl Resource for ResourceGroup {
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        validate(config)
+    }
+
+    async fn plan(&self, _cx: &Cx, r: PlanRequest<'_>) -> Planned {
+        let (state, requires_replace, diags) = plan(r.prior, r.proposed, r.config);
+        Planned {
+            state,
+            requires_replace,
+            private: r.prior_private.to_vec(),
+            diags,
+        }
+    }
+
+    /// Nothing to build: the planned state is the group.
+    async fn apply(&self, _cx: &Cx, r: ApplyRequest<'_>) -> Applied {
+        Applied {
+            state: r.planned.clone(),
+            private: r.planned_private.to_vec(),
+            diags: Diagnostics::default(),
+        }
+    }
+
+    /// The id is the name; every other attribute comes from the configuration at the next plan.
+    async fn import(&self, _cx: &Cx, id: &str) -> Imported {
+        Imported {
+            state: Value::object([("id", Value::string(id)), ("name", Value::string(id))]),
+            private: Vec::new(),
+            diags: Diagnostics::default(),
+        }
+    }
+}
 
 /// Validates a group configuration; unknown values pass.
 pub fn validate(config: &Value) -> Diagnostics {

@@ -15,7 +15,8 @@ pub fn schema() -> Schema {
                     "name",
                     Ty::String,
                     "Group name: `^[A-Za-z_][A-Za-z0-9_-]{1,47}$`. Changing it replaces the group.",
-                ),
+                )
+                .forces_replacement(),
                 Attribute::optional("description", Ty::String, "Free text for humans."),
                 Attribute::optional(
                     "place_count",
