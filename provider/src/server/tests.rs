@@ -356,3 +356,104 @@ async fn p_schema() -> tf::get_provider_schema::Response {
         .unwrap()
         .into_inner()
 }
+
+#[tokio::test]
+async fn metadata_and_schema_list_exactly_the_registered_types() {
+    let p = BlockstorProvider::new();
+    let m = p
+        .get_metadata(Request::new(Default::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let resources: Vec<_> = m.resources.iter().map(|r| r.type_name.as_str()).collect();
+    let data_sources: Vec<_> = m
+        .data_sources
+        .iter()
+        .map(|d| d.type_name.as_str())
+        .collect();
+    assert_eq!(
+        resources,
+        ["blockstor_resource_group", "blockstor_resource_definition"]
+    );
+    assert_eq!(
+        data_sources,
+        ["blockstor_nodes", "blockstor_resource_definition"]
+    );
+    let s = p_schema().await;
+    let mut schema_resources: Vec<_> = s.resource_schemas.keys().map(String::as_str).collect();
+    let mut schema_data: Vec<_> = s.data_source_schemas.keys().map(String::as_str).collect();
+    schema_resources.sort();
+    schema_data.sort();
+    let (mut resources, mut data_sources) = (resources, data_sources);
+    resources.sort();
+    data_sources.sort();
+    assert_eq!(schema_resources, resources);
+    assert_eq!(schema_data, data_sources);
+}
+
+/// No type falls through to another's code: an unknown name is an error on every call, and it
+/// lists the types the provider has.
+#[tokio::test]
+async fn an_unknown_type_is_an_error_that_lists_the_registered_types() {
+    let p = BlockstorProvider::with_cluster(FakeAgent::cluster(&["n1"], &[]));
+    let lists_types = |diags: &[tf::Diagnostic], summary: &str| {
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0].summary, summary);
+        for t in [
+            "blockstor_resource_group",
+            "blockstor_resource_definition",
+            "blockstor_nodes",
+        ] {
+            assert!(diags[0].detail.contains(t), "{}", diags[0].detail);
+        }
+    };
+    let unknown = "Unknown resource type blockstor_volume";
+
+    let r = p
+        .plan_resource_change(Request::new(tf::plan_resource_change::Request {
+            type_name: "blockstor_volume".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    lists_types(&r.diagnostics, unknown);
+    assert!(r.planned_state.is_none());
+
+    let r = p
+        .apply_resource_change(Request::new(tf::apply_resource_change::Request {
+            type_name: "blockstor_volume".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    lists_types(&r.diagnostics, unknown);
+    assert!(r.new_state.is_none());
+
+    let r = p
+        .import_resource_state(Request::new(tf::import_resource_state::Request {
+            type_name: "blockstor_volume".into(),
+            id: "db".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    lists_types(&r.diagnostics, unknown);
+    assert!(r.imported_resources.is_empty());
+
+    let r = p
+        .read_data_source(Request::new(tf::read_data_source::Request {
+            type_name: "blockstor_resource_group".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    lists_types(
+        &r.diagnostics,
+        "Unknown data source type blockstor_resource_group",
+    );
+    assert!(r.state.is_none());
+}

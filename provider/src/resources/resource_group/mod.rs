@@ -230,6 +230,44 @@ mod tests {
         assert!(!format!("{diags:?}").contains("group-secret"));
     }
 
+    #[tokio::test]
+    async fn import_takes_the_id_as_name_and_apply_keeps_the_plan() {
+        let rg = ResourceGroup::new();
+        let cx = Cx::default();
+        let imported = rg.import(&cx, "encrypted").await;
+        assert_eq!(imported.state.get("id").as_str(), Some("encrypted"));
+        assert_eq!(imported.state.get("name").as_str(), Some("encrypted"));
+        assert!(imported.private.is_empty() && imported.diags.0.is_empty());
+
+        let cfg = Value::object([("name", Value::string("encrypted"))]);
+        let planned = rg
+            .plan(
+                &cx,
+                PlanRequest {
+                    prior: &Value::Null,
+                    proposed: &cfg,
+                    config: &cfg,
+                    prior_private: b"kept",
+                },
+            )
+            .await;
+        assert_eq!(planned.private, b"kept");
+        let applied = rg
+            .apply(
+                &cx,
+                ApplyRequest {
+                    prior: &Value::Null,
+                    planned: &planned.state,
+                    config: &cfg,
+                    planned_private: &planned.private,
+                },
+            )
+            .await;
+        assert_eq!(applied.state, planned.state);
+        assert_eq!(applied.private, b"kept");
+        assert!(applied.diags.0.is_empty());
+    }
+
     #[test]
     fn invalid_stack_is_an_error_on_layer_stack() {
         let cfg = Value::object([("layer_stack", Value::strings(["LUKS", "DRBD"]))]);
