@@ -2,9 +2,13 @@
 //!
 //! * [`names`], [`size`], [`layer_stack`]: validated value types. A value that exists is valid
 //!   (parse, don't validate), so an unchecked name can never reach a path, a device name or argv.
-//! * [`wire`]: the JSON documents exchanged between provider and agent (docs/design.md §4).
+//! * [`wire`]: the JSON documents exchanged between provider and agent (docs/design.md §4);
+//!   [`contract`]: the table of operations both sides follow; [`error_code`]: the agent's
+//!   stable error codes.
 //! * `tfplugin6`, `tfplugin5`, `goplugin` (feature `tfplugin`): the generated Terraform plugin protocol.
 
+pub mod contract;
+pub mod error_code;
 pub mod layer_stack;
 pub mod names;
 pub mod size;
@@ -38,6 +42,10 @@ pub mod goplugin {
 #[cfg(feature = "tfplugin")]
 pub use prost;
 
+pub use error_code::ErrorCode;
 pub use layer_stack::{Layer, LayerStack, LayerStackError};
-pub use names::{NameError, NodeName, ResourceName, StoragePoolName};
+pub use names::{
+    parse_volume_name, resource_of_volume, volume_name, NameError, NodeName, ResourceName,
+    StoragePoolName,
+};
 pub use size::{Size, SizeError};

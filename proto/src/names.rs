@@ -218,6 +218,32 @@ validated_name!(
     NODE_RULE
 );
 
+/// The backing volume name of volume `vol` of `rd`: `<rd>_<vol:05>`, LINSTOR's name for a data
+/// volume in every provider (LV, ZFS dataset, loop file stem). Valid by construction: `rd` is
+/// a [`ResourceName`] and the suffix is digits.
+pub fn volume_name(rd: &ResourceName, vol: u32) -> String {
+    format!("{rd}_{vol:05}")
+}
+
+/// The resource a backing volume name `<rd>_<vol:05>` belongs to, if it is one of ours.
+pub fn resource_of_volume(name: &str) -> Option<ResourceName> {
+    let (rd, digits) = name.trim().rsplit_once('_')?;
+    is_volume_suffix(digits).then(|| rd.parse().ok()).flatten()
+}
+
+/// The volume number in a backing volume name `<rd>_<vol:05>`, if `name` is one of `rd`'s.
+pub fn parse_volume_name(rd: &ResourceName, name: &str) -> Option<u32> {
+    let digits = name.strip_prefix(rd.as_str())?.strip_prefix('_')?;
+    is_volume_suffix(digits)
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Exactly five ASCII digits.
+fn is_volume_suffix(digits: &str) -> bool {
+    digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +300,17 @@ mod tests {
         assert!("node-1.example".parse::<NodeName>().is_ok());
         assert!("n/1".parse::<NodeName>().is_err());
         assert!(".hidden".parse::<NodeName>().is_err());
+    }
+
+    #[test]
+    fn volume_names_are_rd_and_five_digits_both_ways() {
+        let rd: ResourceName = "db".parse().unwrap();
+        assert_eq!(volume_name(&rd, 7), "db_00007");
+        assert_eq!(parse_volume_name(&rd, "db_00007"), Some(7));
+        assert_eq!(parse_volume_name(&rd, "db_x_00007"), None);
+        assert_eq!(parse_volume_name(&rd, "db_0007"), None);
+        assert_eq!(resource_of_volume("db_00007"), Some(rd));
+        assert_eq!(resource_of_volume("db_0007"), None);
+        assert_eq!(resource_of_volume("../x_00001"), None);
     }
 }

@@ -49,8 +49,9 @@ impl fmt::Debug for Passphrase {
     }
 }
 
-/// What one node must converge to for one resource definition.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What one node must converge to for one resource definition. Holds secrets: `Debug` is
+/// written by hand (below) and shows none.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DesiredResource {
     pub name: ResourceName,
@@ -81,7 +82,8 @@ pub struct StorageSpec {
     pub pool: StoragePoolName,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Holds secrets: `Debug` is written by hand (below) and shows none.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LuksSpec {
     pub passphrase: Passphrase,
@@ -92,7 +94,8 @@ pub struct LuksSpec {
     pub previous_passphrase: Option<Passphrase>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Holds a secret: `Debug` is written by hand (below) and shows none.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DrbdSpec {
     pub node_id: u32,
@@ -112,6 +115,59 @@ pub struct DrbdSpec {
 
 fn default_protocol() -> String {
     "C".to_owned()
+}
+
+impl fmt::Debug for DesiredResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DesiredResource")
+            .field("name", &self.name)
+            .field("layer_stack", &self.layer_stack)
+            .field("volumes", &self.volumes)
+            .field("storage", &self.storage)
+            .field("luks", &self.luks)
+            .field("drbd", &self.drbd)
+            .field("props", &self.props)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+impl fmt::Debug for LuksSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LuksSpec")
+            .field("passphrase", &REDACTED)
+            .field(
+                "previous_passphrase",
+                &self.previous_passphrase.as_ref().map(|_| REDACTED),
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for DrbdSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrbdSpec")
+            .field("node_id", &self.node_id)
+            .field("port", &self.port)
+            .field("minors", &self.minors)
+            .field("peers", &self.peers)
+            .field("protocol", &self.protocol)
+            .field("shared_secret", &REDACTED)
+            .field("options", &self.options)
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+/// What `Debug` shows in place of a secret.
+const REDACTED: Redacted = Redacted;
+
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +277,14 @@ pub struct PlannedStep {
     pub argv: Vec<String>,
 }
 
+/// Answer of `DELETE /v1/resources/{rd}` (and the stdio `delete`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub name: ResourceName,
+    /// False when nothing of the resource existed (delete is idempotent).
+    pub deleted: bool,
+}
+
 /// Every error an agent returns: a stable code, a message that says what to do, and the
 /// DesiredResource field it concerns (the provider maps it to a Terraform attribute).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -232,10 +296,23 @@ pub struct AgentError {
     pub field: Option<String>,
 }
 
+impl AgentError {
+    /// The code, when this build knows it (an agent newer than the provider may send others).
+    pub fn code(&self) -> Option<crate::ErrorCode> {
+        self.code.parse().ok()
+    }
+
+    /// Whether the agent answered with `code`.
+    pub fn is(&self, code: crate::ErrorCode) -> bool {
+        self.code == code.as_str()
+    }
+}
+
 /// One request line in SSH `stdio` mode; the response line is the same JSON the HTTP route
 /// returns on success, or `{"error": AgentError}`. No bearer token: the SSH login already
-/// authenticated the caller.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// authenticated the caller. The operations and their fields are the table in
+/// [`crate::contract`]. Holds secrets (apply, plan): `Debug` is written by hand and shows none.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum StdioRequest {
     Node,
@@ -246,9 +323,65 @@ pub enum StdioRequest {
     List,
 }
 
+impl fmt::Debug for StdioRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StdioRequest::Node => f.write_str("Node"),
+            StdioRequest::List => f.write_str("List"),
+            StdioRequest::Apply { resource } => {
+                f.debug_struct("Apply").field("resource", resource).finish()
+            }
+            StdioRequest::Plan { resource } => {
+                f.debug_struct("Plan").field("resource", resource).finish()
+            }
+            StdioRequest::Get { name } => f.debug_struct("Get").field("name", name).finish(),
+            StdioRequest::Delete { name } => f.debug_struct("Delete").field("name", name).finish(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_every_secret_holding_type_shows_no_secret() {
+        let json = r#"{"name":"db","layer_stack":["drbd","luks","storage"],
+            "volumes":[{"number":0,"size_kib":65536}],"storage":{"pool":"files"},
+            "luks":{"passphrase":"s3cret-pass","previous_passphrase":"0ld-s3cret"},
+            "drbd":{"node_id":0,"port":7000,"minors":[1000],"peers":[],
+                    "shared_secret":"drbd-s3cret","address":"10.0.0.1"}}"#;
+        let d: DesiredResource = serde_json::from_str(json).unwrap();
+        let shown = [
+            format!("{:?}", d.luks.as_ref().unwrap().passphrase),
+            format!("{:?}", d.luks.as_ref().unwrap()),
+            format!("{:?}", d.drbd.as_ref().unwrap()),
+            format!("{d:?}"),
+            format!(
+                "{:?}",
+                StdioRequest::Apply {
+                    resource: d.clone()
+                }
+            ),
+            format!(
+                "{:?}",
+                StdioRequest::Plan {
+                    resource: d.clone()
+                }
+            ),
+        ];
+        for text in &shown {
+            for secret in ["s3cret-pass", "0ld-s3cret", "drbd-s3cret"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        // Everything else still shows, so Debug stays useful.
+        assert!(
+            shown[3].contains("files") && shown[3].contains("10.0.0.1"),
+            "{}",
+            shown[3]
+        );
+    }
 
     fn desired_json(name: &str) -> String {
         format!(
