@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use blockstor_proto::{NodeName, StoragePoolName};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// Where `serve` reads the token when `token_file` is not set.
@@ -192,8 +193,8 @@ impl Config {
     }
 
     /// The bearer token: `http.token_file`, else `BLOCKSTOR_AGENT_TOKEN`. `serve` refuses to
-    /// start without one.
-    pub fn token(&self) -> Result<String, ConfigError> {
+    /// start without one. A secret from here on: its `Debug` prints nothing.
+    pub fn token(&self) -> Result<SecretString, ConfigError> {
         let token = match &self.http.token_file {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|error| ConfigError::TokenFile {
@@ -210,7 +211,7 @@ impl Config {
         if token.is_empty() {
             return Err(ConfigError::NoToken);
         }
-        Ok(token)
+        Ok(SecretString::from(token))
     }
 }
 
@@ -258,6 +259,8 @@ fn validate_backend(pool: &StoragePoolName, backend: &BackendConfig) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     const EXAMPLE: &str = r#"
@@ -343,7 +346,8 @@ dataset = "tank/blockstor"
         std::fs::write(&path, "  t0ken\n").unwrap();
         let mut c = Config::parse(EXAMPLE).unwrap();
         c.http.token_file = Some(path.clone());
-        assert_eq!(c.token().unwrap(), "t0ken");
+        assert_eq!(c.token().unwrap().expose_secret(), "t0ken");
+        assert!(!format!("{:?}", c.token().unwrap()).contains("t0ken"));
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(c.token(), Err(ConfigError::NoToken)));
     }

@@ -9,13 +9,13 @@ use blockstor_proto::wire::{
 };
 use blockstor_proto::{Layer as L, LayerStack, ResourceName};
 
-use crate::backends;
-use crate::backends::loopfile::LoopScan;
+use crate::backends::{self, PoolScan};
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
 use crate::host::Host;
 use crate::layers::{drbd, luks, storage, Cx, Layer, Vol};
 use crate::runner::Runner;
+use crate::step::StepCx;
 use crate::store::{Locks, ResourceRecord, Store, StoredSpec};
 
 mod discover;
@@ -35,13 +35,8 @@ pub struct Engine {
     versions: Arc<versions::VersionCache>,
 }
 
-/// Answer of `DELETE`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Deleted {
-    pub name: ResourceName,
-    /// False when nothing of the resource existed (delete is idempotent).
-    pub deleted: bool,
-}
+/// Answer of `DELETE` (a wire type: the agent contract names it).
+pub use blockstor_proto::wire::Deleted;
 
 impl Engine {
     pub fn new(config: Config, runner: Arc<dyn Runner>, host: Arc<dyn Host>, store: Store) -> Self {
@@ -104,11 +99,11 @@ impl Engine {
         self.get_with(name, None).await
     }
 
-    /// [`Engine::get`], observing loop devices through `scan` when given (one for a list).
+    /// [`Engine::get`], observing the pools through `scan` when given (one for a list).
     async fn get_with(
         &self,
         name: &ResourceName,
-        scan: Option<Arc<LoopScan>>,
+        scan: Option<Arc<PoolScan>>,
     ) -> Result<ObservedResource> {
         let _guard = self.locks.lock(name).await;
         let mut record = match self.store.get(name)? {
@@ -130,8 +125,8 @@ impl Engine {
             .map(|r| r.spec.name)
             .collect();
         names.extend(self.discover_names().await?);
-        // One read of the loop attachments for all, not one per resource (O(N) each).
-        let scan = LoopScan::take(self.host.as_ref()).map(Arc::new);
+        // One read of the pools (loop attachments) for all, not one per resource (O(N) each).
+        let scan = Some(Arc::new(PoolScan::take(self.host.as_ref())));
         let mut out = Vec::new();
         for name in names {
             match self.get_with(&name, scan.clone()).await {
@@ -152,7 +147,7 @@ impl Engine {
                 deleted: false,
             });
         };
-        let layers = self.layers(&record.spec.layer_stack, &record.spec.pool)?;
+        let layers = self.layers(&record.spec.layer_stack, &record.spec.pool, None)?;
         let mut vols = initial_vols(&record);
         let mut cx = self.cx(&mut record, None, false);
         for layer in &layers {
@@ -189,32 +184,36 @@ impl Engine {
     fn cx<'a>(
         &'a self,
         record: &'a mut ResourceRecord,
-        d: Option<&DesiredResource>,
+        d: Option<&'a DesiredResource>,
         dry_run: bool,
     ) -> Cx<'a> {
         let rd = record.spec.name.clone();
         let props = record.spec.props.clone();
         Cx {
-            runner: self.runner.as_ref(),
-            host: self.host.as_ref(),
-            store: Some(&self.store),
-            record,
-            rd,
-            passphrase: d.and_then(|d| d.luks.as_ref().map(|l| l.passphrase.clone())),
+            step: StepCx {
+                runner: self.runner.as_ref(),
+                host: self.host.as_ref(),
+                store: Some(&self.store),
+                record,
+                rd,
+                dry_run,
+                read_only: dry_run && d.is_none(),
+                steps: Vec::new(),
+            },
+            desired: d,
+            luks: d.and_then(|d| d.luks.as_ref()),
             props,
-            desired: d.cloned(),
             drbd: None,
-            dry_run,
-            loop_scan: None,
-            steps: Vec::new(),
         }
     }
 
-    /// The layer objects for a stack, bottom-up.
+    /// The layer objects for a stack, bottom-up; the pool observed through `scan` when given
+    /// (read-only walks over a list).
     fn layers(
         &self,
         stack: &LayerStack,
         pool: &blockstor_proto::StoragePoolName,
+        scan: Option<Arc<PoolScan>>,
     ) -> Result<Vec<Box<dyn Layer>>> {
         let pool = self
             .config
@@ -224,7 +223,7 @@ impl Engine {
         for layer in stack.bottom_up() {
             match layer {
                 L::Storage => out.push(Box::new(storage::Storage {
-                    backend: backends::for_pool(pool),
+                    backend: backends::for_pool_with(pool, scan.clone()),
                     luks_above: stack.has(L::Luks),
                     drbd_above: stack.has(L::Drbd),
                 })),
@@ -245,7 +244,7 @@ impl Engine {
         record: &mut ResourceRecord,
         dry_run: bool,
     ) -> Result<Walk> {
-        let layers = self.layers(&d.layer_stack, &d.storage.pool)?;
+        let layers = self.layers(&d.layer_stack, &d.storage.pool, None)?;
         let mut vols: Vec<Vol> = d
             .volumes
             .iter()
@@ -270,12 +269,11 @@ impl Engine {
     async fn observe_all(
         &self,
         record: &mut ResourceRecord,
-        scan: Option<Arc<LoopScan>>,
+        scan: Option<Arc<PoolScan>>,
     ) -> Result<Walk> {
-        let layers = self.layers(&record.spec.layer_stack, &record.spec.pool)?;
+        let layers = self.layers(&record.spec.layer_stack, &record.spec.pool, scan)?;
         let mut vols = initial_vols(record);
         let mut cx = self.cx(record, None, true);
-        cx.loop_scan = scan;
         for layer in &layers {
             layer.observe(&mut cx, &mut vols).await?;
         }

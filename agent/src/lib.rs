@@ -2,7 +2,8 @@
 //!
 //! * [`api`]: HTTP and stdio front ends over one set of handlers.
 //! * [`engine`]: walks the layer stack; validation, locks, journal.
-//! * [`layers`], [`backends`]: what each layer and storage backend does, as commands.
+//! * [`layers`], [`backends`]: what each layer and storage backend does, as commands, through
+//!   [`step`] (journal, plan log; all a backend sees of a request).
 //! * [`runner`]: the only place a process is spawned. [`host`]: plain file access and the
 //!   loop devices the agent attaches itself ([`loopdev`]).
 //! * [`store`]: the redb store (records, journal) and per-resource locks. [`config`]: TOML.
@@ -20,4 +21,5 @@ pub mod layers;
 pub mod linstor;
 pub mod loopdev;
 pub mod runner;
+pub mod step;
 pub mod store;

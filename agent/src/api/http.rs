@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
 use blockstor_proto::ResourceName;
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::engine::Engine;
@@ -22,7 +23,7 @@ use crate::error::{Error, Kind};
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
-    token: Arc<String>,
+    token: Arc<SecretString>,
 }
 
 impl IntoResponse for Error {
@@ -37,7 +38,7 @@ impl IntoResponse for Error {
 }
 
 /// The router with every route behind the bearer-token check.
-pub fn router(engine: Engine, token: String) -> Router {
+pub fn router(engine: Engine, token: SecretString) -> Router {
     let state = AppState {
         engine,
         token: Arc::new(token),
@@ -65,7 +66,7 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(s.token.as_bytes())) && !given.is_empty() {
+    if bool::from(given.as_bytes().ct_eq(s.token.expose_secret().as_bytes())) && !given.is_empty() {
         next.run(req).await
     } else {
         Error::new(
@@ -137,7 +138,7 @@ async fn delete(State(s): State<AppState>, Path(rd): Path<String>) -> Result<Res
 /// Serves until the process ends: plain HTTP on loopback, HTTPS (rustls) when `tls` is set.
 pub async fn serve(
     engine: Engine,
-    token: String,
+    token: SecretString,
     listen: SocketAddr,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 ) -> std::io::Result<()> {

@@ -10,8 +10,8 @@ use blockstor_proto::LayerStack;
 use super::*;
 use crate::config::{BackendConfig, PoolConfig};
 use crate::host::FakeHost;
-use crate::layers::Cx;
 use crate::runner::{Output, RecordingRunner};
+use crate::step::StepCx;
 use crate::store::{ResourceRecord, StoredSpec};
 
 /// A backend under test and how its tools answer "missing" and "present, 64 MiB".
@@ -97,7 +97,7 @@ fn cases() -> Vec<Case> {
 }
 
 /// The steps `c` recorded since the last call, each as one line; forgets them.
-fn take_steps(c: &mut Cx<'_>) -> Vec<String> {
+fn take_steps(c: &mut StepCx<'_>) -> Vec<String> {
     c.steps.drain(..).map(|s| s.argv.join(" ")).collect()
 }
 
@@ -121,19 +121,15 @@ fn cx<'a>(
     runner: &'a RecordingRunner,
     host: &'a FakeHost,
     record: &'a mut ResourceRecord,
-) -> Cx<'a> {
-    Cx {
+) -> StepCx<'a> {
+    StepCx {
         runner,
         host,
         store: None,
         record,
         rd: "db".parse().unwrap(),
-        passphrase: None,
-        props: BTreeMap::new(),
-        desired: None,
-        drbd: None,
         dry_run: false,
-        loop_scan: None,
+        read_only: false,
         steps: Vec::new(),
     }
 }

@@ -11,23 +11,26 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use blockstor_proto::Layer;
+use blockstor_proto::{volume_name, Layer};
 
-use super::{volume_name, Backend};
+use super::{Backend, Backing, PoolScan};
 use crate::error::{Error, Kind, Result};
 use crate::host::Host;
-use crate::layers::{Backing, Cx};
 use crate::runner::Command;
+use crate::step::StepCx;
 
 /// A pool of loop files in one directory.
 #[derive(Debug, Clone)]
 pub struct LoopFile {
     pub directory: PathBuf,
+    /// Loop attachments read once for a whole list (read-only walks only); `None` reads them
+    /// live, as every apply must.
+    pub scan: Option<std::sync::Arc<PoolScan>>,
 }
 
 impl LoopFile {
     /// The file behind volume `vol`.
-    pub fn file(&self, cx: &Cx<'_>, vol: u32) -> PathBuf {
+    pub fn file(&self, cx: &StepCx<'_>, vol: u32) -> PathBuf {
         self.directory
             .join(format!("{}.img", volume_name(&cx.rd, vol)))
     }
@@ -38,9 +41,9 @@ impl LoopFile {
     /// take the number, must never be reported, resized or detached. Otherwise sysfs is
     /// scanned (a list brings one scan for all), else `losetup -j FILE` answers
     /// (`/dev/loop3: []: (/p/f)`). The record then follows what was found.
-    async fn attachments(&self, cx: &mut Cx<'_>, vol: u32, file: &Path) -> Result<Vec<String>> {
-        if let Some(devices) = &cx.loop_scan {
-            return Ok(devices.devices(file));
+    async fn attachments(&self, cx: &mut StepCx<'_>, vol: u32, file: &Path) -> Result<Vec<String>> {
+        if let Some(scan) = self.shared_scan() {
+            return Ok(scan.devices(file));
         }
         let recorded = cx
             .record
@@ -60,8 +63,8 @@ impl LoopFile {
     /// Every loop device `file` is attached to, from a sysfs scan (else `losetup -j`), never
     /// from the record alone: removal must also find a second attachment made by hand, or the
     /// removed file would live on behind it, holding its space.
-    async fn every_attachment(&self, cx: &Cx<'_>, file: &Path) -> Result<Vec<String>> {
-        if let Some(scan) = &cx.loop_scan {
+    async fn every_attachment(&self, cx: &StepCx<'_>, file: &Path) -> Result<Vec<String>> {
+        if let Some(scan) = self.shared_scan() {
             return Ok(scan.devices(file));
         }
         match LoopScan::take(cx.host) {
@@ -70,8 +73,13 @@ impl LoopFile {
         }
     }
 
+    /// The loop attachments read for a whole list, if this walk has them (and sysfs had them).
+    fn shared_scan(&self) -> Option<&LoopScan> {
+        self.scan.as_deref().and_then(|s| s.loops.as_ref())
+    }
+
     /// `losetup -j FILE`, where there is no sysfs to read.
-    async fn losetup_j(&self, cx: &Cx<'_>, file: &Path) -> Result<Vec<String>> {
+    async fn losetup_j(&self, cx: &StepCx<'_>, file: &Path) -> Result<Vec<String>> {
         let out = cx
             .observe(&Command::new("losetup", ["-j", &path_str(file)?]))
             .await?;
@@ -96,7 +104,7 @@ impl LoopFile {
 
     /// Attaches `file` to a free loop device, in-process ([`crate::loopdev`]): what
     /// `losetup -f --show FILE` does, without the spawn.
-    fn attach(&self, cx: &mut Cx<'_>, vol: u32, file: &Path) -> Result<String> {
+    fn attach(&self, cx: &mut StepCx<'_>, vol: u32, file: &Path) -> Result<String> {
         let what = vec!["(agent) attach-loop".into(), path_str(file)?];
         let device = cx.act_host_with(Layer::Storage, what, |h| h.attach_loop(file))?;
         if device.is_some() {
@@ -106,20 +114,20 @@ impl LoopFile {
     }
 
     /// Tells `device` its file grew, in-process: what `losetup -c DEV` does.
-    fn set_capacity(&self, cx: &mut Cx<'_>, device: &str) -> Result<()> {
+    fn set_capacity(&self, cx: &mut StepCx<'_>, device: &str) -> Result<()> {
         let what = vec!["(agent) set-capacity".into(), device.to_owned()];
         cx.act_host(Layer::Storage, what, |h| h.set_loop_capacity(device))
     }
 
     /// Detaches `device`, in-process: what `losetup -d DEV` does.
-    fn detach(&self, cx: &mut Cx<'_>, device: &str) -> Result<()> {
+    fn detach(&self, cx: &mut StepCx<'_>, device: &str) -> Result<()> {
         let what = vec!["(agent) detach-loop".into(), device.to_owned()];
         cx.act_host(Layer::Storage, what, |h| h.detach_loop(device))
     }
 
     /// Creates (sparse, 0600) or grows the file to `size_kib`, in-process: what
     /// `truncate --size=BYTES FILE` does, without the spawn.
-    fn set_size(&self, cx: &mut Cx<'_>, file: &Path, size_kib: u64) -> Result<()> {
+    fn set_size(&self, cx: &mut StepCx<'_>, file: &Path, size_kib: u64) -> Result<()> {
         let bytes = size_kib * 1024;
         let what = vec![
             "(agent) set-size".into(),
@@ -181,8 +189,8 @@ impl LoopScan {
 /// the next lookup checks that one device instead of scanning them all. A hint only: it is
 /// verified before every use. Written with the record's next write (lazily: a lost hint costs
 /// one scan).
-fn remember(cx: &mut Cx<'_>, vol: u32, device: Option<String>) {
-    if cx.dry_run && cx.desired.is_none() {
+fn remember(cx: &mut StepCx<'_>, vol: u32, device: Option<String>) {
+    if cx.read_only {
         return; // a read-only walk (get, list): its record is not written back
     }
     if cx.record.volumes.get(&vol).map(|v| &v.loop_device) != Some(&device) {
@@ -202,7 +210,7 @@ impl Backend for LoopFile {
         "loopfile"
     }
 
-    async fn observe(&self, cx: &mut Cx<'_>, vol: u32) -> Result<Option<Backing>> {
+    async fn observe(&self, cx: &mut StepCx<'_>, vol: u32) -> Result<Option<Backing>> {
         let file = self.file(cx, vol);
         let size = cx
             .host
@@ -224,7 +232,7 @@ impl Backend for LoopFile {
         }))
     }
 
-    async fn create(&self, cx: &mut Cx<'_>, vol: u32, size_kib: u64) -> Result<Backing> {
+    async fn create(&self, cx: &mut StepCx<'_>, vol: u32, size_kib: u64) -> Result<Backing> {
         let file = self.file(cx, vol);
         let dir = self.directory.clone();
         if !cx.dry_run {
@@ -244,7 +252,7 @@ impl Backend for LoopFile {
         })
     }
 
-    async fn activate(&self, cx: &mut Cx<'_>, vol: u32, backing: Backing) -> Result<Backing> {
+    async fn activate(&self, cx: &mut StepCx<'_>, vol: u32, backing: Backing) -> Result<Backing> {
         if backing.device.is_some() {
             return Ok(backing);
         }
@@ -259,7 +267,7 @@ impl Backend for LoopFile {
 
     async fn grow(
         &self,
-        cx: &mut Cx<'_>,
+        cx: &mut StepCx<'_>,
         vol: u32,
         current: Backing,
         size_kib: u64,
@@ -276,7 +284,7 @@ impl Backend for LoopFile {
         })
     }
 
-    async fn remove(&self, cx: &mut Cx<'_>, vol: u32, current: Option<Backing>) -> Result<()> {
+    async fn remove(&self, cx: &mut StepCx<'_>, vol: u32, current: Option<Backing>) -> Result<()> {
         let file = self.file(cx, vol);
         if current.is_none() && cx.host.file_size(&file).ok().flatten().is_none() {
             return Ok(());
@@ -298,7 +306,7 @@ impl Backend for LoopFile {
         })
     }
 
-    async fn volume_names(&self, cx: &Cx<'_>) -> Result<Vec<String>> {
+    async fn volume_names(&self, cx: &StepCx<'_>) -> Result<Vec<String>> {
         let names = cx.host.list_dir(&self.directory).map_err(|e| {
             Error::internal(format!("cannot list {}: {e}", self.directory.display()))
         })?;
@@ -309,7 +317,7 @@ impl Backend for LoopFile {
             .collect())
     }
 
-    async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
+    async fn space(&self, cx: &StepCx<'_>) -> Result<(u64, u64)> {
         // The pool directory may not exist before the first volume: measure its parent then.
         // `statvfs` in-process, the figures `df --output=avail,size -k` prints.
         let probe = if cx.host.exists(&self.directory) {

@@ -2,12 +2,12 @@
 //! Device `/dev/<vg>/<rd>_<vol:05>`.
 
 use async_trait::async_trait;
-use blockstor_proto::Layer;
+use blockstor_proto::{volume_name, Layer};
 
-use super::{parse_kib, volume_name, Backend};
+use super::{parse_kib, Backend, Backing};
 use crate::error::{Error, Result};
-use crate::layers::{Backing, Cx};
 use crate::runner::Command;
+use crate::step::StepCx;
 
 /// A thick (`thin_pool: None`) or thin LVM pool.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct Lvm {
 }
 
 impl Lvm {
-    fn lv(&self, cx: &Cx<'_>, vol: u32) -> String {
+    fn lv(&self, cx: &StepCx<'_>, vol: u32) -> String {
         format!("{}/{}", self.volume_group, volume_name(&cx.rd, vol))
     }
 }
@@ -32,7 +32,7 @@ impl Backend for Lvm {
         }
     }
 
-    async fn observe(&self, cx: &mut Cx<'_>, vol: u32) -> Result<Option<Backing>> {
+    async fn observe(&self, cx: &mut StepCx<'_>, vol: u32) -> Result<Option<Backing>> {
         let lv = self.lv(cx, vol);
         let out = cx
             .observe(&Command::new(
@@ -61,7 +61,7 @@ impl Backend for Lvm {
         }))
     }
 
-    async fn create(&self, cx: &mut Cx<'_>, vol: u32, size_kib: u64) -> Result<Backing> {
+    async fn create(&self, cx: &mut StepCx<'_>, vol: u32, size_kib: u64) -> Result<Backing> {
         let name = volume_name(&cx.rd, vol);
         let size = format!("{size_kib}k");
         let args: Vec<String> = match &self.thin_pool {
@@ -97,7 +97,7 @@ impl Backend for Lvm {
 
     async fn grow(
         &self,
-        cx: &mut Cx<'_>,
+        cx: &mut StepCx<'_>,
         vol: u32,
         current: Backing,
         size_kib: u64,
@@ -115,7 +115,7 @@ impl Backend for Lvm {
         })
     }
 
-    async fn remove(&self, cx: &mut Cx<'_>, vol: u32, current: Option<Backing>) -> Result<()> {
+    async fn remove(&self, cx: &mut StepCx<'_>, vol: u32, current: Option<Backing>) -> Result<()> {
         if current.is_none() {
             return Ok(());
         }
@@ -128,7 +128,7 @@ impl Backend for Lvm {
         Ok(())
     }
 
-    async fn volume_names(&self, cx: &Cx<'_>) -> Result<Vec<String>> {
+    async fn volume_names(&self, cx: &StepCx<'_>) -> Result<Vec<String>> {
         let out = cx
             .observe(&Command::new(
                 "lvs",
@@ -138,7 +138,7 @@ impl Backend for Lvm {
         Ok(out.stdout.lines().map(|l| l.trim().to_owned()).collect())
     }
 
-    async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
+    async fn space(&self, cx: &StepCx<'_>) -> Result<(u64, u64)> {
         let parse = |s: &str| -> Result<Vec<f64>> {
             s.split_whitespace()
                 .map(|n| n.replace(',', ".").parse::<f64>())

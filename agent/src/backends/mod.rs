@@ -7,15 +7,24 @@ pub mod zfs;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+// Re-exported for callers that still name it here; the rule lives in `blockstor_proto::names`.
+pub use blockstor_proto::parse_volume_name;
 use blockstor_proto::ResourceName;
 
 use crate::config::{BackendConfig, PoolConfig};
 use crate::error::Result;
-use crate::layers::{Backing, Cx};
+use crate::host::Host;
+use crate::step::StepCx;
 
-/// The backing volume name of volume `vol` of `rd`: `<rd>_<vol:05>`.
-pub fn volume_name(rd: &ResourceName, vol: u32) -> String {
-    format!("{rd}_{vol:05}")
+/// A backing volume as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backing {
+    /// Block device, e.g. `/dev/loop3`; `None` for a loop file not attached to a loop device.
+    pub device: Option<String>,
+    pub size_kib: u64,
+    /// The size the kernel's block device shows, when it can lag behind `size_kib` (a loop
+    /// device not yet told about a grown file); `None` when it always follows.
+    pub device_kib: Option<u64>,
 }
 
 /// A storage pool's backend. Idempotent by contract: `create` is only called when `observe`
@@ -26,50 +35,34 @@ pub trait Backend: Send + Sync {
     /// `loopfile`, `lvm`, `lvm-thin` or `zfs`.
     fn kind(&self) -> &'static str;
     /// The backing volume, if it exists. Read-only.
-    async fn observe(&self, cx: &mut Cx<'_>, vol: u32) -> Result<Option<Backing>>;
+    async fn observe(&self, cx: &mut StepCx<'_>, vol: u32) -> Result<Option<Backing>>;
     /// Creates the backing volume with exactly `size_kib` and makes its block device available.
-    async fn create(&self, cx: &mut Cx<'_>, vol: u32, size_kib: u64) -> Result<Backing>;
+    async fn create(&self, cx: &mut StepCx<'_>, vol: u32, size_kib: u64) -> Result<Backing>;
     /// Makes an existing backing volume's block device available (e.g. re-attach a loop file
     /// after reboot). Default: nothing to do.
-    async fn activate(&self, _cx: &mut Cx<'_>, _vol: u32, backing: Backing) -> Result<Backing> {
+    async fn activate(&self, _cx: &mut StepCx<'_>, _vol: u32, backing: Backing) -> Result<Backing> {
         Ok(backing)
     }
     /// Grows to `size_kib` (larger than the current size).
     async fn grow(
         &self,
-        cx: &mut Cx<'_>,
+        cx: &mut StepCx<'_>,
         vol: u32,
         current: Backing,
         size_kib: u64,
     ) -> Result<Backing>;
     /// Removes the backing volume (and detaches it).
-    async fn remove(&self, cx: &mut Cx<'_>, vol: u32, current: Option<Backing>) -> Result<()>;
+    async fn remove(&self, cx: &mut StepCx<'_>, vol: u32, current: Option<Backing>) -> Result<()>;
     /// `(free_kib, total_kib)` of the pool.
-    async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)>;
+    async fn space(&self, cx: &StepCx<'_>) -> Result<(u64, u64)>;
     /// Names of every volume in the pool (blockstor's are `<rd>_<vol:05>`). Read-only.
-    async fn volume_names(&self, cx: &Cx<'_>) -> Result<Vec<String>>;
+    async fn volume_names(&self, cx: &StepCx<'_>) -> Result<Vec<String>>;
     /// Volume numbers of `cx.rd` present in the pool, for a resource the store does not know
     /// (an import after the agent's state was lost). Read-only.
-    async fn discover(&self, cx: &Cx<'_>) -> Result<Vec<u32>> {
+    async fn discover(&self, cx: &StepCx<'_>) -> Result<Vec<u32>> {
         let names = self.volume_names(cx).await?;
         Ok(numbers_in(&cx.rd, names.iter().map(String::as_str)))
     }
-}
-
-/// The resource a backing volume name `<rd>_<vol:05>` belongs to, if it is one of ours.
-pub fn resource_of_volume(name: &str) -> Option<ResourceName> {
-    let (rd, digits) = name.trim().rsplit_once('_')?;
-    (digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| rd.parse().ok())
-        .flatten()
-}
-
-/// The volume number in a backing volume name `<rd>_<vol:05>`, if `name` is one of `rd`'s.
-pub fn parse_volume_name(rd: &ResourceName, name: &str) -> Option<u32> {
-    let digits = name.strip_prefix(rd.as_str())?.strip_prefix('_')?;
-    (digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
 }
 
 /// Sorted, deduplicated volume numbers of `rd` among `names`.
@@ -86,11 +79,35 @@ pub(crate) fn numbers_in<'n>(
     v
 }
 
+/// What the pools look like, read once for a walk over many resources (a list) instead of
+/// once per resource. Opaque: only the backends know what they keep in it.
+#[derive(Debug, Default)]
+pub struct PoolScan {
+    /// Which loop device backs which file (`None` where there is no sysfs to read).
+    loops: Option<loopfile::LoopScan>,
+}
+
+impl PoolScan {
+    /// Reads what every backend can share across a list. Read-only.
+    pub fn take(host: &dyn Host) -> PoolScan {
+        PoolScan {
+            loops: loopfile::LoopScan::take(host),
+        }
+    }
+}
+
 /// The backend for a configured pool.
 pub fn for_pool(pool: &PoolConfig) -> Arc<dyn Backend> {
+    for_pool_with(pool, None)
+}
+
+/// The backend for a configured pool, observing through `scan` (taken for a whole list)
+/// instead of the live system where it can. Only for read-only walks.
+pub fn for_pool_with(pool: &PoolConfig, scan: Option<Arc<PoolScan>>) -> Arc<dyn Backend> {
     match &pool.backend {
         BackendConfig::Loopfile { directory } => Arc::new(loopfile::LoopFile {
             directory: directory.clone(),
+            scan,
         }),
         BackendConfig::Lvm { volume_group } => Arc::new(lvm::Lvm {
             volume_group: volume_group.clone(),

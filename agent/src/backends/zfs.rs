@@ -1,12 +1,12 @@
 //! ZFS pools: zvols `<dataset>/<rd>_<vol:05>`, device `/dev/zvol/<dataset>/<rd>_<vol:05>`.
 
 use async_trait::async_trait;
-use blockstor_proto::Layer;
+use blockstor_proto::{volume_name, Layer};
 
-use super::{parse_kib, volume_name, Backend};
+use super::{parse_kib, Backend, Backing};
 use crate::error::{Error, Result};
-use crate::layers::{Backing, Cx};
 use crate::runner::Command;
+use crate::step::StepCx;
 
 /// zvols under one dataset.
 #[derive(Debug, Clone)]
@@ -15,7 +15,7 @@ pub struct Zfs {
 }
 
 impl Zfs {
-    fn zvol(&self, cx: &Cx<'_>, vol: u32) -> String {
+    fn zvol(&self, cx: &StepCx<'_>, vol: u32) -> String {
         format!("{}/{}", self.dataset, volume_name(&cx.rd, vol))
     }
 }
@@ -26,7 +26,7 @@ impl Backend for Zfs {
         "zfs"
     }
 
-    async fn observe(&self, cx: &mut Cx<'_>, vol: u32) -> Result<Option<Backing>> {
+    async fn observe(&self, cx: &mut StepCx<'_>, vol: u32) -> Result<Option<Backing>> {
         let zvol = self.zvol(cx, vol);
         let out = cx
             .observe(&Command::new(
@@ -47,7 +47,7 @@ impl Backend for Zfs {
         }))
     }
 
-    async fn create(&self, cx: &mut Cx<'_>, vol: u32, size_kib: u64) -> Result<Backing> {
+    async fn create(&self, cx: &mut StepCx<'_>, vol: u32, size_kib: u64) -> Result<Backing> {
         let zvol = self.zvol(cx, vol);
         cx.act(
             Layer::Storage,
@@ -71,7 +71,7 @@ impl Backend for Zfs {
 
     async fn grow(
         &self,
-        cx: &mut Cx<'_>,
+        cx: &mut StepCx<'_>,
         vol: u32,
         current: Backing,
         size_kib: u64,
@@ -96,7 +96,7 @@ impl Backend for Zfs {
         })
     }
 
-    async fn remove(&self, cx: &mut Cx<'_>, vol: u32, current: Option<Backing>) -> Result<()> {
+    async fn remove(&self, cx: &mut StepCx<'_>, vol: u32, current: Option<Backing>) -> Result<()> {
         if current.is_none() {
             return Ok(());
         }
@@ -109,7 +109,7 @@ impl Backend for Zfs {
         Ok(())
     }
 
-    async fn volume_names(&self, cx: &Cx<'_>) -> Result<Vec<String>> {
+    async fn volume_names(&self, cx: &StepCx<'_>) -> Result<Vec<String>> {
         let out = cx
             .observe(&Command::new(
                 "zfs",
@@ -125,7 +125,7 @@ impl Backend for Zfs {
             .collect())
     }
 
-    async fn space(&self, cx: &Cx<'_>) -> Result<(u64, u64)> {
+    async fn space(&self, cx: &StepCx<'_>) -> Result<(u64, u64)> {
         let out = cx
             .runner
             .run_ok(&Command::new(

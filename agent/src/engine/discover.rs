@@ -31,9 +31,11 @@ impl Engine {
             });
             let cx = self.cx(&mut record, None, true);
             match backend.volume_names(&cx).await {
-                Ok(names) => {
-                    found.extend(names.iter().filter_map(|n| backends::resource_of_volume(n)))
-                }
+                Ok(names) => found.extend(
+                    names
+                        .iter()
+                        .filter_map(|n| blockstor_proto::resource_of_volume(n)),
+                ),
                 Err(e) => {
                     tracing::debug!(pool = %pool.name, error = %e, "listing skipped a pool")
                 }

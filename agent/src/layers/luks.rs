@@ -69,8 +69,8 @@ pub struct Luks;
 
 impl Luks {
     fn passphrase<'c>(cx: &'c Cx<'_>) -> Result<&'c Passphrase> {
-        cx.passphrase
-            .as_ref()
+        cx.luks
+            .map(|l| &l.passphrase)
             .filter(|p| !p.is_empty())
             .ok_or_else(|| {
                 Error::invalid(
@@ -371,9 +371,7 @@ impl Layer for Luks {
             // A rotation runs before the open step: it only touches the header, so it works
             // whether or not the mapping is (or can be) open.
             let previous = cx
-                .desired
-                .as_ref()
-                .and_then(|d| d.luks.as_ref())
+                .luks
                 .and_then(|l| l.previous_passphrase.clone())
                 .filter(|p| !p.is_empty() && p.expose() != pass.expose());
             if let (Some(old), false) = (&previous, formatted_now || v.created_now) {

@@ -30,7 +30,7 @@ pub const DEFAULT_RES_DIR: &str = "/var/lib/linstor.d";
 /// The dm-crypt mapping LINSTOR opens for volume `vol` of `rd`:
 /// `Linstor-Crypt-<rd>_<vol:05>`.
 pub fn crypt_name(rd: &ResourceName, vol: u32) -> String {
-    format!("{CRYPT_PREFIX}{}", crate::backends::volume_name(rd, vol))
+    format!("{CRYPT_PREFIX}{}", blockstor_proto::volume_name(rd, vol))
 }
 
 /// `/dev/mapper/<crypt_name>`.

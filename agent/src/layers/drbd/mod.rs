@@ -224,7 +224,6 @@ impl Layer for Drbd {
     async fn apply(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
         let d = cx
             .desired
-            .clone()
             .ok_or_else(|| Error::internal("DRBD apply without a request"))?;
         let x = d.drbd.clone().ok_or_else(|| {
             Error::invalid(
@@ -249,7 +248,7 @@ impl Layer for Drbd {
                 })
             })
             .collect::<Result<_>>()?;
-        let text = render::render(&d, &x, &self.node, &locals, dialect)?;
+        let text = render::render(d, &x, &self.node, &locals, dialect)?;
         let res = self.res_file(cx);
         let current = cx
             .host
