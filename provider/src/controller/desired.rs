@@ -1,6 +1,7 @@
 //! The per-node `DesiredResource` built from one resolved, placed definition.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use blockstor_proto::wire::{
     DesiredResource, DrbdPeer, DrbdSpec, LuksSpec, Passphrase, StorageSpec, VolumeSpec,
@@ -15,18 +16,41 @@ const DRBD_PREFIX: &str = "DrbdOptions/";
 
 /// The DRBD numbers of a definition, fixed at creation and kept in the resource's private
 /// state (never recomputed, so an update never renumbers a running device).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct DrbdAllocation {
     pub port: u16,
     /// One minor per volume, in volume order.
     pub minors: Vec<u32>,
     pub node_ids: BTreeMap<NodeName, u32>,
-    /// `shared-secret` of the `.res` file: random, generated once.
-    pub shared_secret: String,
+    /// `shared-secret` of the `.res` file: random, generated once. Serialised as the plain
+    /// string it always was, so private state written before it had a type still loads.
+    pub shared_secret: Passphrase,
 }
 
+impl fmt::Debug for DrbdAllocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrbdAllocation")
+            .field("port", &self.port)
+            .field("minors", &self.minors)
+            .field("node_ids", &self.node_ids)
+            .field("shared_secret", &format_args!("[redacted]"))
+            .finish()
+    }
+}
+
+impl PartialEq for DrbdAllocation {
+    fn eq(&self, other: &Self) -> bool {
+        self.port == other.port
+            && self.minors == other.minors
+            && self.node_ids == other.node_ids
+            && self.shared_secret.expose() == other.shared_secret.expose()
+    }
+}
+
+impl Eq for DrbdAllocation {}
+
 /// Everything needed to build each node's `DesiredResource`: resolved, validated, placed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Spec {
     pub name: ResourceName,
     pub layer_stack: LayerStack,
@@ -39,6 +63,24 @@ pub struct Spec {
     pub generation: u64,
     pub nodes: Vec<NodeName>,
     pub drbd: Option<DrbdAllocation>,
+}
+
+/// The fields in order; the passphrases through `Passphrase`'s own redacting `Debug`.
+impl fmt::Debug for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spec")
+            .field("name", &self.name)
+            .field("layer_stack", &self.layer_stack)
+            .field("volumes", &self.volumes)
+            .field("pool", &self.pool)
+            .field("passphrase", &self.passphrase)
+            .field("previous_passphrase", &self.previous_passphrase)
+            .field("props", &self.props)
+            .field("generation", &self.generation)
+            .field("nodes", &self.nodes)
+            .field("drbd", &self.drbd)
+            .finish()
+    }
 }
 
 impl Spec {
@@ -104,7 +146,7 @@ impl Spec {
                 .get("DrbdOptions/Net/protocol")
                 .cloned()
                 .unwrap_or_else(|| "C".to_owned()),
-            shared_secret: Passphrase::new(alloc.shared_secret.clone()),
+            shared_secret: alloc.shared_secret.clone(),
             options,
             address: address(node),
         }
@@ -112,9 +154,9 @@ impl Spec {
 }
 
 /// A fresh random DRBD shared secret (32 alphanumeric characters).
-pub fn random_secret() -> String {
+pub fn random_secret() -> Passphrase {
     use rand::distr::{Alphanumeric, SampleString};
-    Alphanumeric.sample_string(&mut rand::rng(), 32)
+    Passphrase::new(Alphanumeric.sample_string(&mut rand::rng(), 32))
 }
 
 /// Node ids 0.. in name order.
@@ -147,7 +189,7 @@ mod tests {
                 port: 7000,
                 minors: vec![1000],
                 node_ids: node_ids(&nodes),
-                shared_secret: "s".into(),
+                shared_secret: Passphrase::new("s"),
             }),
             nodes,
         }

@@ -1,7 +1,9 @@
 //! The controller: what the provider decides before it talks to agents, and the fan-out.
 //!
+//! * [`known`]: a configuration value that may be null or not known yet.
+//! * [`secret`]: where the passphrase comes from (literal, file or environment variable), read
+//!   once per call.
 //! * [`resolve`]: the effective stack, passphrase, place count, pool and props of a definition.
-//! * [`secret`]: where the passphrase comes from (literal, file or environment variable).
 //! * [`place`]: which nodes get a replica, and which pool backs it.
 //! * [`allocate`]: DRBD node ids, minors and ports.
 //! * [`desired`]: the per-node `DesiredResource`.
@@ -13,6 +15,7 @@ pub mod allocate;
 pub mod desired;
 #[cfg(test)]
 pub mod fake;
+pub mod known;
 pub mod place;
 pub mod resolve;
 pub mod secret;

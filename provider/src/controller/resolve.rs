@@ -3,47 +3,15 @@
 //! yet makes the result [`Known::Unknown`], never a guess.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use blockstor_proto::wire::Passphrase;
 use blockstor_proto::{Layer, LayerStack, LayerStackError};
 
+use super::secret::Passphrases;
 use crate::values::Value;
 
-/// A configuration value that may be null or not known yet.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Known<T> {
-    Null,
-    Unknown,
-    Some(T),
-}
-
-impl<T> Known<T> {
-    /// `rd` if set, else `rg`; unknown wins over null, because it may turn out set.
-    pub fn or(self, rg: Known<T>) -> Known<T> {
-        match self {
-            Known::Null => rg,
-            other => other,
-        }
-    }
-
-    pub fn known(self) -> Option<T> {
-        match self {
-            Known::Some(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    pub fn is_unknown(&self) -> bool {
-        matches!(self, Known::Unknown)
-    }
-
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Known<U> {
-        match self {
-            Known::Null => Known::Null,
-            Known::Unknown => Known::Unknown,
-            Known::Some(v) => Known::Some(f(v)),
-        }
-    }
-}
+pub use super::known::Known;
 
 /// Reads a string attribute.
 pub fn string(v: &Value) -> Known<String> {
@@ -84,15 +52,32 @@ pub fn layer_stack(v: &Value) -> Known<Result<LayerStack, LayerStackError>> {
 }
 
 /// The effective settings of a resource definition, from its config (or planned) object.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Effective {
     pub layer_stack: Known<LayerStack>,
     /// The passphrase, with `passphrase_file`/`passphrase_env` read on this machine.
-    pub passphrase: Known<String>,
+    pub passphrase: Known<Passphrase>,
     pub place_count: Known<i64>,
     pub storage_pool: Known<String>,
     /// RG props overlaid with RD props.
     pub props: Known<BTreeMap<String, String>>,
+}
+
+impl fmt::Debug for Effective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let passphrase = match &self.passphrase {
+            Known::Null => "null",
+            Known::Unknown => "unknown",
+            Known::Some(_) => "[redacted]",
+        };
+        f.debug_struct("Effective")
+            .field("layer_stack", &self.layer_stack)
+            .field("passphrase", &format_args!("{passphrase}"))
+            .field("place_count", &self.place_count)
+            .field("storage_pool", &self.storage_pool)
+            .field("props", &self.props)
+            .finish()
+    }
 }
 
 /// Default place count: one node without DRBD, two with it.
@@ -104,9 +89,10 @@ pub fn default_place_count(stack: &LayerStack) -> i64 {
     }
 }
 
-/// Resolves a definition object (config, proposed or planned) against its `resource_group`.
-/// Invalid stacks resolve to unknown here; validation reports them.
-pub fn effective(rd: &Value) -> Effective {
+/// Resolves a definition object (config, proposed or planned) against its `resource_group`,
+/// with its passphrase sources as read once by the caller. Invalid stacks resolve to unknown
+/// here; validation reports them.
+pub fn effective(rd: &Value, secrets: &Passphrases) -> Effective {
     let rg = rd.get("resource_group");
     let stack_of = |v: &Value| match layer_stack(v) {
         Known::Some(Ok(s)) => Known::Some(s),
@@ -122,20 +108,25 @@ pub fn effective(rd: &Value) -> Effective {
         (Known::Null, _) => Known::Unknown,
         (other, _) => other,
     };
-    let props = match (string_map(rg.get("props")), string_map(rd.get("props"))) {
+    Effective {
+        layer_stack,
+        passphrase: secrets.current(),
+        place_count,
+        storage_pool: string(rg.get("storage_pool")),
+        props: props(rd),
+    }
+}
+
+/// The group's props overlaid with the definition's own.
+pub fn props(rd: &Value) -> Known<BTreeMap<String, String>> {
+    let rg = rd.get("resource_group");
+    match (string_map(rg.get("props")), string_map(rd.get("props"))) {
         (Known::Unknown, _) | (_, Known::Unknown) => Known::Unknown,
         (rg_props, rd_props) => {
             let mut merged = rg_props.known().unwrap_or_default();
             merged.extend(rd_props.known().unwrap_or_default());
             Known::Some(merged)
         }
-    };
-    Effective {
-        layer_stack,
-        passphrase: super::secret::effective(rd),
-        place_count,
-        storage_pool: string(rg.get("storage_pool")),
-        props,
     }
 }
 
@@ -145,6 +136,15 @@ mod tests {
 
     fn rd(stack: Value, rg: Value) -> Value {
         Value::object([("layer_stack", stack), ("resource_group", rg)])
+    }
+
+    /// Resolves `rd` with its own passphrase sources, read once.
+    fn effective(rd: &Value) -> Effective {
+        super::effective(rd, &Passphrases::read(rd))
+    }
+
+    fn exposed(k: Known<Passphrase>) -> Known<String> {
+        k.map(|p| p.expose().to_owned())
     }
 
     #[test]
@@ -176,9 +176,15 @@ mod tests {
     fn passphrase_comes_from_rd_then_rg() {
         let rg = Value::object([("passphrase", Value::string("rg-secret"))]);
         let mut v = rd(Value::Null, rg);
-        assert_eq!(effective(&v).passphrase, Known::Some("rg-secret".into()));
+        assert_eq!(
+            exposed(effective(&v).passphrase),
+            Known::Some("rg-secret".into())
+        );
         v.set("passphrase", Value::string("rd-secret"));
-        assert_eq!(effective(&v).passphrase, Known::Some("rd-secret".into()));
+        assert_eq!(
+            exposed(effective(&v).passphrase),
+            Known::Some("rd-secret".into())
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use blockstor_proto::{LayerStack, ResourceName, StoragePoolName};
 
 use super::diag::{AttrPath, Diagnostics};
 use crate::controller::resolve::{self, Known};
-use crate::controller::secret::Family;
+use crate::controller::secret::{Family, Level};
 use crate::values::Value;
 
 /// The props key that must never hold a passphrase: it would sit in clear in state and logs.
@@ -20,13 +20,19 @@ pub const MIN_PASSPHRASE_CHARS: usize = 12;
 /// reports an unreadable one). The text names only the length rule, never the passphrase nor
 /// its length.
 pub fn warn_short_passphrase(obj: &Value, family: &Family, diags: &mut Diagnostics) {
-    let Ok(Known::Some(source)) = family.source(obj) else {
+    warn_short(&Level::of(family, obj), family, diags);
+}
+
+/// [`warn_short_passphrase`] for a source the caller has read already.
+pub fn warn_short(level: &Level, family: &Family, diags: &mut Diagnostics) {
+    let Level::Read {
+        source,
+        value: Ok(passphrase),
+    } = level
+    else {
         return;
     };
-    let Ok(passphrase) = source.read() else {
-        return;
-    };
-    let chars = passphrase.chars().count();
+    let chars = passphrase.expose().chars().count();
     if chars > 0 && chars < MIN_PASSPHRASE_CHARS {
         let attr = source.attribute(family);
         diags.warning(

@@ -2,28 +2,44 @@
 //! and return exactly the planned values with the unknowns filled in.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
-use blockstor_proto::wire::{NodeInfo, ObservedResource, Passphrase, VolumeSpec};
-use blockstor_proto::{Layer, LayerStack, NodeName, ResourceName, Size, StoragePoolName};
+use blockstor_proto::wire::{NodeInfo, ObservedResource};
+use blockstor_proto::{Layer, NodeName, ResourceName, StoragePoolName};
 
+use super::request::{Invalid, Request};
 use super::validate::timeout;
 use super::{fingerprint, progress, replica, unknown_as_null, Private};
-use crate::controller::desired::{node_ids, random_secret, DrbdAllocation, Spec};
+use crate::controller::desired::{node_ids, random_secret, DrbdAllocation};
 use crate::controller::place::{choose_pool, place};
-use crate::controller::resolve::{self, Known};
-use crate::controller::secret;
+use crate::controller::resolve;
+use crate::controller::secret::Passphrases;
 use crate::controller::{allocate, Cluster};
 use crate::resources::diag::{AttrPath, Diagnostics};
 use crate::transport::TransportError;
 use crate::values::Value;
 
 /// The reply to ApplyResourceChange.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Applied {
     pub state: Value,
     pub private: Vec<u8>,
     pub diags: Diagnostics,
+}
+
+/// Private state holds the DRBD shared secret: shown by its length only.
+impl fmt::Debug for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Applied")
+            .field("state", &self.state)
+            .field(
+                "private",
+                &format_args!("[{} bytes, redacted]", self.private.len()),
+            )
+            .field("diags", &self.diags)
+            .finish()
+    }
 }
 
 /// Applies a planned change (create, update, or delete when `planned` is null).
@@ -97,23 +113,18 @@ async fn converge(
     private: &[u8],
 ) -> Applied {
     let mut diags = Diagnostics::default();
-    let eff = resolve::effective(config);
-    let (Some(name), Known::Some(stack)) = (
-        config
-            .get("name")
-            .as_str()
-            .and_then(|n| n.parse::<ResourceName>().ok()),
-        eff.layer_stack.clone(),
-    ) else {
-        diags.error_global(
-            "Invalid configuration at apply",
-            "name and layer_stack must be known and valid at apply time.",
-        );
-        return fail(prior, private, diags);
-    };
-    let volumes = match volume_specs(config) {
-        Ok(v) => v,
-        Err(path) => {
+    let secrets = Passphrases::read(config);
+    let eff = resolve::effective(config, &secrets);
+    let request = match Request::of(prior, config, &eff, &secrets) {
+        Ok(r) => r,
+        Err(Invalid::NameOrStack) => {
+            diags.error_global(
+                "Invalid configuration at apply",
+                "name and layer_stack must be known and valid at apply time.",
+            );
+            return fail(prior, private, diags);
+        }
+        Err(Invalid::Volume(path)) => {
             diags.error(
                 &path,
                 "Invalid volume",
@@ -122,6 +133,7 @@ async fn converge(
             return fail(prior, private, diags);
         }
     };
+    let (name, stack) = (&request.name, &request.layer_stack);
 
     // Ask the agents what they have: the chosen nodes, or every node when placement is open.
     let planned_nodes: Option<Vec<NodeName>> = planned
@@ -182,27 +194,17 @@ async fn converge(
             state.drbd.take(),
             &nodes,
             &chosen,
-            volumes.len(),
+            request.volumes.len(),
         ));
     } else {
         state.drbd = None;
     }
-    let passphrase = eff.passphrase.clone().known();
-    // A changed passphrase is a rotation: the headers hold the prior one, known from state
-    // when it was literal, else from a previous_* reference (plan checked its fingerprint).
-    let previous = previous_passphrase(prior, config, &stack, passphrase.as_deref());
-    let spec = Spec {
-        name: name.clone(),
-        layer_stack: stack.clone(),
-        volumes,
-        pool: pool.clone(),
-        passphrase: passphrase.clone().map(Passphrase::new),
-        previous_passphrase: previous.clone().map(Passphrase::new),
-        props: eff.props.clone().known().unwrap_or_default(),
-        generation: state.generation,
-        nodes: nodes.clone(),
-        drbd: state.drbd.clone(),
-    };
+    let spec = request.spec(
+        pool.clone(),
+        nodes.clone(),
+        state.generation,
+        state.drbd.clone(),
+    );
 
     let results = cluster
         .fan_out(&nodes, |client| {
@@ -234,8 +236,8 @@ async fn converge(
     new_state.set("effective_storage_pool", Value::string(pool.as_str()));
     new_state.set("effective_layer_stack", Value::strings(stack.names()));
     if new_state.get("passphrase_fingerprint").is_unknown() {
-        let fp = match (&passphrase, stack.has(Layer::Luks)) {
-            (Some(p), true) => Value::string(fingerprint::fingerprint(p)),
+        let fp = match (&spec.passphrase, stack.has(Layer::Luks)) {
+            (Some(p), true) => Value::string(fingerprint::fingerprint(p.expose())),
             _ => Value::Null,
         };
         new_state.set("passphrase_fingerprint", fp);
@@ -245,7 +247,7 @@ async fn converge(
         "replicas",
         Value::List(observed.iter().map(replica).collect()),
     );
-    if diags.has_errors() && previous.is_some() {
+    if diags.has_errors() && spec.previous_passphrase.is_some() {
         // Some replica may still hold only the prior passphrase: keep it in state so the next
         // plan shows the rotation again and the next apply resends both (replicas already
         // rotated skip it).
@@ -326,46 +328,6 @@ fn sorted(nodes: &[NodeName]) -> Vec<NodeName> {
     let mut v = nodes.to_vec();
     v.sort();
     v
-}
-
-/// The passphrase the LUKS headers hold now, when `passphrase` rotates away from it.
-pub(super) fn previous_passphrase(
-    prior: &Value,
-    config: &Value,
-    stack: &LayerStack,
-    passphrase: Option<&str>,
-) -> Option<String> {
-    secret::literal_in_state(prior)
-        .known()
-        .or_else(|| secret::previous(config).known().and_then(Result::ok))
-        .filter(|old| stack.has(Layer::Luks) && passphrase.is_some_and(|new| new != old))
-}
-
-/// The `volume` blocks as wire volumes, sorted by number.
-pub(super) fn volume_specs(config: &Value) -> Result<Vec<VolumeSpec>, AttrPath> {
-    let mut out = Vec::new();
-    for (i, vol) in config
-        .get("volume")
-        .as_list()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let number = vol
-            .get("number")
-            .as_i64()
-            .and_then(|n| u32::try_from(n).ok());
-        let size = vol
-            .get("size")
-            .as_str()
-            .and_then(|s| s.parse::<Size>().ok());
-        match (number, size) {
-            (Some(number), Some(size_kib)) => out.push(VolumeSpec { number, size_kib }),
-            _ => return Err(AttrPath::attr("volume").index(i)),
-        }
-    }
-    out.sort_by_key(|v| v.number);
-    Ok(out)
 }
 
 /// Tears down every replica; the resource leaves state only when every node succeeded.

@@ -4,6 +4,7 @@
 //! * [`validate`]: configuration checks, tolerant of unknowns.
 //! * [`plan`]: computed values, in-place updates, replacements, shrink errors.
 //! * [`preview`]: `planned_steps`, the commands each agent will run, asked at plan time.
+//! * [`request`]: the request document, one builder for the preview and the apply.
 //! * [`apply`]: placement, allocation, parallel dispatch, delete.
 //! * [`read`]: refresh from the agents (drift) and import.
 //! * [`schema`]: the attributes and blocks Terraform sees.
@@ -20,9 +21,12 @@ pub mod plan;
 pub mod preview;
 pub mod progress;
 pub mod read;
+pub mod request;
 mod resource;
 pub mod schema;
 pub mod validate;
+
+use std::fmt;
 
 use blockstor_proto::wire::ObservedResource;
 use serde::{Deserialize, Serialize};
@@ -35,8 +39,9 @@ pub use resource::ResourceDefinition;
 /// The Terraform type name.
 pub const TYPE_NAME: &str = "blockstor_resource_definition";
 
-/// The resource's private state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The resource's private state. Its JSON form is fixed: states written by earlier versions
+/// load unchanged (the shared secret is a plain string in it).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Private {
     /// Bumped on every apply; sent as `DesiredResource.generation`.
     #[serde(default)]
@@ -44,6 +49,16 @@ pub struct Private {
     /// Fixed at creation for DRBD stacks.
     #[serde(default)]
     pub drbd: Option<DrbdAllocation>,
+}
+
+/// The DRBD allocation's own `Debug` redacts its shared secret.
+impl fmt::Debug for Private {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Private")
+            .field("generation", &self.generation)
+            .field("drbd", &self.drbd)
+            .finish()
+    }
 }
 
 impl Private {

@@ -7,23 +7,45 @@
 //! volume is an error on that volume.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
+use blockstor_proto::wire::Passphrase;
 use blockstor_proto::{Layer, NodeName, Size};
 
 use super::fingerprint;
-use super::validate::{check_references_readable, validate, warn_short_passphrase};
+use super::validate::{check_references_readable, validate_resolved, warn_short_passphrase};
 use crate::controller::resolve::{self, Known};
-use crate::controller::secret;
+use crate::controller::secret::{self, Passphrases};
 use crate::resources::diag::{AttrPath, Diagnostics};
 use crate::values::Value;
 
 /// The reply to PlanResourceChange.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Planned {
     pub state: Value,
     pub requires_replace: Vec<AttrPath>,
     pub private: Vec<u8>,
     pub diags: Diagnostics,
+    /// The configuration's passphrases as this plan read them, for [`super::preview::fill`]
+    /// (the same call): each source is read once per call.
+    pub secrets: Passphrases,
+}
+
+/// Holds the resolved passphrases (their `Debug` redacts them) and private state, which holds
+/// the DRBD shared secret: shown by its length only.
+impl fmt::Debug for Planned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Planned")
+            .field("state", &self.state)
+            .field("requires_replace", &self.requires_replace)
+            .field(
+                "private",
+                &format_args!("[{} bytes, redacted]", self.private.len()),
+            )
+            .field("diags", &self.diags)
+            .field("secrets", &self.secrets)
+            .finish()
+    }
 }
 
 /// Plans a change. `configured` lists the provider's nodes (None if not configured yet).
@@ -42,16 +64,18 @@ pub fn plan(
     if proposed.is_null() {
         return out; // destroy
     }
-    out.diags = validate(config);
+    out.secrets = Passphrases::read(config);
+    let secrets = &out.secrets;
+    out.diags = validate_resolved(config, secrets);
     check_nodes_configured(config, configured, &mut out.diags);
     if out.diags.has_errors() {
         return out;
     }
-    check_references_readable(config, &mut out.diags);
+    check_references_readable(secrets, &mut out.diags);
     if out.diags.has_errors() {
         return out;
     }
-    let eff = resolve::effective(config);
+    let eff = resolve::effective(config, secrets);
     let planned = &mut out.state;
     planned.set("id", config.get("name").clone());
     let stack_value = match &eff.layer_stack {
@@ -60,7 +84,7 @@ pub fn plan(
     };
     planned.set("effective_layer_stack", stack_value);
     let has_luks = eff.layer_stack.clone().map(|s| s.has(Layer::Luks));
-    warn_short_passphrase(config, &has_luks, &mut out.diags);
+    warn_short_passphrase(secrets, &has_luks, &mut out.diags);
 
     if prior.is_null() {
         plan_create(planned, &eff, has_luks);
@@ -70,8 +94,8 @@ pub fn plan(
             prior,
             planned,
             config,
+            secrets,
             &eff,
-            has_luks,
             &mut out.requires_replace,
             &mut out.diags,
         );
@@ -116,7 +140,7 @@ fn plan_create(planned: &mut Value, eff: &resolve::Effective, has_luks: Known<bo
 }
 
 /// The fingerprint on create (or after a passphrase change): null without LUKS or passphrase.
-fn fingerprint_plan(passphrase: &Known<String>, has_luks: Known<bool>) -> Value {
+fn fingerprint_plan(passphrase: &Known<Passphrase>, has_luks: Known<bool>) -> Value {
     match (passphrase, has_luks) {
         (Known::Null, _) | (_, Known::Some(false)) => Value::Null,
         _ => Value::Unknown,
@@ -127,12 +151,14 @@ fn plan_update(
     prior: &Value,
     planned: &mut Value,
     config: &Value,
+    secrets: &Passphrases,
     eff: &resolve::Effective,
-    has_luks: Known<bool>,
     replace: &mut Vec<AttrPath>,
     diags: &mut Diagnostics,
 ) {
-    let prior_eff = resolve::effective(prior);
+    let has_luks = eff.layer_stack.clone().map(|s| s.has(Layer::Luks));
+    // Only the prior props: prior state's passphrase references would read today's secrets.
+    let prior_props = resolve::props(prior);
     let mut needs_apply = false;
     // Where a replacement caused by an inherited value points: the RD's own attribute when
     // set, else the resource group.
@@ -171,7 +197,7 @@ fn plan_update(
         // then removes the old one (apply sends both); the data is never touched.
         Change::Rotated => {
             needs_apply = true;
-            check_previous(prior, prior_fp, config, diags);
+            check_previous(prior, prior_fp, config, secrets, diags);
         }
         // Imported (the passphrase was not readable) or newly set: apply verifies it against
         // the header; it never reformats.
@@ -235,7 +261,7 @@ fn plan_update(
     needs_apply |= plan_volumes(prior, config, replace, diags);
 
     let props = |k: &Known<BTreeMap<String, String>>| k.clone().known().unwrap_or_default();
-    if eff.props.is_unknown() || props(&eff.props) != props(&prior_eff.props) {
+    if eff.props.is_unknown() || props(&eff.props) != props(&prior_props) {
         needs_apply = true;
     }
 
@@ -260,15 +286,15 @@ enum Change {
 
 /// The prior passphrase is known from state when it was literal, else only by its
 /// fingerprint (a `passphrase_file`/`passphrase_env` reference, read again now).
-fn passphrase_change(prior: &Value, prior_fp: Option<&str>, now: &Known<String>) -> Change {
+fn passphrase_change(prior: &Value, prior_fp: Option<&str>, now: &Known<Passphrase>) -> Change {
     match (secret::literal_in_state(prior), now) {
         (Known::Null, Known::Null) if prior_fp.is_none() => Change::Same,
         (_, Known::Null) => Change::Dropped,
         (_, Known::Unknown) => Change::Unverified,
-        (Known::Some(old), Known::Some(new)) if &old == new => Change::Same,
+        (Known::Some(old), Known::Some(new)) if old.expose() == new.expose() => Change::Same,
         (Known::Some(_), Known::Some(_)) => Change::Rotated,
         (_, Known::Some(new)) => match prior_fp {
-            Some(fp) if fingerprint::matches(fp, new) => Change::Same,
+            Some(fp) if fingerprint::matches(fp, new.expose()) => Change::Same,
             Some(_) => Change::Rotated,
             None => Change::Unverified,
         },
@@ -277,7 +303,13 @@ fn passphrase_change(prior: &Value, prior_fp: Option<&str>, now: &Known<String>)
 
 /// A rotation away from a referenced secret needs the old one, from a previous_* reference
 /// that matches the fingerprint in state.
-fn check_previous(prior: &Value, prior_fp: Option<&str>, config: &Value, diags: &mut Diagnostics) {
+fn check_previous(
+    prior: &Value,
+    prior_fp: Option<&str>,
+    config: &Value,
+    secrets: &Passphrases,
+    diags: &mut Diagnostics,
+) {
     if secret::literal_in_state(prior).known().is_some() {
         return; // state holds the old passphrase itself
     }
@@ -285,13 +317,13 @@ fn check_previous(prior: &Value, prior_fp: Option<&str>, config: &Value, diags: 
         .into_iter()
         .find(|a| !config.get(a).is_null())
         .unwrap_or("passphrase_file");
-    match secret::previous(config) {
+    match secrets.previous() {
         Known::Null => diags.error(
             &AttrPath::attr(attr),
             "The passphrase changed: the rotation needs the old one",
             format!("The passphrase {attr} gives no longer matches passphrase_fingerprint in state, so this apply rotates every replica to it, which needs the passphrase the LUKS headers hold now. State does not keep it: give it once with previous_passphrase_wo, previous_passphrase_file or previous_passphrase_env, apply, then remove that attribute. (If the change was a mistake, restore the old secret.)"),
         ),
-        Known::Some(Ok(old)) if prior_fp.is_some_and(|fp| !fingerprint::matches(fp, &old)) => {
+        Known::Some(Ok(old)) if prior_fp.is_some_and(|fp| !fingerprint::matches(fp, old.expose())) => {
             let at = ["previous_passphrase_wo", "previous_passphrase_env"]
                 .into_iter()
                 .find(|a| !config.get(a).is_null())

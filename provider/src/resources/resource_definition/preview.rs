@@ -10,25 +10,28 @@
 
 use std::collections::BTreeMap;
 
-use blockstor_proto::wire::{NodeInfo, Passphrase, PlannedSteps};
-use blockstor_proto::{Layer, NodeName, ResourceName, StoragePoolName};
+use blockstor_proto::wire::{NodeInfo, PlannedSteps};
+use blockstor_proto::{Layer, NodeName, StoragePoolName};
 
-use super::apply::{previous_passphrase, volume_specs};
+use super::request::Request;
 use super::Private;
 use crate::controller::desired::Spec;
 use crate::controller::place::choose_pool;
-use crate::controller::resolve::{self, Known};
+use crate::controller::resolve;
+use crate::controller::secret::Passphrases;
 use crate::controller::Cluster;
 use crate::resources::diag::{AttrPath, Diagnostics};
 use crate::transport::TransportError;
 use crate::values::Value;
 
 /// Fills in `planned_steps` of `planned` when it is unknown and the steps can be known now.
+/// `secrets` are `config`'s passphrases as the plan read them (once per call).
 pub async fn fill(
     cluster: &Cluster,
     prior: &Value,
     planned: &mut Value,
     config: &Value,
+    secrets: &Passphrases,
     private: &[u8],
     diags: &mut Diagnostics,
 ) {
@@ -42,7 +45,8 @@ pub async fn fill(
         Some(p) => p.parse().ok(),
         None => sole_pool(cluster, &nodes, diags).await,
     };
-    let Some(spec) = pool.and_then(|pool| spec(prior, config, private, nodes, pool)) else {
+    let Some(spec) = pool.and_then(|pool| spec(prior, config, secrets, private, nodes, pool))
+    else {
         return;
     };
     let results = cluster
@@ -106,48 +110,29 @@ fn unknown_warning(diags: &mut Diagnostics, e: &TransportError) {
     );
 }
 
-/// The spec the apply will build, when everything it needs is known at plan time.
+/// The spec the apply will build ([`Request`], the same builder), when everything it needs is
+/// known at plan time.
 fn spec(
     prior: &Value,
     config: &Value,
+    secrets: &Passphrases,
     private: &[u8],
     nodes: Vec<NodeName>,
     pool: StoragePoolName,
 ) -> Option<Spec> {
-    let eff = resolve::effective(config);
-    let name: ResourceName = config.get("name").as_str()?.parse().ok()?;
-    let Known::Some(layer_stack) = eff.layer_stack.clone() else {
-        return None;
-    };
-    let volumes = volume_specs(config).ok()?;
-    let passphrase = match eff.passphrase.clone() {
-        Known::Some(p) => Some(p),
-        Known::Null => None,
-        Known::Unknown => return None,
-    };
-    if eff.props.is_unknown() {
+    let eff = resolve::effective(config, secrets);
+    let request = Request::of(prior, config, &eff, secrets).ok()?;
+    if !request.is_complete() {
         return None;
     }
     let state = Private::decode(private);
     // The apply keeps the DRBD allocation of private state; a new one is made only at apply.
-    let drbd = if layer_stack.has(Layer::Drbd) {
+    let drbd = if request.layer_stack.has(Layer::Drbd) {
         Some(state.drbd.clone()?)
     } else {
         None
     };
-    let previous = previous_passphrase(prior, config, &layer_stack, passphrase.as_deref());
-    Some(Spec {
-        name,
-        layer_stack,
-        volumes,
-        pool,
-        passphrase: passphrase.map(Passphrase::new),
-        previous_passphrase: previous.map(Passphrase::new),
-        props: eff.props.clone().known().unwrap_or_default(),
-        generation: state.generation + 1,
-        nodes,
-        drbd,
-    })
+    Some(request.spec(pool, nodes, state.generation + 1, drbd))
 }
 
 /// One display line per step; a list of strings shows well in `terraform plan`.

@@ -57,6 +57,7 @@ impl Resource for ResourceDefinition {
                 r.prior,
                 &mut p.state,
                 r.config,
+                &p.secrets,
                 &p.private,
                 &mut p.diags,
             )

@@ -668,6 +668,7 @@ async fn create_on_named_nodes_previews_the_steps_without_the_secret_and_apply_k
         &Value::Null,
         &mut p.state,
         &cfg,
+        &p.secrets,
         &p.private,
         &mut diags,
     )
@@ -698,6 +699,7 @@ async fn create_on_named_nodes_previews_the_steps_without_the_secret_and_apply_k
         &state,
         &mut again.state,
         &cfg,
+        &again.secrets,
         &again.private,
         &mut diags,
     )
@@ -721,6 +723,7 @@ async fn placement_by_count_leaves_the_steps_unknown_and_apply_sets_them_null() 
         &Value::Null,
         &mut p.state,
         &cfg,
+        &p.secrets,
         &p.private,
         &mut diags,
     )
@@ -743,6 +746,7 @@ async fn an_unreachable_agent_leaves_the_steps_unknown_with_a_warning() {
         &Value::Null,
         &mut p.state,
         &cfg,
+        &p.secrets,
         &p.private,
         &mut diags,
     )
@@ -752,4 +756,105 @@ async fn an_unreachable_agent_leaves_the_steps_unknown_with_a_warning() {
         !diags.has_errors() && !diags.0.is_empty(),
         "a warning, not an error"
     );
+}
+
+#[tokio::test]
+async fn the_preview_uses_the_passphrase_file_as_the_plan_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "file-secret, long enough\n").unwrap();
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let cluster = FakeAgent::cluster_of([agent.clone()]);
+    let mut cfg = config(&["LUKS", "STORAGE"], None, "64MiB");
+    cfg.set("passphrase_file", Value::string(key.to_str().unwrap()));
+    cfg.set("nodes", Value::strings(["n1"]));
+    let mut p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
+    assert!(!p.diags.has_errors(), "{:?}", p.diags);
+    // The file is read once per call, at its start: the preview of the same call does not
+    // read it again (before, it did, and found nothing here).
+    std::fs::remove_file(&key).unwrap();
+    let mut diags = Diagnostics::default();
+    preview::fill(
+        &cluster,
+        &Value::Null,
+        &mut p.state,
+        &cfg,
+        &p.secrets,
+        &p.private,
+        &mut diags,
+    )
+    .await;
+    assert!(diags.0.is_empty(), "{diags:?}");
+    assert_eq!(
+        p.state.get("planned_steps").get("n1"),
+        &Value::strings(["truncate -s 65536K /fake/db_0.img", "cryptsetup <redacted>"]),
+    );
+}
+
+#[test]
+fn private_state_keeps_its_json_form_so_existing_states_load() {
+    let written = br#"{"generation":3,"drbd":{"port":7005,"minors":[1005,1006],"node_ids":{"n1":1,"n2":0},"shared_secret":"Abc123sharedSecret"}}"#;
+    let private = super::Private::decode(written);
+    let drbd = private.drbd.as_ref().expect("DRBD allocation");
+    assert_eq!(private.generation, 3);
+    assert_eq!((drbd.port, drbd.minors.clone()), (7005, vec![1005, 1006]));
+    assert_eq!(drbd.shared_secret.expose(), "Abc123sharedSecret");
+    assert_eq!(private.encode(), written.to_vec(), "byte for byte");
+    assert_eq!(super::Private::decode(&private.encode()), private);
+}
+
+#[tokio::test]
+async fn debug_output_of_every_secret_holding_type_never_shows_the_secret() {
+    use crate::controller::resolve;
+    use crate::controller::secret::{Level, Passphrases, Source};
+    use blockstor_proto::wire::Passphrase;
+
+    const SECRET: &str = "pw-debug-secret, long enough";
+    const OLD: &str = "old-debug-secret, long enough";
+    let cluster = FakeAgent::cluster(&["n1", "n2"], &[]);
+    let mut cfg = config(&["DRBD", "LUKS", "STORAGE"], Some(SECRET), "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let secrets = Passphrases::read(&cfg);
+    let eff = resolve::effective(&cfg, &secrets);
+    let p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
+    let a = apply::apply(&cluster, &Value::Null, &p.state, &cfg, &p.private).await;
+    assert!(!a.diags.has_errors(), "{:?}", a.diags);
+    let private = super::Private::decode(&a.private);
+    let drbd = private.drbd.clone().expect("DRBD allocation");
+    let shared_secret = drbd.shared_secret.expose().to_owned();
+    // The literal in prior state is the passphrase the headers hold: a rotation request.
+    let prior = Value::object([("passphrase", Value::string(OLD))]);
+    let request = super::request::Request::of(&prior, &cfg, &eff, &secrets).unwrap();
+    let spec = request.spec(
+        "files".parse().unwrap(),
+        vec!["n1".parse().unwrap(), "n2".parse().unwrap()],
+        1,
+        Some(drbd.clone()),
+    );
+    assert_eq!(
+        spec.passphrase.as_ref().map(Passphrase::expose),
+        Some(SECRET)
+    );
+    assert_eq!(
+        spec.previous_passphrase.as_ref().map(Passphrase::expose),
+        Some(OLD)
+    );
+
+    let shown = [
+        format!("{:?}", Source::Literal(Passphrase::new(SECRET))),
+        format!("{:?}", Source::WriteOnly(Passphrase::new(SECRET))),
+        format!("{:?}", Level::of(&crate::controller::secret::CURRENT, &cfg)),
+        format!("{secrets:?}"),
+        format!("{eff:?}"),
+        format!("{:?}", p.secrets),
+        format!("{drbd:?}"),
+        format!("{private:?}"),
+        format!("{spec:?}"),
+    ];
+    for text in shown {
+        for secret in [SECRET, OLD, shared_secret.as_str()] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.to_lowercase().contains("redacted"), "{text}");
+    }
 }

@@ -8,14 +8,20 @@ use blockstor_proto::layer_stack::VALID_STACKS_TEXT;
 use blockstor_proto::wire::MAX_VOLUME_NUMBER;
 use blockstor_proto::{Layer, NodeName, Size};
 
-use crate::controller::resolve::{self, Known};
-use crate::controller::secret;
+use crate::controller::resolve::Known;
+use crate::controller::secret::{self, Level, Passphrases};
 use crate::resources::diag::{AttrPath, Diagnostics};
 use crate::resources::shared;
 use crate::values::Value;
 
-/// Validates a configuration (or proposed) object of `blockstor_resource_definition`.
+/// Validates a configuration (or proposed) object of `blockstor_resource_definition`, reading
+/// its passphrase sources (for ValidateResourceConfig, which has no other use for them).
 pub fn validate(config: &Value) -> Diagnostics {
+    validate_resolved(config, &Passphrases::read(config))
+}
+
+/// [`validate`] with `config`'s passphrase sources as the caller read them (once per call).
+pub fn validate_resolved(config: &Value, secrets: &Passphrases) -> Diagnostics {
     let mut diags = Diagnostics::default();
     if !matches!(config, Value::Map(_)) {
         return diags;
@@ -60,11 +66,11 @@ pub fn validate(config: &Value) -> Diagnostics {
         (Known::Null, Value::Map(_), Known::Null) => Known::Some(Default::default()),
         _ => Known::Unknown,
     };
-    check_passphrase_sources(config, &mut diags, false);
+    check_passphrase_sources(secrets, &mut diags, false);
     let passphrase = if diags.has_errors() {
         Known::Unknown
     } else {
-        resolve::effective(config).passphrase
+        secrets.current()
     };
     if let Known::Some(stack) = stack {
         match (&passphrase, stack.has(Layer::Luks)) {
@@ -100,34 +106,32 @@ pub fn validate(config: &Value) -> Diagnostics {
 
 /// At plan (not at `terraform validate`, which may run where the secrets are not, e.g. in CI):
 /// every `passphrase_file`/`passphrase_env` reference can be read on this machine.
-pub fn check_references_readable(config: &Value, diags: &mut Diagnostics) {
-    check_passphrase_sources(config, diags, true);
+pub fn check_references_readable(secrets: &Passphrases, diags: &mut Diagnostics) {
+    check_passphrase_sources(secrets, diags, true);
 }
 
 /// At plan, where every value is known and references are readable: the short-passphrase
 /// warning on the definition's own source, when LUKS may use it (the group's own passphrase is
 /// warned about on the group). Plan only, so it shows once.
-pub fn warn_short_passphrase(config: &Value, has_luks: &Known<bool>, diags: &mut Diagnostics) {
+pub fn warn_short_passphrase(
+    secrets: &Passphrases,
+    has_luks: &Known<bool>,
+    diags: &mut Diagnostics,
+) {
     if *has_luks != Known::Some(false) {
-        shared::warn_short_passphrase(config, &secret::CURRENT, diags);
+        shared::warn_short(&secrets.own, &secret::CURRENT, diags);
     }
 }
 
 /// At most one passphrase source per level; with `read`, a referenced one must be readable.
-fn check_passphrase_sources(config: &Value, diags: &mut Diagnostics, read: bool) {
-    let rg = config.get("resource_group");
-    let levels = [
-        (config, None, secret::CURRENT),
-        (config, None, secret::PREVIOUS),
-        (rg, Some("resource_group"), secret::GROUP),
-    ];
-    for (obj, base, family) in levels {
+fn check_passphrase_sources(secrets: &Passphrases, diags: &mut Diagnostics, read: bool) {
+    for (level, family, base) in secrets.levels() {
         let at = |attr: &str| match base {
             Some(b) => AttrPath::attr(b).then(attr),
             None => AttrPath::attr(attr),
         };
-        match family.source(obj) {
-            Err(attrs) => diags.error(
+        match level {
+            Level::Conflict(attrs) => diags.error(
                 &at(attrs[1]),
                 format!("Set only one of {}", attrs.join(", ")),
                 format!(
@@ -135,16 +139,15 @@ fn check_passphrase_sources(config: &Value, diags: &mut Diagnostics, read: bool)
                     attrs.join(" and ")
                 ),
             ),
-            Ok(Known::Some(src)) if read => {
-                if let Err(why) = src.read() {
-                    diags.error(
-                        &at(src.attribute(&family)),
-                        format!("Cannot read {}", src.attribute(&family)),
-                        why,
-                    );
-                }
-            }
-            Ok(_) => {}
+            Level::Read {
+                source,
+                value: Err(why),
+            } if read => diags.error(
+                &at(source.attribute(&family)),
+                format!("Cannot read {}", source.attribute(&family)),
+                why.clone(),
+            ),
+            _ => {}
         }
     }
 }
@@ -273,7 +276,7 @@ mod tests {
             "terraform validate runs without secrets"
         );
         let mut diags = Diagnostics::default();
-        check_references_readable(&cfg, &mut diags);
+        check_references_readable(&Passphrases::read(&cfg), &mut diags);
         assert_eq!(path_of(&diags.0[0]), ["passphrase_file"]);
         assert!(diags.0[0].detail.contains("/nonexistent/blockstor.key"));
     }
@@ -333,7 +336,7 @@ mod tests {
                 "validate leaves it to plan, so it shows once"
             );
             let mut diags = Diagnostics::default();
-            warn_short_passphrase(cfg, &luks, &mut diags);
+            warn_short_passphrase(&Passphrases::read(cfg), &luks, &mut diags);
             assert!(!format!("{diags:?}").contains("s3cr3t"));
             diags
         };
@@ -363,7 +366,7 @@ mod tests {
         assert!(long.0.is_empty(), "{long:?}");
         let mut diags = Diagnostics::default();
         let short = config(Value::strings(["STORAGE"]), Value::string("s3cr3t"));
-        warn_short_passphrase(&short, &Known::Some(false), &mut diags);
+        warn_short_passphrase(&Passphrases::read(&short), &Known::Some(false), &mut diags);
         assert!(diags.0.is_empty(), "without LUKS the passphrase is unused");
     }
 
