@@ -9,9 +9,11 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
+use blockstor_proto::contract::{Input, Method, Spec, OPERATIONS};
+use blockstor_proto::wire::StdioRequest;
 use blockstor_proto::ResourceName;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -43,11 +45,9 @@ pub fn router(engine: Engine, token: SecretString) -> Router {
         engine,
         token: Arc::new(token),
     };
-    Router::new()
-        .route("/v1/node", get(node))
-        .route("/v1/resources", get(list))
-        .route("/v1/resources/{rd}", get(get_one).put(apply).delete(delete))
-        .route("/v1/resources/{rd}/plan", post(plan))
+    OPERATIONS
+        .iter()
+        .fold(Router::new(), |r, spec| r.route(spec.path, route(spec)))
         .fallback(|| async {
             Error::new(
                 Kind::NotFound,
@@ -101,38 +101,41 @@ fn desired_for(rd: &str, body: &[u8]) -> Result<blockstor_proto::wire::DesiredRe
     Ok(d)
 }
 
-async fn node(State(s): State<AppState>) -> Result<Response, Error> {
-    Ok(Json(s.engine.node().await?).into_response())
+/// The route of one operation of the contract: its method, and the request built from the
+/// path and body as its [`Input`] says, answered by the same handler as stdio.
+fn route(spec: &Spec) -> MethodRouter<AppState> {
+    let op = spec.op;
+    let filter = match spec.method {
+        Method::Get => MethodFilter::GET,
+        Method::Put => MethodFilter::PUT,
+        Method::Post => MethodFilter::POST,
+        Method::Delete => MethodFilter::DELETE,
+    };
+    match spec.input {
+        Input::None => on(filter, move |State(s): State<AppState>| async move {
+            let req = StdioRequest::bare(op).expect("the contract says no input");
+            answer(&s, req).await
+        }),
+        Input::Name => on(
+            filter,
+            move |State(s): State<AppState>, Path(rd): Path<String>| async move {
+                let req = StdioRequest::named(op, rd_param(&rd)?).expect("the contract says name");
+                answer(&s, req).await
+            },
+        ),
+        Input::Resource => on(
+            filter,
+            move |State(s): State<AppState>, Path(rd): Path<String>, body: Bytes| async move {
+                let d = desired_for(&rd, &body)?;
+                let req = StdioRequest::with_resource(op, d).expect("the contract says resource");
+                answer(&s, req).await
+            },
+        ),
+    }
 }
 
-async fn list(State(s): State<AppState>) -> Result<Response, Error> {
-    Ok(Json(s.engine.list().await?).into_response())
-}
-
-async fn get_one(State(s): State<AppState>, Path(rd): Path<String>) -> Result<Response, Error> {
-    Ok(Json(s.engine.get(&rd_param(&rd)?).await?).into_response())
-}
-
-async fn apply(
-    State(s): State<AppState>,
-    Path(rd): Path<String>,
-    body: Bytes,
-) -> Result<Response, Error> {
-    let d = desired_for(&rd, &body)?;
-    Ok(Json(s.engine.apply(d).await?).into_response())
-}
-
-async fn plan(
-    State(s): State<AppState>,
-    Path(rd): Path<String>,
-    body: Bytes,
-) -> Result<Response, Error> {
-    let d = desired_for(&rd, &body)?;
-    Ok(Json(s.engine.plan(d).await?).into_response())
-}
-
-async fn delete(State(s): State<AppState>, Path(rd): Path<String>) -> Result<Response, Error> {
-    Ok(Json(s.engine.delete(&rd_param(&rd)?).await?).into_response())
+async fn answer(s: &AppState, req: StdioRequest) -> Result<Response, Error> {
+    Ok(Json(super::handle(&s.engine, req).await?).into_response())
 }
 
 /// Serves until the process ends: plain HTTP on loopback, HTTPS (rustls) when `tls` is set.

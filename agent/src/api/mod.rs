@@ -3,7 +3,9 @@
 pub mod http;
 pub mod stdio;
 
-use blockstor_proto::wire::{DesiredResource, StdioRequest};
+use blockstor_proto::wire::{
+    Deleted, DesiredResource, NodeInfo, ObservedResource, PlannedSteps, StdioRequest,
+};
 
 use crate::engine::Engine;
 use crate::error::{Error, Kind, Result};
@@ -33,21 +35,28 @@ pub fn parse_desired(body: &[u8]) -> Result<DesiredResource> {
     })
 }
 
-/// Runs one stdio request through the same engine calls as the HTTP routes; the success value
-/// is exactly the HTTP response body.
-pub async fn handle(engine: &Engine, req: StdioRequest) -> Result<serde_json::Value> {
-    match req {
-        StdioRequest::Node => json(engine.node().await),
-        StdioRequest::Apply { resource } => json(engine.apply(resource).await),
-        StdioRequest::Plan { resource } => json(engine.plan(resource).await),
-        StdioRequest::Get { name } => json(engine.get(&name).await),
-        StdioRequest::Delete { name } => json(engine.delete(&name).await),
-        StdioRequest::List => json(engine.list().await),
-    }
+/// Runs one request of the contract ([`blockstor_proto::contract`]), whichever front end
+/// it came through; the answer serialises to the same JSON over HTTP and stdio.
+pub async fn handle(engine: &Engine, req: StdioRequest) -> Result<Answer> {
+    Ok(match req {
+        StdioRequest::Node => Answer::Node(engine.node().await?),
+        StdioRequest::Apply { resource } => Answer::Resource(engine.apply(resource).await?),
+        StdioRequest::Plan { resource } => Answer::Plan(engine.plan(resource).await?),
+        StdioRequest::Get { name } => Answer::Resource(engine.get(&name).await?),
+        StdioRequest::Delete { name } => Answer::Deleted(engine.delete(&name).await?),
+        StdioRequest::List => Answer::Resources(engine.list().await?),
+    })
 }
 
-fn json<T: serde::Serialize>(v: Result<T>) -> Result<serde_json::Value> {
-    serde_json::to_value(v?).map_err(|e| Error::internal(e.to_string()))
+/// The success answer of an operation: the contract's output type, serialised as itself.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Node(NodeInfo),
+    Resource(ObservedResource),
+    Resources(Vec<ObservedResource>),
+    Plan(PlannedSteps),
+    Deleted(Deleted),
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! SSH mode: read ONE JSON request line from stdin, answer ONE JSON line on stdout.
 //! No bearer token: the SSH login already authenticated the caller.
 
+use blockstor_proto::contract::{Input, Op, OPERATIONS};
 use blockstor_proto::wire::StdioRequest;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -24,7 +25,10 @@ where
         Ok(req) => super::handle(engine, req).await,
         Err(e) => Err(e),
     };
-    let body = match answer {
+    // Through a `Value`, as always: its keys print sorted, so the line stays byte for byte.
+    let body = match answer
+        .and_then(|a| serde_json::to_value(a).map_err(|e| Error::internal(e.to_string())))
+    {
         Ok(v) => v,
         Err(e) => serde_json::json!({ "error": e.to_wire() }),
     };
@@ -47,26 +51,20 @@ fn parse(line: &str) -> Result<StdioRequest, Error> {
     // (serde cannot track paths through an internally tagged enum).
     let op = value.get("op").and_then(|v| v.as_str()).unwrap_or_default();
     let take = |key: &str| value.get(key).cloned().unwrap_or(serde_json::Value::Null);
-    match op {
-        "node" => Ok(StdioRequest::Node),
-        "list" => Ok(StdioRequest::List),
-        "apply" => Ok(StdioRequest::Apply {
-            resource: typed(take("resource"), "")?,
-        }),
-        "plan" => Ok(StdioRequest::Plan {
-            resource: typed(take("resource"), "")?,
-        }),
-        "get" => Ok(StdioRequest::Get {
-            name: typed(take("name"), "name")?,
-        }),
-        "delete" => Ok(StdioRequest::Delete {
-            name: typed(take("name"), "name")?,
-        }),
-        other => Err(invalid(
-            format!("unknown op {other:?}; use node, apply, plan, get, delete or list"),
+    let Some(op) = Op::from_stdio(op) else {
+        let names: Vec<&str> = OPERATIONS.iter().map(|s| s.stdio).collect();
+        let (last, first) = names.split_last().expect("the contract has operations");
+        return Err(invalid(
+            format!("unknown op {op:?}; use {} or {last}", first.join(", ")),
             Some("op".into()),
-        )),
-    }
+        ));
+    };
+    let req = match op.spec().input {
+        Input::None => StdioRequest::bare(op),
+        Input::Name => StdioRequest::named(op, typed(take("name"), "name")?),
+        Input::Resource => StdioRequest::with_resource(op, typed(take("resource"), "")?),
+    };
+    Ok(req.expect("the request matches the contract's input"))
 }
 
 /// Deserialises `v`, naming the failing field (`volumes[0].size_kib`); `base` names `v` itself.

@@ -1,10 +1,11 @@
 //! The agent over HTTP(S): reqwest with rustls, a bearer token on every request.
 
 use async_trait::async_trait;
+use blockstor_proto::contract::{ops, Method as OpMethod, Op, Operation};
 use blockstor_proto::wire::{
     AgentError, DesiredResource, NodeInfo, ObservedResource, PlannedSteps,
 };
-use blockstor_proto::{NodeName, ResourceName};
+use blockstor_proto::{ErrorCode, NodeName, ResourceName};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -57,14 +58,30 @@ impl HttpAgentClient {
         })
     }
 
-    /// Sends one request and decodes the agent's JSON answer; `Ok(None)` on 404 `not_found`.
+    /// One operation of the contract, its answer decoded as the contract's output type.
+    async fn typed<O: Operation>(
+        &self,
+        rd: Option<&ResourceName>,
+        body: Option<&DesiredResource>,
+    ) -> Result<Option<O::Response>, TransportError> {
+        self.call(O::OP, rd, body).await
+    }
+
+    /// Sends one request with the method and path the contract gives `op`, and decodes the
+    /// agent's JSON answer; `Ok(None)` on 404 `not_found`.
     async fn call<T: DeserializeOwned>(
         &self,
-        method: Method,
-        path: &str,
+        op: Op,
+        rd: Option<&ResourceName>,
         body: Option<&DesiredResource>,
     ) -> Result<Option<T>, TransportError> {
-        let url = format!("{}{path}", self.base);
+        let method = match op.spec().method {
+            OpMethod::Get => Method::GET,
+            OpMethod::Put => Method::PUT,
+            OpMethod::Post => Method::POST,
+            OpMethod::Delete => Method::DELETE,
+        };
+        let url = format!("{}{}", self.base, op.path(rd));
         let mut req = self.client.request(method, &url);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token.expose_secret());
@@ -97,7 +114,7 @@ impl HttpAgentClient {
             });
         }
         match serde_json::from_slice::<AgentError>(&bytes) {
-            Ok(error) if status == StatusCode::NOT_FOUND && error.code == "not_found" => Ok(None),
+            Ok(error) if status == StatusCode::NOT_FOUND && error.is(ErrorCode::NotFound) => Ok(None),
             Ok(error) => Err(TransportError::Agent { node: self.node.clone(), error }),
             Err(_) if status == StatusCode::UNAUTHORIZED => Err(self.unreachable(format!(
                 "the agent at {} refused the token (401): set http.token or {TOKEN_ENV} to the agent's token",
@@ -144,39 +161,37 @@ impl AgentClient for HttpAgentClient {
     }
 
     async fn node_info(&self) -> Result<NodeInfo, TransportError> {
-        self.call(Method::GET, "/v1/node", None)
+        self.typed::<ops::Node>(None, None)
             .await?
-            .ok_or_else(|| self.missing("/v1/node"))
+            .ok_or_else(|| self.missing(&Op::Node.path(None)))
     }
 
     async fn apply(&self, desired: &DesiredResource) -> Result<ObservedResource, TransportError> {
-        let path = format!("/v1/resources/{}", desired.name);
-        self.call(Method::PUT, &path, Some(desired))
+        self.typed::<ops::Apply>(Some(&desired.name), Some(desired))
             .await?
-            .ok_or_else(|| self.missing(&path))
+            .ok_or_else(|| self.missing(&Op::Apply.path(Some(&desired.name))))
     }
 
     async fn plan(&self, desired: &DesiredResource) -> Result<PlannedSteps, TransportError> {
-        let path = format!("/v1/resources/{}/plan", desired.name);
-        self.call(Method::POST, &path, Some(desired))
+        self.typed::<ops::Plan>(Some(&desired.name), Some(desired))
             .await?
-            .ok_or_else(|| self.missing(&path))
+            .ok_or_else(|| self.missing(&Op::Plan.path(Some(&desired.name))))
     }
 
     async fn get(&self, name: &ResourceName) -> Result<Option<ObservedResource>, TransportError> {
-        self.call(Method::GET, &format!("/v1/resources/{name}"), None)
-            .await
+        self.typed::<ops::Get>(Some(name), None).await
     }
 
     async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
-        self.call::<serde_json::Value>(Method::DELETE, &format!("/v1/resources/{name}"), None)
+        // Any answer will do (older agents, proxies answering 204): only failure matters.
+        self.call::<serde_json::Value>(Op::Delete, Some(name), None)
             .await
             .map(|_| ())
     }
 
     async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {
-        self.call(Method::GET, "/v1/resources", None)
+        self.typed::<ops::List>(None, None)
             .await?
-            .ok_or_else(|| self.missing("/v1/resources"))
+            .ok_or_else(|| self.missing(&Op::List.path(None)))
     }
 }

@@ -86,8 +86,9 @@ pub enum TransportConfig {
     Ssh(SshConfig),
 }
 
-/// `node { http { endpoint, token, ca_cert_pem } }`.
-#[derive(Debug, Clone)]
+/// `node { http { endpoint, token, ca_cert_pem } }`. Holds the token: `Debug` is written by
+/// hand (below) and shows none of it.
+#[derive(Clone)]
 pub struct HttpConfig {
     /// `http://127.0.0.1:3370` or `https://host:3370`.
     pub endpoint: String,
@@ -109,7 +110,8 @@ pub struct SshConfig {
 }
 
 /// One SSH hop (the node itself, or a bastion): where, who, and which host key to trust.
-#[derive(Debug, Clone)]
+/// Holds the private key: `Debug` is written by hand (below) and shows none of it.
+#[derive(Clone)]
 pub struct SshEndpoint {
     pub host: String,
     pub port: u16,
@@ -129,6 +131,32 @@ pub enum HostKeyPolicy {
     InsecureIgnore,
 }
 
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field("ca_cert_pem", &self.ca_cert_pem.is_some())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SshEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshEndpoint")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("host_keys", &self.host_keys)
+            .finish()
+    }
+}
+
 /// The default command run on an SSH node.
 pub const DEFAULT_AGENT_COMMAND: &str = "blockstor-agent stdio --config /etc/blockstor/agent.toml";
 
@@ -142,4 +170,48 @@ pub fn connect(node: &NodeConfig) -> Result<Arc<dyn AgentClient>, TransportError
         }
     };
     Ok(Arc::new(cache::ListCached::new(inner)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_node_config_shows_neither_token_nor_private_key() {
+        let endpoint = |key: &str| SshEndpoint {
+            host: "n1".into(),
+            port: 22,
+            user: "root".into(),
+            private_key: Some(SecretString::from(key.to_owned())),
+            host_keys: HostKeyPolicy::InsecureIgnore,
+        };
+        let http = NodeConfig {
+            name: "n1".parse().unwrap(),
+            address: "10.0.0.1".into(),
+            transport: TransportConfig::Http(HttpConfig {
+                endpoint: "https://n1:3370".into(),
+                token: Some(SecretString::from("t0ken-s3cret".to_owned())),
+                ca_cert_pem: None,
+                timeout: Duration::from_secs(1),
+            }),
+        };
+        let ssh = NodeConfig {
+            transport: TransportConfig::Ssh(SshConfig {
+                endpoint: endpoint("node-key-s3cret"),
+                use_agent: false,
+                agent_command: DEFAULT_AGENT_COMMAND.into(),
+                bastion: Some(endpoint("bastion-key-s3cret")),
+                timeout: Duration::from_secs(1),
+            }),
+            ..http.clone()
+        };
+        let shown = format!("{http:?} {ssh:?}");
+        for secret in ["t0ken-s3cret", "node-key-s3cret", "bastion-key-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("https://n1:3370") && shown.contains("REDACTED"),
+            "{shown}"
+        );
+    }
 }

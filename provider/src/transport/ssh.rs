@@ -7,10 +7,11 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use blockstor_proto::contract::{ops, Operation};
 use blockstor_proto::wire::{
     AgentError, DesiredResource, NodeInfo, ObservedResource, PlannedSteps, StdioRequest,
 };
-use blockstor_proto::{NodeName, ResourceName};
+use blockstor_proto::{ErrorCode, NodeName, ResourceName};
 use russh::client::{self, Handle};
 use russh::keys::agent::client::AgentClient as SshAgent;
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey};
@@ -261,6 +262,15 @@ impl SshAgentClient {
         )))
     }
 
+    /// One operation of the contract, its answer decoded as the contract's output type.
+    async fn typed<O: Operation>(
+        &self,
+        request: &StdioRequest,
+    ) -> Result<Option<O::Response>, TransportError> {
+        debug_assert_eq!(request.op(), O::OP);
+        self.call(request).await
+    }
+
     /// Runs one request through `agent_command` and decodes the answer line.
     async fn call<T: DeserializeOwned>(
         &self,
@@ -340,7 +350,7 @@ impl SshAgentClient {
         {
             let error: AgentError = serde_json::from_value(error.clone())
                 .map_err(|e| self.unreachable(format!("ssh: malformed agent error: {e}")))?;
-            if error.code == "not_found" {
+            if error.is(ErrorCode::NotFound) {
                 return Ok(None);
             }
             return Err(TransportError::Agent {
@@ -374,7 +384,7 @@ impl AgentClient for SshAgentClient {
     }
 
     async fn node_info(&self) -> Result<NodeInfo, TransportError> {
-        self.call(&StdioRequest::Node)
+        self.typed::<ops::Node>(&StdioRequest::Node)
             .await?
             .ok_or_else(|| self.missing("node"))
     }
@@ -383,7 +393,7 @@ impl AgentClient for SshAgentClient {
         let request = StdioRequest::Apply {
             resource: desired.clone(),
         };
-        self.call(&request)
+        self.typed::<ops::Apply>(&request)
             .await?
             .ok_or_else(|| self.missing("apply"))
     }
@@ -392,23 +402,25 @@ impl AgentClient for SshAgentClient {
         let request = StdioRequest::Plan {
             resource: desired.clone(),
         };
-        self.call(&request)
+        self.typed::<ops::Plan>(&request)
             .await?
             .ok_or_else(|| self.missing("plan"))
     }
 
     async fn get(&self, name: &ResourceName) -> Result<Option<ObservedResource>, TransportError> {
-        self.call(&StdioRequest::Get { name: name.clone() }).await
+        self.typed::<ops::Get>(&StdioRequest::Get { name: name.clone() })
+            .await
     }
 
     async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
+        // Any answer will do: only failure matters.
         self.call::<serde_json::Value>(&StdioRequest::Delete { name: name.clone() })
             .await
             .map(|_| ())
     }
 
     async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {
-        self.call(&StdioRequest::List)
+        self.typed::<ops::List>(&StdioRequest::List)
             .await?
             .ok_or_else(|| self.missing("list"))
     }
