@@ -412,7 +412,7 @@ exec /usr/sbin/drbdadm "$@"
 /// grows any more, so only the agent's pending resize (or DRBD itself) can finish the grow.
 /// On DRBD 8.4 the kernel also grows both replicas when they reconnect, so this scenario
 /// passed once with the pending resize disabled too: it checks the cut converges with data
-/// intact; the retry itself is pinned by the agent tests (engine/tests.rs, process_crash.rs).
+/// intact; the retry itself is pinned by the agent tests (engine/tests/drbd_resize.rs, process_crash.rs).
 /// vm1 stays Primary, as a replica in use does: DRBD 8.4 resizes a connected resource only
 /// while one replica is Primary.
 /// Then vm2 boots, one re-apply must converge: both replicas UpToDate at the new size, and

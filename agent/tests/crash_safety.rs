@@ -2,8 +2,7 @@
 //! before its journal entry was marked done (as with kill -9), restarts on the same state
 //! directory, and the next apply converges to the same device with the same data, never
 //! formatting twice. Steps the agent does itself (sizing the file, attaching the loop device) die
-//! the same way through the host. Needs root, loop devices, truncate and cryptsetup; skips
-//! otherwise.
+//! the same way through the host. Needs root, loop devices and cryptsetup; skips otherwise.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -12,12 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use blockstor_agent::config::Config;
 use blockstor_agent::engine::Engine;
 use blockstor_agent::host::{Host, RealHost};
 use blockstor_agent::runner::{Command, Output, RunError, Runner, SystemRunner};
 use blockstor_agent::store::{StepState, Store};
 use blockstor_proto::wire::DesiredResource;
+
+#[macro_use]
+mod common;
+use common::{attachments, engine, engine_on, DetachOnDrop};
 
 /// Runs everything for real; after the n-th command starting with `prefix` has run, reports
 /// a failure, the way a killed agent never records the step as done.
@@ -132,38 +134,9 @@ impl DiesAfter {
     }
 }
 
-fn usable() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    let tools = ["cryptsetup", "losetup", "truncate"]
-        .iter()
-        .all(|t| Proc::new(t).arg("--version").output().is_ok());
-    if !(root && tools && Path::new("/dev/loop-control").exists()) {
-        eprintln!("skipped: needs root, loop devices, truncate and cryptsetup (apt-get install -y cryptsetup-bin)");
-        return false;
-    }
-    true
-}
-
-fn engine(dir: &Path, runner: Arc<dyn Runner>) -> Engine {
-    engine_on(dir, runner, Arc::new(RealHost))
-}
-
 /// An engine whose steps, commands and the agent's own alike, go through `dying`.
 fn dying_engine(dir: &Path, dying: Arc<DiesAfter>) -> Engine {
     engine_on(dir, dying.clone(), dying)
-}
-
-fn engine_on(dir: &Path, runner: Arc<dyn Runner>, host: Arc<dyn Host>) -> Engine {
-    let (state, pool) = (dir.join("state"), dir.join("pool"));
-    let config = Config::parse(&format!(
-        "node_name = \"n1\"\nstate_dir = {state:?}\n[[pool]]\nname = \"files\"\nbackend = \"loopfile\"\ndirectory = {pool:?}\n"
-    ))
-    .unwrap();
-    let store = Store::open(&state).unwrap();
-    Engine::new(config, runner, host, store)
 }
 
 fn desired(name: &str, stack: &str, size_kib: u64) -> DesiredResource {
@@ -175,29 +148,9 @@ fn desired(name: &str, stack: &str, size_kib: u64) -> DesiredResource {
     .unwrap()
 }
 
-fn attachments(file: &Path) -> Vec<String> {
-    let out = Proc::new("losetup").arg("-j").arg(file).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(':').map(|(d, _)| d.to_owned()))
-        .collect()
-}
-
-/// Detaches whatever is left if an assertion fails mid-test.
-struct Cleanup(std::path::PathBuf);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for dev in attachments(&self.0) {
-            let _ = Proc::new("losetup").args(["-d", &dev]).status();
-        }
-    }
-}
-
 #[tokio::test]
 async fn killed_at_any_luks_step_the_next_apply_converges_without_formatting_twice() {
-    if !usable() {
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     for (prefix, name) in [
         ("(agent) set-size", "crash_a"),
         ("(agent) attach-loop", "crash_b"),
@@ -205,7 +158,7 @@ async fn killed_at_any_luks_step_the_next_apply_converges_without_formatting_twi
     ] {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(format!("pool/{name}_00000.img"));
-        let _cleanup = Cleanup(file.clone());
+        let _cleanup = DetachOnDrop(vec![file.clone()]);
         let dying = DiesAfter::new(prefix);
         {
             let e = dying_engine(dir.path(), dying.clone());
@@ -271,15 +224,13 @@ async fn killed_at_any_luks_step_the_next_apply_converges_without_formatting_twi
 
 #[tokio::test]
 async fn killed_mid_grow_the_device_and_its_data_survive() {
-    if !usable() {
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     let dir = tempfile::tempdir().unwrap();
     let name = "crash_grow";
     let file = dir.path().join(format!("pool/{name}_00000.img"));
-    let _cleanup = Cleanup(file.clone());
+    let _cleanup = DetachOnDrop(vec![file.clone()]);
     let stack = r#"["STORAGE"]"#;
-    let first = engine(dir.path(), Arc::new(SystemRunner))
+    let first = engine(dir.path())
         .apply(desired(name, stack, 8192))
         .await
         .unwrap();
@@ -297,7 +248,7 @@ async fn killed_mid_grow_the_device_and_its_data_survive() {
         .apply(desired(name, stack, 16384))
         .await
         .unwrap_err();
-    let e = engine(dir.path(), Arc::new(SystemRunner));
+    let e = engine(dir.path());
     let after = e.apply(desired(name, stack, 16384)).await.unwrap();
     assert_eq!(
         after.volumes[0].backing_device.as_deref(),

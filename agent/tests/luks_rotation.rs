@@ -7,50 +7,20 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::{Command as Proc, Stdio};
-use std::sync::Arc;
 
-use blockstor_agent::config::Config;
-use blockstor_agent::engine::Engine;
 use blockstor_agent::error::Error;
 use blockstor_agent::host::{Host, RealHost};
-use blockstor_agent::runner::SystemRunner;
-use blockstor_agent::store::Store;
 use blockstor_proto::wire::{DesiredResource, ObservedResource};
+
+#[macro_use]
+mod common;
+use common::{attachments, engine};
 
 const OLD: &str = "old pass-phrase A";
 const NEW: &str = "new pass-phrase B";
 const STACK: &str = r#"["LUKS","STORAGE"]"#;
 /// LUKS2's default data offset: the payload starts 16 MiB into the device.
 const PAYLOAD: u64 = 16 << 20;
-
-fn missing() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"));
-    if !root || !Path::new("/dev/loop-control").exists() {
-        return Some("needs root and loop devices (/dev/loop-control)".into());
-    }
-    for t in ["cryptsetup", "losetup", "truncate"] {
-        if Proc::new(t).arg("--version").output().is_err() {
-            return Some(format!(
-                "needs {t} (apt-get install -y cryptsetup-bin mount)"
-            ));
-        }
-    }
-    None
-}
-
-fn engine(dir: &Path) -> Engine {
-    let (state, pool) = (dir.join("state"), dir.join("pool"));
-    let config = Config::parse(&format!(
-        "node_name = \"n1\"\nstate_dir = {state:?}\n[http]\n\n[[pool]]\nname = \"files\"\nbackend = \"loopfile\"\ndirectory = {pool:?}\n"
-    ))
-    .unwrap();
-    let store = Store::open(&config.state_dir).unwrap();
-    Engine::new(config, Arc::new(SystemRunner), Arc::new(RealHost), store)
-}
 
 /// A `["LUKS","STORAGE"]` document; `previous` makes it a rotation.
 fn desired(name: &str, pass: &str, previous: Option<&str>, generation: u64) -> DesiredResource {
@@ -128,10 +98,9 @@ fn luks_uuid(dev: &str) -> String {
 }
 
 fn attachment(file: &Path) -> String {
-    let out = Proc::new("losetup").arg("-j").arg(file).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.split_once(':').map(|(d, _)| d.to_owned()))
+    attachments(file)
+        .into_iter()
+        .next()
         .expect("loop device attached")
 }
 
@@ -156,10 +125,7 @@ fn steps(argv: &blockstor_proto::wire::PlannedSteps) -> Vec<String> {
 
 #[tokio::test]
 async fn rotation_swaps_the_keyslot_and_keeps_uuid_volume_key_and_payload() {
-    if let Some(why) = missing() {
-        eprintln!("skipped: {why}");
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path());
     let name = "rot_a";
@@ -218,10 +184,7 @@ async fn rotation_swaps_the_keyslot_and_keeps_uuid_volume_key_and_payload() {
 
 #[tokio::test]
 async fn a_rotation_cut_short_with_both_keys_in_the_header_finishes() {
-    if let Some(why) = missing() {
-        eprintln!("skipped: {why}");
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path());
     let name = "rot_b";
@@ -256,10 +219,7 @@ async fn a_rotation_cut_short_with_both_keys_in_the_header_finishes() {
 
 #[tokio::test]
 async fn a_rotation_neither_passphrase_opens_is_refused_untouched() {
-    if let Some(why) = missing() {
-        eprintln!("skipped: {why}");
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     let dir = tempfile::tempdir().unwrap();
     let e = engine(dir.path());
     let name = "rot_c";

@@ -1,7 +1,7 @@
 //! The real `blockstor-agent serve` process, killed and restarted (docs/design.md §6), and watched
 //! for leaks of the passphrase. A debug build honours `BLOCKSTOR_AGENT_CRASH_AFTER_STEP=<n>`:
 //! the agent SIGKILLs itself right after its n-th journalled step ran, before the step is
-//! marked done. Needs root, loop devices, truncate and cryptsetup; skips otherwise.
+//! marked done. Needs root, loop devices and cryptsetup; skips otherwise.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
@@ -10,25 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[macro_use]
+mod common;
+use common::{attachments, config_text, free_port, wait_until_listening, DetachOnDrop};
 
 const TOKEN: &str = "crash-token";
 const PASS: &str = "zebra-Passphrase-7781";
-
-fn usable() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    let tools = ["cryptsetup", "losetup", "truncate"]
-        .iter()
-        .all(|t| Proc::new(t).arg("--version").output().is_ok());
-    if !(root && tools && Path::new("/dev/loop-control").exists()) {
-        eprintln!("skipped: needs root, loop devices, truncate and cryptsetup (apt-get install -y cryptsetup-bin)");
-        return false;
-    }
-    true
-}
 
 /// The agent binary honours the crash variable only when built with debug assertions (the
 /// test binary shares the profile).
@@ -37,32 +26,6 @@ fn crash_injection_built() -> bool {
         eprintln!("skipped: crash injection exists only in debug builds (run without --release)");
     }
     cfg!(debug_assertions)
-}
-
-fn attachments(file: &Path) -> Vec<String> {
-    let out = Proc::new("losetup").arg("-j").arg(file).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once(':').map(|(d, _)| d.to_owned()))
-        .collect()
-}
-
-/// Detaches whatever is left if an assertion fails mid-test.
-struct Cleanup(PathBuf);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for dev in attachments(&self.0) {
-            let _ = Proc::new("losetup").args(["-d", &dev]).status();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One request; `None` when the connection broke (the agent died mid-request).
@@ -93,14 +56,14 @@ struct Agent {
 impl Agent {
     fn start(dir: &Path, crash_after: Option<u32>, log: &Path) -> Agent {
         let port = free_port();
-        let (state, pool) = (dir.join("state"), dir.join("pool"));
         let token_file = dir.join("token");
         std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
         let cfg = dir.join("agent.toml");
         std::fs::write(
             &cfg,
-            format!(
-                "node_name = \"n1\"\nstate_dir = {state:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = {token_file:?}\n[[pool]]\nname = \"files\"\nbackend = \"loopfile\"\ndirectory = {pool:?}\n"
+            config_text(
+                dir,
+                &format!("listen = \"127.0.0.1:{port}\"\ntoken_file = {token_file:?}"),
             ),
         )
         .unwrap();
@@ -121,14 +84,7 @@ impl Agent {
             None => cmd.env_remove("BLOCKSTOR_AGENT_CRASH_AFTER_STEP"),
         };
         let child = cmd.spawn().unwrap();
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "agent did not start"
-            );
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        wait_until_listening(port);
         Agent { child, port }
     }
 
@@ -225,9 +181,7 @@ fn crash_and_reapply(dir: &Path, log: &Path, name: &str, doc: &str, n: u32) -> b
 
 #[test]
 fn sigkilled_after_each_step_of_a_luks_apply_the_restarted_agent_converges_on_one_header() {
-    if !usable() {
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     if !crash_injection_built() {
         return;
     }
@@ -237,7 +191,7 @@ fn sigkilled_after_each_step_of_a_luks_apply_the_restarted_agent_converges_on_on
         let log = dir.path().join("agent.log");
         let name = format!("pc_luks_{n}");
         let file = dir.path().join(format!("pool/{name}_00000.img"));
-        let _cleanup = Cleanup(file.clone());
+        let _cleanup = DetachOnDrop(vec![file.clone()]);
         let stack = r#"["LUKS","STORAGE"]"#;
 
         // Create, killed after step n.
@@ -296,9 +250,7 @@ fn sigkilled_after_each_step_of_a_luks_apply_the_restarted_agent_converges_on_on
 
 #[test]
 fn sigkilled_after_each_step_of_a_storage_grow_the_data_reads_back() {
-    if !usable() {
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     if !crash_injection_built() {
         return;
     }
@@ -308,7 +260,7 @@ fn sigkilled_after_each_step_of_a_storage_grow_the_data_reads_back() {
         let log = dir.path().join("agent.log");
         let name = format!("pc_st_{n}");
         let file = dir.path().join(format!("pool/{name}_00000.img"));
-        let _cleanup = Cleanup(file.clone());
+        let _cleanup = DetachOnDrop(vec![file.clone()]);
         let stack = r#"["STORAGE"]"#;
         let killed_create =
             crash_and_reapply(dir.path(), &log, &name, &doc(&name, stack, 8192, PASS), n);
@@ -367,9 +319,7 @@ fn drbd_doc(name: &str, size_kib: u64) -> String {
 
 #[test]
 fn sigkilled_right_after_growing_under_drbd_the_pending_resize_survives_in_the_store() {
-    if !usable() {
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     if !crash_injection_built() {
         return;
     }
@@ -377,7 +327,7 @@ fn sigkilled_right_after_growing_under_drbd_the_pending_resize_survives_in_the_s
     let log = dir.path().join("agent.log");
     let name = "pc_drbd_grow";
     let file = dir.path().join(format!("pool/{name}_00000.img"));
-    let _cleanup = Cleanup(file.clone());
+    let _cleanup = DetachOnDrop(vec![file.clone()]);
     {
         // Created; the apply stops at DRBD on this host, the storage stays.
         let mut agent = Agent::start(dir.path(), None, &log);
@@ -421,9 +371,7 @@ fn opens(dev: &str, pass: &str) -> bool {
 
 #[test]
 fn sigkilled_between_the_two_phases_of_a_rotation_the_rerun_finishes_it() {
-    if !usable() {
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     if !crash_injection_built() {
         return;
     }
@@ -442,7 +390,7 @@ fn sigkilled_between_the_two_phases_of_a_rotation_the_rerun_finishes_it() {
         let log = dir.path().join("agent.log");
         let name = format!("pc_rot_{n}");
         let file = dir.path().join(format!("pool/{name}_00000.img"));
-        let _cleanup = Cleanup(file.clone());
+        let _cleanup = DetachOnDrop(vec![file.clone()]);
         let mut agent = Agent::start(dir.path(), None, &log);
         assert_converged(agent.put(&name, &doc(&name, stack, 16384, PASS)).unwrap());
         drop(agent);
@@ -524,13 +472,11 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 #[test]
 fn the_passphrase_never_shows_in_argv_environ_logs_errors_or_the_store() {
-    if !usable() {
-        return;
-    }
+    skip_unless!("cryptsetup", "losetup");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("agent.log");
     let file = dir.path().join("pool/sec_00000.img");
-    let _cleanup = Cleanup(file.clone());
+    let _cleanup = DetachOnDrop(vec![file.clone()]);
     let stop = Arc::new(AtomicBool::new(false));
     let found = Arc::new(Mutex::new(vec![]));
     let watcher = {
