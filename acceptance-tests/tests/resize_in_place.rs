@@ -1,4 +1,4 @@
-//! Issue #5, user story "grow a volume without losing it": 64 MiB → 128 MiB is an in-place
+//! User story "grow a volume without losing it": 64 MiB → 128 MiB is an in-place
 //! update that grows the backing file; 128 MiB → 64 MiB is refused at plan.
 
 use acceptance_tests::{host, require, Scenario};

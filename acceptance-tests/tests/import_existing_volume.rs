@@ -1,4 +1,4 @@
-//! Issue #5, user story "adopt a volume created outside Terraform": a `["STORAGE"]` resource
+//! User story "adopt a volume created outside Terraform": a `["STORAGE"]` resource
 //! put straight into the agent's HTTP API is imported; the next plan replaces nothing and
 //! apply leaves the backing file untouched (same inode, same size).
 

@@ -1,4 +1,4 @@
-//! Issue #5, user story "set encryption once on the group": an RD with neither stack nor
+//! User story "set encryption once on the group": an RD with neither stack nor
 //! passphrase under an RG with `["LUKS","STORAGE"]` and a passphrase inherits both: the agent
 //! writes a LUKS header the RG's passphrase unlocks, and plan never shows the secret. Under an
 //! RG with LUKS but no passphrase, plan fails naming `passphrase`.

@@ -1,4 +1,4 @@
-//! Issue #5, user story "replicate over two nodes, one reached over HTTP and one over SSH":
+//! User story "replicate over two nodes, one reached over HTTP and one over SSH":
 //! an RG with `place_count = 2` and `["DRBD","STORAGE"]`, node `n1` through the agent's HTTP
 //! API and node `n2` through a real `sshd` on a loopback port (pinned host key, the agent run
 //! as `blockstor-agent stdio`). Both agents render a `.res` that `drbdadm -c FILE dump`

@@ -1,4 +1,4 @@
-//! Issue #5, user story "never talk to an impostor node over SSH": a host key that does not
+//! User story "never talk to an impostor node over SSH": a host key that does not
 //! match the pinned one is refused with an error naming the node and the offered key's
 //! fingerprint; an `ssh` block without `known_hosts`/`host_key` is a configuration error at plan.
 

@@ -1,4 +1,4 @@
-//! Issue #5, user story "someone deleted my volume behind Terraform's back": the next plan
+//! User story "someone deleted my volume behind Terraform's back": the next plan
 //! shows the drift, apply recreates it, and then plan is clean again.
 
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! Issue #9, plan preview: a saved plan (`terraform plan -out`, then `terraform show -json`)
+//! Plan preview: a saved plan (`terraform plan -out`, then `terraform show -json`)
 //! holds, per node, the commands the agent will run (`planned_steps`), with secrets
 //! redacted; applying that saved plan keeps them in state and the next plan has no changes.
 

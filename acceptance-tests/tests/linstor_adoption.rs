@@ -1,4 +1,4 @@
-//! Issue #9 part 4, "adopt what LINSTOR built": a LINSTOR-shaped chain is laid out on this
+//! User story "adopt what LINSTOR built": a LINSTOR-shaped chain is laid out on this
 //! host the way LINSTOR's satellite leaves it (a FILE-pool volume `<rd>_00000.img` attached to
 //! a loop device; a LUKS2 header formatted with a random per-volume key; a `.res` in LINSTOR's
 //! layout, checked by `drbdadm -c FILE dump`), then `terraform import` reads it, the next plan

@@ -1,4 +1,4 @@
-//! Issue #9, "rotate the LUKS passphrase": changing `passphrase` on a `["LUKS","STORAGE"]`
+//! User story "rotate the LUKS passphrase": changing `passphrase` on a `["LUKS","STORAGE"]`
 //! definition is an in-place update; apply adds the new passphrase to every replica's header
 //! and removes the old one, without touching the data.
 //!

@@ -1,4 +1,4 @@
-//! Issue #9 part 2, `passphrase_wo` on Terraform 1.0.3: a write-only attribute needs
+//! `passphrase_wo` on Terraform 1.0.3: a write-only attribute needs
 //! Terraform ≥ 1.11 (older clients would store its value in clear), so `terraform validate`
 //! and `terraform plan` refuse it with an error that names the attribute and the ways that do
 //! work (`passphrase_file`, `passphrase_env`), over protocol 6 and 5 alike; nothing is stored.
