@@ -3,8 +3,8 @@
 //! loop device backed by its pool is detached.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -116,12 +116,12 @@ impl AgentProcess {
 
     /// `GET path` with the bearer token: (status code, body).
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        http_get(self.addr, path, Some(&self.config.token))
+        crate::http::request(self.addr, "GET", path, Some(&self.config.token), None)
     }
 
     /// `GET path` without any `Authorization` header: (status code, body).
     pub fn get_without_token(&self, path: &str) -> std::io::Result<(u16, String)> {
-        http_get(self.addr, path, None)
+        crate::http::request(self.addr, "GET", path, None, None)
     }
 
     /// Backing files in the pool whose name starts with `prefix` (e.g. the RD name).
@@ -223,32 +223,6 @@ pub fn write_config(dir: &Path, config: &AgentConfig, addr: SocketAddr) -> PathB
 pub fn free_loopback_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr")
-}
-
-/// A minimal HTTP/1.1 GET: enough for a readiness probe without an HTTP client dependency.
-fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\
-         Accept: application/json\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("malformed HTTP response"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 fn write_private(path: &Path, contents: &str) {

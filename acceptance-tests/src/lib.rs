@@ -10,6 +10,7 @@
 //! - [`agent`]: an agent process with its own config, pool and token, killed on drop.
 //! - [`host`]: what this host can do (root, loop devices, device-mapper, cryptsetup), and the
 //!   skip-or-fail rule for tests that need it.
+//! - [`http`]: the one HTTP/1.1 test client for the agent's API (also used by the agent's tests).
 //! - [`loops`]: loop devices backed by files under a directory, detached on cleanup.
 //!
 //! Tests build nothing themselves: `scripts/test.sh` runs
@@ -18,6 +19,7 @@
 pub mod agent;
 pub mod binaries;
 pub mod host;
+pub mod http;
 pub mod loops;
 pub mod luks;
 pub mod output;

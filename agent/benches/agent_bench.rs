@@ -5,26 +5,17 @@
 //!
 //! `cargo bench -p blockstor-agent` (cargo builds the release agent with it); `BENCH_ROUNDS=<n>` (default 20).
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use acceptance_tests::http::{loopback, request};
+
 const TOKEN: &str = "bench-token";
 
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    (status, resp.split_once("\r\n\r\n").unwrap().1.to_owned())
+    request(loopback(port), method, path, Some(TOKEN), Some(body)).unwrap()
 }
 
 fn vm_rss_kib(pid: u32) -> u64 {

@@ -4,13 +4,13 @@
 //! marked done. Needs root, loop devices and cryptsetup; skips otherwise.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+
+use acceptance_tests::http::{loopback, request};
 
 #[macro_use]
 mod common;
@@ -30,21 +30,7 @@ fn crash_injection_built() -> bool {
 
 /// One request; `None` when the connection broke (the agent died mid-request).
 fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    if resp.len() < 12 {
-        return None;
-    }
-    let status = resp[9..12].parse().ok()?;
-    Some((status, resp.split_once("\r\n\r\n")?.1.to_owned()))
+    request(loopback(port), method, path, Some(TOKEN), Some(body)).ok()
 }
 
 /// A running agent; its stderr goes to `log`.

@@ -2,34 +2,24 @@
 //! address, one stdio line, and a clean stop on SIGTERM. The HTTP apply needs root, loop devices
 //! and `cryptsetup`, and skips with the reason when something is missing.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command as Proc;
 use std::time::{Duration, Instant};
 
+use acceptance_tests::http::{loopback, request};
 use blockstor_agent::host::{Host, RealHost};
 
 #[macro_use]
 mod common;
 use common::{attachments, config_text, desired, free_port, wait_until_listening, PASS};
 
+/// One request through the shared test client; a body that is not JSON reads as `Null`.
 fn http(port: u16, method: &str, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
-    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    let (status, body) = request(loopback(port), method, path, Some(token), Some(body)).unwrap();
     (
         status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
 }
 

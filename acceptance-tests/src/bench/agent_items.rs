@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use acceptance_tests::{binaries, AgentConfig, AgentProcess};
 
-use super::http::{addr_of, request};
 use super::procwatch::{pids_of, status_kib};
 use super::stats::{median, mib, ratio, secs, timed};
 use super::table::{Row, Verdict};
+use acceptance_tests::http::{addr_of, request};
 
 /// LUKS benchmark key derivation: pbkdf2 with a fixed iteration count, so both sides do the
 /// same work whatever the CPU speed.
@@ -42,7 +42,7 @@ impl DirectAgent {
             addr_of(&self.agent.endpoint()),
             "PUT",
             &format!("/v1/resources/{rd}"),
-            self.agent.token(),
+            Some(self.agent.token()),
             Some(body),
         )
         .expect("PUT to agent")
@@ -53,7 +53,7 @@ impl DirectAgent {
             addr_of(&self.agent.endpoint()),
             "DELETE",
             &format!("/v1/resources/{rd}"),
-            self.agent.token(),
+            Some(self.agent.token()),
             None,
         )
         .expect("DELETE to agent");

@@ -46,7 +46,7 @@ impl OurSeat {
         let proxies: Vec<TimingProxy> = if with_proxy {
             agents
                 .iter()
-                .map(|a| TimingProxy::start(super::http::addr_of(&a.endpoint())))
+                .map(|a| TimingProxy::start(acceptance_tests::http::addr_of(&a.endpoint())))
                 .collect()
         } else {
             Vec::new()

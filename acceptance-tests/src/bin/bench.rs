@@ -14,8 +14,6 @@
 mod agent_items;
 #[path = "../bench/hcl.rs"]
 mod hcl;
-#[path = "../bench/http.rs"]
-mod http;
 #[path = "../bench/lifetimes.rs"]
 mod lifetimes;
 #[path = "../bench/null.rs"]
