@@ -31,9 +31,9 @@ if [[ ! -x $null_bin ]]; then
 fi
 export BLOCKSTOR_NULL_PROVIDER="$null_bin"
 
-log "cargo build --release -p terraform-provider-blockstor -p blockstor-agent -p acceptance-tests --bin bench"
+log "cargo build --release -p terraform-provider-blockstor -p blockstor-agent -p blockstor-bench"
 cargo build --release -p terraform-provider-blockstor -p blockstor-agent
-cargo build --release -p acceptance-tests --bin bench
+cargo build --release -p blockstor-bench
 
 target="${CARGO_TARGET_DIR:-$repo/target}"
 exec "$target/release/bench" "$@"

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use acceptance_tests::{AgentConfig, AgentProcess, Outcome, Terraform, Workspace};
 
-use super::hcl;
-use super::proxy::TimingProxy;
-use super::stats::timed;
+use crate::hcl;
+use crate::proxy::TimingProxy;
+use crate::stats::timed;
 
 /// A user's seat for the bench. Field order is drop order: agents stop (and their loop
 /// devices are detached) before the workspace directory goes.

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use acceptance_tests::{binaries, AgentConfig, AgentProcess};
 
-use super::procwatch::{pids_of, status_kib};
-use super::stats::{median, mib, ratio, secs, timed};
-use super::table::{Row, Verdict};
+use crate::procwatch::{pids_of, status_kib};
+use crate::stats::{median, mib, ratio, secs, timed};
+use crate::table::{Row, Verdict};
 use acceptance_tests::http::{addr_of, request};
 
 /// LUKS benchmark key derivation: pbkdf2 with a fixed iteration count, so both sides do the

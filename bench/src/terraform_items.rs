@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use acceptance_tests::binaries;
 
-use super::hcl;
-use super::lifetimes::Lifetimes;
-use super::null::NullSeat;
-use super::procwatch::Watcher;
-use super::seat::{run_ok, run_ok_cpu, OurSeat, APPLY, DESTROY, PLAN, VALIDATE};
-use super::stats::{median, mib, ratio, secs};
-use super::table::{Row, Verdict};
+use crate::hcl;
+use crate::lifetimes::Lifetimes;
+use crate::null::NullSeat;
+use crate::procwatch::Watcher;
+use crate::seat::{run_ok, run_ok_cpu, OurSeat, APPLY, DESTROY, PLAN, VALIDATE};
+use crate::stats::{median, mib, ratio, secs};
+use crate::table::{Row, Verdict};
 
 /// Item 1: `terraform validate` on a one-resource config (each run starts the provider
 /// cold and fetches its schema), ours vs null: the whole command, and the providers' share on

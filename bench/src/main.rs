@@ -10,25 +10,15 @@
 //! provider and the agent (see `acceptance_tests::host`). Every loop device the bench attaches
 //! is detached again (destroy after apply; the harness detaches leftovers on drop).
 
-#[path = "../bench/agent_items.rs"]
 mod agent_items;
-#[path = "../bench/hcl.rs"]
 mod hcl;
-#[path = "../bench/lifetimes.rs"]
 mod lifetimes;
-#[path = "../bench/null.rs"]
 mod null;
-#[path = "../bench/procwatch.rs"]
 mod procwatch;
-#[path = "../bench/proxy.rs"]
 mod proxy;
-#[path = "../bench/seat.rs"]
 mod seat;
-#[path = "../bench/stats.rs"]
 mod stats;
-#[path = "../bench/table.rs"]
 mod table;
-#[path = "../bench/terraform_items.rs"]
 mod terraform_items;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

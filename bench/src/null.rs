@@ -49,7 +49,7 @@ impl NullSeat {
 
     /// Rewrites `main.tf` for `count` null resources.
     pub fn set_count(&self, count: usize) {
-        std::fs::write(self.root.path().join("tf/main.tf"), super::hcl::null(count))
+        std::fs::write(self.root.path().join("tf/main.tf"), crate::hcl::null(count))
             .expect("write main.tf");
     }
 
