@@ -11,7 +11,7 @@ use blockstor_proto::{Layer as L, LayerStack, ResourceName};
 
 use crate::backends::{self, PoolScan};
 use crate::config::Config;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorCode, Kind, Result};
 use crate::host::Host;
 use crate::layers::{drbd, luks, storage, Cx, Layer, Vol};
 use crate::runner::Runner;
@@ -333,7 +333,7 @@ fn initial_vols(record: &ResourceRecord) -> Vec<Vol> {
 fn not_found(name: &ResourceName) -> Error {
     Error::new(
         Kind::NotFound,
-        "not_found",
+        ErrorCode::NotFound,
         format!("resource {name} does not exist on this node"),
     )
 }
@@ -341,7 +341,7 @@ fn not_found(name: &ResourceName) -> Error {
 pub(crate) fn unknown_pool(pool: &blockstor_proto::StoragePoolName, config: &Config) -> Error {
     let known: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
     Error::invalid(
-        "unknown_pool",
+        ErrorCode::UnknownPool,
         "storage.pool",
         format!(
             "storage pool {pool} is not configured on node {}; configured pools: {known:?}",

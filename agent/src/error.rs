@@ -2,6 +2,7 @@
 //! it concerns, and the HTTP status class. At the API edge it becomes [`AgentError`].
 
 use blockstor_proto::wire::AgentError;
+pub use blockstor_proto::ErrorCode;
 
 use crate::runner::RunError;
 
@@ -29,7 +30,7 @@ pub enum Kind {
 #[error("{code}: {message}")]
 pub struct Error {
     pub kind: Kind,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
 }
@@ -38,7 +39,7 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn new(kind: Kind, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(kind: Kind, code: ErrorCode, message: impl Into<String>) -> Self {
         Error {
             kind,
             code,
@@ -53,16 +54,12 @@ impl Error {
         self
     }
 
-    pub fn invalid(
-        code: &'static str,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::new(Kind::Invalid, code, message).field(field)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Error::new(Kind::Internal, "internal", message)
+        Error::new(Kind::Internal, ErrorCode::Internal, message)
     }
 
     /// The HTTP status code for this error.
@@ -80,7 +77,7 @@ impl Error {
     /// The wire form.
     pub fn to_wire(&self) -> AgentError {
         AgentError {
-            code: self.code.to_owned(),
+            code: self.code.as_str().to_owned(),
             message: self.message.clone(),
             field: self.field.clone(),
         }
@@ -90,9 +87,9 @@ impl Error {
 impl From<RunError> for Error {
     fn from(e: RunError) -> Self {
         let code = match e {
-            RunError::NotInstalled { .. } => "tool_missing",
-            RunError::Timeout { .. } => "tool_timeout",
-            RunError::Spawn { .. } | RunError::Failed { .. } => "tool_failed",
+            RunError::NotInstalled { .. } => ErrorCode::ToolMissing,
+            RunError::Timeout { .. } => ErrorCode::ToolTimeout,
+            RunError::Spawn { .. } | RunError::Failed { .. } => ErrorCode::ToolFailed,
         };
         Error::new(Kind::Internal, code, e.to_string())
     }
@@ -100,6 +97,6 @@ impl From<RunError> for Error {
 
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
-        Error::new(Kind::Internal, "store_failed", e.to_string())
+        Error::new(Kind::Internal, ErrorCode::StoreFailed, e.to_string())
     }
 }

@@ -1,11 +1,12 @@
 //! The part of a request's context every step goes through: the runner, the host, the
-//! resource's record (journal and marks) and the plan log. Layers reach it through their
-//! [`crate::layers::Cx`]; storage backends get only this, so they see nothing of LUKS or DRBD.
+//! resource's record (journal and marks) and the plan log. The layers' context holds one and
+//! derefs to it; storage backends get only this, so they see nothing of LUKS or DRBD. It
+//! imports nothing above it (no layer, no backend).
 
 use blockstor_proto::wire::PlannedStep;
 use blockstor_proto::ResourceName;
 
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorCode, Kind, Result};
 use crate::host::Host;
 use crate::runner::{Command, Output, Runner};
 use crate::store::{ResourceRecord, Store};
@@ -89,8 +90,13 @@ impl StepCx<'_> {
         let seq = self.record.intent(layer.as_str(), action.clone());
         self.persist_journal()?;
         tracing::info!(rd = %self.rd, layer = layer.as_str(), action = %action, "step");
-        let value = f(self.host)
-            .map_err(|e| Error::new(Kind::Internal, "host_io_failed", format!("{action}: {e}")))?;
+        let value = f(self.host).map_err(|e| {
+            Error::new(
+                Kind::Internal,
+                ErrorCode::HostIoFailed,
+                format!("{action}: {e}"),
+            )
+        })?;
         crate::crash::after_step();
         self.record.done(seq);
         self.persist_journal()?;

@@ -239,7 +239,7 @@ async fn a_rotation_neither_passphrase_opens_is_refused_untouched() {
         .await
         .unwrap_err();
     assert_eq!(
-        (err.code, err.field.as_deref()),
+        (err.code.as_str(), err.field.as_deref()),
         ("luks_passphrase_mismatch", Some("passphrase"))
     );
     assert!(err.message.contains("neither"), "{}", err.message);

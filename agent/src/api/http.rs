@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::engine::Engine;
-use crate::error::{Error, Kind};
+use crate::error::{Error, ErrorCode, Kind};
 
 /// Shared state of the HTTP server.
 #[derive(Clone)]
@@ -33,7 +33,7 @@ impl IntoResponse for Error {
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
-            tracing::warn!(code = self.code, message = %self.message, "request failed");
+            tracing::warn!(code = self.code.as_str(), message = %self.message, "request failed");
         }
         (status, Json(self.to_wire())).into_response()
     }
@@ -51,7 +51,7 @@ pub fn router(engine: Engine, token: SecretString) -> Router {
         .fallback(|| async {
             Error::new(
                 Kind::NotFound,
-                "not_found",
+                ErrorCode::NotFound,
                 "no such route; see docs/design.md §4 in the blockstor repository",
             )
         })
@@ -71,7 +71,7 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
     } else {
         Error::new(
             Kind::Unauthorized,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "missing or wrong bearer token: send `Authorization: Bearer <token>` with the agent's token",
         )
         .into_response()
@@ -80,7 +80,7 @@ async fn require_token(State(s): State<AppState>, req: Request, next: Next) -> R
 
 fn rd_param(raw: &str) -> Result<ResourceName, Error> {
     raw.parse().map_err(|e: blockstor_proto::NameError| {
-        Error::invalid("invalid_name", "name", e.to_string())
+        Error::invalid(ErrorCode::InvalidName, "name", e.to_string())
     })
 }
 
@@ -90,7 +90,7 @@ fn desired_for(rd: &str, body: &[u8]) -> Result<blockstor_proto::wire::DesiredRe
     let d = super::parse_desired(body)?;
     if d.name != rd {
         return Err(Error::invalid(
-            "name_mismatch",
+            ErrorCode::NameMismatch,
             "name",
             format!(
                 "the path names {rd} but the body names {}; they must be equal",

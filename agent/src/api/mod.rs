@@ -8,7 +8,7 @@ use blockstor_proto::wire::{
 };
 
 use crate::engine::Engine;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorCode, Kind, Result};
 
 /// Parses a request body, naming the offending field (`volumes[0].size_kib`) on failure.
 pub fn parse_desired(body: &[u8]) -> Result<DesiredResource> {
@@ -28,7 +28,7 @@ pub fn parse_desired(body: &[u8]) -> Result<DesiredResource> {
         });
         Error {
             kind: Kind::Invalid,
-            code: "invalid_request",
+            code: ErrorCode::InvalidRequest,
             message: format!("invalid DesiredResource: {inner}"),
             field,
         }

@@ -6,7 +6,7 @@ use blockstor_proto::wire::StdioRequest;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::engine::Engine;
-use crate::error::{Error, Kind};
+use crate::error::{Error, ErrorCode, Kind};
 
 /// Largest request line accepted (a DesiredResource is a few KiB).
 const MAX_LINE: u64 = 1024 * 1024;
@@ -92,7 +92,7 @@ fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value, base: &str) -> Re
 fn invalid(message: String, field: Option<String>) -> Error {
     Error {
         kind: Kind::Invalid,
-        code: "invalid_request",
+        code: ErrorCode::InvalidRequest,
         message,
         field,
     }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use blockstor_proto::{volume_name, Layer};
 
 use super::{Backend, Backing, PoolScan};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorCode, Kind, Result};
 use crate::host::Host;
 use crate::runner::Command;
 use crate::step::StepCx;
@@ -86,7 +86,7 @@ impl LoopFile {
         if !out.success() {
             return Err(Error::new(
                 Kind::Internal,
-                "tool_failed",
+                ErrorCode::ToolFailed,
                 format!(
                     "`losetup -j {}` failed: {}",
                     file.display(),

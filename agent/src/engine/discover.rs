@@ -8,7 +8,7 @@ use blockstor_proto::{Layer as L, LayerStack, ResourceName};
 
 use super::Engine;
 use crate::backends;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::linstor;
 use crate::runner::Command;
 use crate::store::{ResourceRecord, StoredDrbd, StoredSpec};
@@ -210,7 +210,7 @@ struct LinstorFound {
 fn linstor_res_error(name: &ResourceName, detail: String) -> Error {
     Error::new(
         crate::error::Kind::Conflict,
-        "linstor_res_unreadable",
+        ErrorCode::LinstorResUnreadable,
         format!(
             "resource {name} has a LINSTOR .res file this agent cannot read ({detail}); nothing \
              was changed. Check the file (`drbdadm -c FILE dump`), or set linstor_res_dir in \

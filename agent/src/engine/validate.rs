@@ -7,7 +7,7 @@ use blockstor_proto::wire::{DesiredResource, MAX_VOLUME_NUMBER};
 use blockstor_proto::Layer as L;
 
 use super::{unknown_pool, Engine};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorCode, Kind, Result};
 use crate::layers::{drbd, luks};
 use crate::linstor;
 use crate::store::ResourceRecord;
@@ -20,7 +20,7 @@ impl Engine {
         }
         if d.volumes.is_empty() {
             return Err(Error::invalid(
-                "invalid_volumes",
+                ErrorCode::InvalidVolumes,
                 "volumes",
                 "at least one volume is required",
             ));
@@ -29,7 +29,7 @@ impl Engine {
         for (i, v) in d.volumes.iter().enumerate() {
             if v.number > MAX_VOLUME_NUMBER {
                 return Err(Error::invalid(
-                    "invalid_volumes",
+                    ErrorCode::InvalidVolumes,
                     format!("volumes[{i}].number"),
                     format!(
                         "volume number {} is above the limit {MAX_VOLUME_NUMBER}",
@@ -39,7 +39,7 @@ impl Engine {
             }
             if !seen.insert(v.number) {
                 return Err(Error::invalid(
-                    "invalid_volumes",
+                    ErrorCode::InvalidVolumes,
                     format!("volumes[{i}].number"),
                     format!("volume number {} appears twice", v.number),
                 ));
@@ -48,7 +48,7 @@ impl Engine {
         if d.layer_stack.has(L::Luks) {
             if d.luks.as_ref().is_none_or(|l| l.passphrase.is_empty()) {
                 return Err(Error::invalid(
-                    "luks_passphrase_missing",
+                    ErrorCode::LuksPassphraseMissing,
                     "passphrase",
                     "the layer stack holds LUKS but no passphrase was given; set passphrase on \
                      the resource definition or its resource group (blockstor never creates an \
@@ -60,7 +60,7 @@ impl Engine {
         if d.layer_stack.has(L::Drbd) {
             let Some(drbd) = &d.drbd else {
                 return Err(Error::invalid(
-                    "drbd_missing",
+                    ErrorCode::DrbdMissing,
                     "drbd",
                     "the layer stack holds DRBD but the request has no drbd section",
                 ));
@@ -68,7 +68,7 @@ impl Engine {
             drbd::render::validate(d, &self.config.node_name)?;
             if drbd.minors.len() != d.volumes.len() {
                 return Err(Error::invalid(
-                    "invalid_drbd",
+                    ErrorCode::InvalidDrbd,
                     "drbd.minors",
                     format!(
                         "{} minors for {} volumes; give one minor per volume",
@@ -91,7 +91,7 @@ impl Engine {
         if r.spec.layer_stack != d.layer_stack {
             return Err(Error::new(
                 Kind::Conflict,
-                "layer_stack_changed",
+                ErrorCode::LayerStackChanged,
                 format!(
                     "{} exists here with layer stack {}; a stack cannot change in place, replace the resource",
                     d.name, r.spec.layer_stack
@@ -102,7 +102,7 @@ impl Engine {
         if r.spec.pool != d.storage.pool {
             return Err(Error::new(
                 Kind::Conflict,
-                "storage_pool_changed",
+                ErrorCode::StoragePoolChanged,
                 format!(
                     "{} lives in pool {} here; replace the resource to move it",
                     d.name, r.spec.pool
@@ -128,7 +128,7 @@ impl Engine {
             {
                 return Err(Error::new(
                     Kind::Conflict,
-                    "minor_in_use",
+                    ErrorCode::MinorInUse,
                     format!(
                         "DRBD minor {m} is used by {} on this node; pick a free minor",
                         o.name
@@ -139,7 +139,7 @@ impl Engine {
             if o.port == drbd.port {
                 return Err(Error::new(
                     Kind::Conflict,
-                    "port_in_use",
+                    ErrorCode::PortInUse,
                     format!(
                         "port {} is used by {} on this node; pick a free port",
                         drbd.port, o.name
@@ -211,7 +211,7 @@ impl Engine {
         };
         Err(Error::new(
             Kind::Conflict,
-            "linstor_drbd_active",
+            ErrorCode::LinstorDrbdActive,
             format!(
                 "LINSTOR's {} still configures DRBD resource {} on node {}; blockstor will not \
                  take DRBD over while it exists ({comparison}). Nothing was changed. Stop the \

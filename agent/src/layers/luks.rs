@@ -11,7 +11,7 @@ use blockstor_proto::wire::{Origin, Passphrase};
 use blockstor_proto::Layer as L;
 
 use super::{Cx, Layer, LuksState, Vol};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorCode, Kind, Result};
 use crate::host::HEAD_BYTES;
 use crate::runner::{Command, RunError};
 
@@ -44,7 +44,7 @@ pub fn validate_props(props: &std::collections::BTreeMap<String, String>) -> Res
     if let Some(v) = props.get(PROP_PBKDF) {
         if !["pbkdf2", "argon2i", "argon2id"].contains(&v.as_str()) {
             return Err(Error::invalid(
-                "invalid_prop",
+                ErrorCode::InvalidProp,
                 field(PROP_PBKDF),
                 format!("{PROP_PBKDF} is {v:?}; use pbkdf2, argon2i or argon2id"),
             ));
@@ -54,7 +54,7 @@ pub fn validate_props(props: &std::collections::BTreeMap<String, String>) -> Res
         if let Some(v) = props.get(key) {
             if v.parse::<u32>().map_or(true, |n| n == 0) {
                 return Err(Error::invalid(
-                    "invalid_prop",
+                    ErrorCode::InvalidProp,
                     field(key),
                     format!("{key} is {v:?}; use a positive whole number"),
                 ));
@@ -74,7 +74,7 @@ impl Luks {
             .filter(|p| !p.is_empty())
             .ok_or_else(|| {
                 Error::invalid(
-                "luks_passphrase_missing",
+                ErrorCode::LuksPassphraseMissing,
                 "passphrase",
                 "the layer stack holds LUKS but no passphrase was given; set passphrase on the \
                  resource definition or its resource group",
@@ -111,7 +111,7 @@ impl Luks {
         };
         Err(Error::new(
             Kind::Unprocessable,
-            "luks_passphrase_mismatch",
+            ErrorCode::LuksPassphraseMismatch,
             format!(
                 "the passphrase does not open the LUKS header on {dev} (volume {vol}); nothing was changed. Use the passphrase the volume was created with{hint}"
             ),
@@ -176,7 +176,7 @@ impl Luks {
         if !new_opens && !old_opens {
             return Err(Error::new(
                 Kind::Unprocessable,
-                "luks_passphrase_mismatch",
+                ErrorCode::LuksPassphraseMismatch,
                 format!(
                     "neither the new nor the previous passphrase opens the LUKS header on {dev} \
                      (volume {vol}); nothing was changed. Set passphrase to the one the volume \
@@ -257,7 +257,7 @@ impl Luks {
     fn no_device_mapper(dev: &str, detail: &str) -> Error {
         Error::new(
             Kind::Unprocessable,
-            "kernel_feature_missing",
+            ErrorCode::KernelFeatureMissing,
             format!(
                 "cannot open the LUKS device: this kernel has no device-mapper/dm-crypt \
                  ({detail}). Load the kernel module with `modprobe dm_crypt` (Debian package \
@@ -337,7 +337,7 @@ impl Layer for Luks {
                 if !blank {
                     return Err(Error::new(
                         Kind::Conflict,
-                        "luks_foreign_data",
+                        ErrorCode::LuksForeignData,
                         format!(
                             "{dev} (volume {}) holds data and no LUKS header; refusing to format \
                              over it. Wipe it yourself if the data is unwanted, or use another \
@@ -493,7 +493,7 @@ fn mentions_missing_dm(stderr: &str) -> bool {
 fn rotation_stdin(dev: &str, vol: u32, old: &Passphrase, new: &Passphrase) -> Result<Passphrase> {
     if [old, new].iter().any(|p| p.expose().contains(['\n', '\r'])) {
         return Err(Error::invalid(
-            "luks_passphrase_unrotatable",
+            ErrorCode::LuksPassphraseUnrotatable,
             "passphrase",
             format!(
                 "cannot rotate the LUKS passphrase on {dev} (volume {vol}): a passphrase to \

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{Cx, Layer, Vol};
 use crate::backends::Backend;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// The bottom layer.
 pub struct Storage {
@@ -54,7 +54,7 @@ impl Layer for Storage {
                 }
                 Some(b) if b.size_kib > v.size_kib => {
                     return Err(Error::invalid(
-                        "shrink_refused",
+                        ErrorCode::ShrinkRefused,
                         format!("volumes[{i}].size_kib"),
                         format!(
                             "volume {} is {} KiB on this node and cannot shrink to {} KiB; \

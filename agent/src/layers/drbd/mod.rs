@@ -13,7 +13,7 @@ use blockstor_proto::wire::ObservedDrbd;
 use blockstor_proto::{Layer as L, NodeName};
 
 use super::{Cx, Layer, Vol};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorCode, Kind, Result};
 use crate::runner::Command;
 use render::{Dialect, LocalVolume};
 
@@ -125,7 +125,7 @@ impl Drbd {
         }
         Err(Error::new(
             Kind::Internal,
-            "tool_failed",
+            ErrorCode::ToolFailed,
             format!(
                 "cannot tell whether {disk} has DRBD metadata: {}",
                 out.stderr.trim()
@@ -157,7 +157,7 @@ impl Drbd {
                 Err(e) if e.message.contains(NO_PRIMARY_REFUSAL) => {
                     return Err(Error::new(
                         Kind::Unprocessable,
-                        "drbd_resize_needs_primary",
+                        ErrorCode::DrbdResizeNeedsPrimary,
                         format!(
                             "volume {number} grew but DRBD did not: DRBD 8.4 resizes a \
                              connected resource only while one replica is Primary ({}). Make one \
@@ -178,7 +178,7 @@ impl Drbd {
     fn no_module(done: &str) -> Error {
         Error::new(
             Kind::Unprocessable,
-            "kernel_feature_missing",
+            ErrorCode::KernelFeatureMissing,
             format!(
                 "cannot bring DRBD up: the drbd kernel module is not loaded. Run `modprobe drbd` \
                  (Debian kernels ship DRBD 8.4; DRBD 9 needs drbd-dkms) and apply again. Already \
@@ -227,7 +227,7 @@ impl Layer for Drbd {
             .ok_or_else(|| Error::internal("DRBD apply without a request"))?;
         let x = d.drbd.clone().ok_or_else(|| {
             Error::invalid(
-                "drbd_missing",
+                ErrorCode::DrbdMissing,
                 "drbd",
                 "the layer stack holds DRBD but the request has no drbd section",
             )

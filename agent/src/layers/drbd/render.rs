@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use blockstor_proto::wire::{DesiredResource, DrbdSpec};
 use blockstor_proto::{NodeName, ResourceName};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Which `.res` dialect to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +32,10 @@ pub struct LocalVolume {
 /// Checks the DRBD section of a request; the error names the field and never shows the secret.
 pub fn validate(d: &DesiredResource, local: &NodeName) -> Result<()> {
     let Some(x) = &d.drbd else { return Ok(()) };
-    address(&x.address).map_err(|m| Error::invalid("invalid_drbd", "drbd.address", m))?;
+    address(&x.address).map_err(|m| Error::invalid(ErrorCode::InvalidDrbd, "drbd.address", m))?;
     if !["A", "B", "C"].contains(&x.protocol.as_str()) {
         return Err(Error::invalid(
-            "invalid_drbd",
+            ErrorCode::InvalidDrbd,
             "drbd.protocol",
             format!("protocol {:?} is not A, B or C", x.protocol),
         ));
@@ -48,25 +48,30 @@ pub fn validate(d: &DesiredResource, local: &NodeName) -> Result<()> {
             .all(|c| c.is_ascii_alphanumeric() || "+/=._-".contains(c))
     {
         return Err(Error::invalid(
-            "invalid_drbd",
+            ErrorCode::InvalidDrbd,
             "drbd.shared_secret",
             "the shared secret must be 1 to 64 characters of letters, digits and '+/=._-'",
         ));
     }
     let mut ids = vec![x.node_id];
     for (i, p) in x.peers.iter().enumerate() {
-        address(&p.address)
-            .map_err(|m| Error::invalid("invalid_drbd", format!("drbd.peers[{i}].address"), m))?;
+        address(&p.address).map_err(|m| {
+            Error::invalid(
+                ErrorCode::InvalidDrbd,
+                format!("drbd.peers[{i}].address"),
+                m,
+            )
+        })?;
         if ids.contains(&p.node_id) || p.node_id > 31 {
             return Err(Error::invalid(
-                "invalid_drbd",
+                ErrorCode::InvalidDrbd,
                 format!("drbd.peers[{i}].node_id"),
                 format!("node id {} is repeated or above 31", p.node_id),
             ));
         }
         if &p.name == local {
             return Err(Error::invalid(
-                "invalid_drbd",
+                ErrorCode::InvalidDrbd,
                 format!("drbd.peers[{i}].name"),
                 format!("peer {} is this node itself", p.name),
             ));
@@ -75,14 +80,14 @@ pub fn validate(d: &DesiredResource, local: &NodeName) -> Result<()> {
     }
     if x.node_id > 31 {
         return Err(Error::invalid(
-            "invalid_drbd",
+            ErrorCode::InvalidDrbd,
             "drbd.node_id",
             "node ids go from 0 to 31",
         ));
     }
     if x.minors.iter().any(|m| *m > 1_048_575) {
         return Err(Error::invalid(
-            "invalid_drbd",
+            ErrorCode::InvalidDrbd,
             "drbd.minors",
             "minors go up to 1048575",
         ));
@@ -98,7 +103,7 @@ pub fn validate(d: &DesiredResource, local: &NodeName) -> Result<()> {
                 .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c))
         {
             return Err(Error::invalid(
-                "invalid_drbd",
+                ErrorCode::InvalidDrbd,
                 format!("drbd.options[\"{}/{}\"]", k.0, k.1),
                 "DRBD option names are lower-case words with '-', values letters, digits and '._:-'",
             ));
@@ -162,7 +167,7 @@ pub fn render(
 ) -> Result<String> {
     if dialect == Dialect::V84 && x.peers.len() > 1 {
         return Err(Error::invalid(
-            "drbd_version_unsupported",
+            ErrorCode::DrbdVersionUnsupported,
             "drbd.peers",
             format!(
                 "this node runs DRBD 8.4, which replicates between two nodes; {} were requested. \
