@@ -186,7 +186,11 @@ async fn killed_at_any_luks_step_the_next_apply_converges_without_formatting_twi
         let e = dying_engine(dir.path(), recorded.clone());
         let result = e.apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384)).await;
         if let Err(err) = &result {
-            assert_eq!(err.code, "kernel_feature_missing", "{prefix}: {err:?}");
+            assert_eq!(
+                err.code.as_str(),
+                "kernel_feature_missing",
+                "{prefix}: {err:?}"
+            );
         }
         let formats = |log: &Mutex<Vec<String>>| {
             log.lock()

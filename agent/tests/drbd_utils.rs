@@ -59,7 +59,7 @@ async fn drbd_metadata_is_created_once_with_real_drbd_utils() {
     };
     if !drbd_loaded {
         let err = first.unwrap_err();
-        assert_eq!(err.code, "kernel_feature_missing", "{err:?}");
+        assert_eq!(err.code.as_str(), "kernel_feature_missing", "{err:?}");
         assert!(err.message.contains("modprobe drbd"), "{}", err.message);
         assert!(md(&dev), "create-md wrote metadata on {dev}");
         let res = std::fs::read_to_string(state.join("drbd.d/rt_drbd.res")).unwrap();
@@ -76,7 +76,7 @@ async fn drbd_metadata_is_created_once_with_real_drbd_utils() {
         );
         // Again: metadata exists, so create-md does not run a second time.
         let err = e.apply(d.clone()).await.unwrap_err();
-        assert_eq!(err.code, "kernel_feature_missing");
+        assert_eq!(err.code.as_str(), "kernel_feature_missing");
         let record = e.store.get(&"rt_drbd".parse().unwrap()).unwrap().unwrap();
         let create_mds = record
             .journal

@@ -72,7 +72,7 @@ async fn loop_file_pool_creates_reuses_grows_and_deletes_with_real_loop_devices(
         .apply(desired("rt_loop", r#"["STORAGE"]"#, 8192, None))
         .await
         .unwrap_err();
-    assert_eq!(err.code, "shrink_refused");
+    assert_eq!(err.code.as_str(), "shrink_refused");
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 16 << 20);
 
     assert!(e.delete(&"rt_loop".parse().unwrap()).await.unwrap().deleted);

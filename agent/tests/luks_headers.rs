@@ -29,7 +29,7 @@ async fn real_cryptsetup_formats_verifies_and_erases_a_loop_device() {
         first.as_ref().expect("apply with device-mapper present");
     } else {
         let err = first.unwrap_err();
-        assert_eq!(err.code, "kernel_feature_missing", "{err:?}");
+        assert_eq!(err.code.as_str(), "kernel_feature_missing", "{err:?}");
         assert!(
             err.message.contains("dm_crypt") && err.message.contains("LUKS header written"),
             "{}",
@@ -77,7 +77,7 @@ async fn real_cryptsetup_formats_verifies_and_erases_a_loop_device() {
             .await
             .unwrap_err();
         assert_eq!(
-            (err.code, err.field.as_deref()),
+            (err.code.as_str(), err.field.as_deref()),
             ("luks_passphrase_mismatch", Some("passphrase"))
         );
         let after = e.get(&name.parse().unwrap()).await.unwrap();
@@ -91,7 +91,7 @@ async fn real_cryptsetup_formats_verifies_and_erases_a_loop_device() {
             .apply(desired(name, r#"["LUKS","STORAGE"]"#, 32768, Some(PASS)))
             .await
             .unwrap_err();
-        assert_eq!(err.code, "kernel_feature_missing");
+        assert_eq!(err.code.as_str(), "kernel_feature_missing");
     }
 
     assert!(e.delete(&name.parse().unwrap()).await.unwrap().deleted);
@@ -188,7 +188,7 @@ async fn get_rediscovers_a_resource_after_the_store_is_lost() {
         .apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384, Some("wrong")))
         .await
         .unwrap_err();
-    assert_eq!(err.code, "luks_passphrase_mismatch");
+    assert_eq!(err.code.as_str(), "luks_passphrase_mismatch");
     let _ = e
         .apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384, Some(PASS)))
         .await;

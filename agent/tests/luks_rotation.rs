@@ -254,7 +254,7 @@ async fn a_rotation_neither_passphrase_opens_is_refused_untouched() {
         .apply(desired(name, "two\\nlines", Some(OLD), 3))
         .await
         .unwrap_err();
-    assert_eq!(err.code, "luks_passphrase_unrotatable");
+    assert_eq!(err.code.as_str(), "luks_passphrase_unrotatable");
     assert!(header(&dev) == before && opens(&dev, OLD));
     assert!(e.delete(&name.parse().unwrap()).await.unwrap().deleted);
 }

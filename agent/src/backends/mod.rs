@@ -7,9 +7,7 @@ pub mod zfs;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-// Re-exported for callers that still name it here; the rule lives in `blockstor_proto::names`.
-pub use blockstor_proto::parse_volume_name;
-use blockstor_proto::ResourceName;
+use blockstor_proto::{parse_volume_name, ResourceName};
 
 use crate::config::{BackendConfig, PoolConfig};
 use crate::error::Result;

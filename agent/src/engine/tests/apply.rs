@@ -94,7 +94,7 @@ async fn invalid_requests_are_refused_before_any_process_runs() {
     d.storage.pool = "other".parse().unwrap();
     let err = r.engine.apply(d).await.unwrap_err();
     assert_eq!(
-        (err.code, err.field.as_deref()),
+        (err.code.as_str(), err.field.as_deref()),
         ("unknown_pool", Some("storage.pool"))
     );
 
@@ -102,14 +102,14 @@ async fn invalid_requests_are_refused_before_any_process_runs() {
     d.volumes.push(d.volumes[0].clone());
     let err = r.engine.apply(d).await.unwrap_err();
     assert_eq!(
-        (err.code, err.field.as_deref()),
+        (err.code.as_str(), err.field.as_deref()),
         ("invalid_volumes", Some("volumes[1].number"))
     );
 
     let mut d = desired(luks_stack(), "65536", Some(PASS));
     d.props.insert("Luks/pbkdf".into(), "--help".into());
     let err = r.engine.apply(d).await.unwrap_err();
-    assert_eq!(err.code, "invalid_prop");
+    assert_eq!(err.code.as_str(), "invalid_prop");
     assert!(r.runner.calls().is_empty());
 }
 
@@ -134,7 +134,7 @@ async fn drbd_minor_and_port_collisions_are_conflicts() {
         .await
         .unwrap_err();
     assert_eq!(
-        (err.code, err.status(), err.field.as_deref()),
+        (err.code.as_str(), err.status(), err.field.as_deref()),
         ("minor_in_use", 409, Some("drbd.minors[0]"))
     );
     let err = r
@@ -143,7 +143,7 @@ async fn drbd_minor_and_port_collisions_are_conflicts() {
         .await
         .unwrap_err();
     assert_eq!(
-        (err.code, err.field.as_deref()),
+        (err.code.as_str(), err.field.as_deref()),
         ("port_in_use", Some("drbd.port"))
     );
     let node = r.engine.node().await.unwrap();
@@ -166,5 +166,8 @@ async fn changing_the_layer_stack_in_place_is_a_conflict() {
         .apply(desired(r#"["STORAGE"]"#, "65536", None))
         .await
         .unwrap_err();
-    assert_eq!((err.code, err.status()), ("layer_stack_changed", 409));
+    assert_eq!(
+        (err.code.as_str(), err.status()),
+        ("layer_stack_changed", 409)
+    );
 }

@@ -68,7 +68,10 @@ async fn drbd_without_the_kernel_module_stops_before_adjust_with_a_clear_error()
     r.runner
         .on(&["drbdmeta"], Output::fail(1, "No valid meta data found"));
     let err = r.engine.apply(drbd_desired(0, 1)).await.unwrap_err();
-    assert_eq!((err.code, err.status()), ("kernel_feature_missing", 422));
+    assert_eq!(
+        (err.code.as_str(), err.status()),
+        ("kernel_feature_missing", 422)
+    );
     assert!(err.message.contains("modprobe drbd"), "{}", err.message);
     let cmds = r.runner.commands();
     position(&cmds, "drbdadm -c");

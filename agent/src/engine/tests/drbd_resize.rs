@@ -45,7 +45,7 @@ async fn a_failed_drbd_resize_is_retried_on_the_next_apply_and_then_never_again(
         .apply(drbd_desired_kib(0, 1, 131072))
         .await
         .unwrap_err();
-    assert_eq!(err.code, "tool_failed", "{err:?}");
+    assert_eq!(err.code.as_str(), "tool_failed", "{err:?}");
     let cmds = r.runner.commands();
     // The file grew and the loop device learnt it (the agent's own steps), then resize.
     assert!(
@@ -118,7 +118,7 @@ async fn drbd_84_refusing_to_resize_without_a_primary_is_a_clear_error_and_stays
         .await
         .unwrap_err();
     assert_eq!(
-        (err.code, err.status(), err.field.as_deref()),
+        (err.code.as_str(), err.status(), err.field.as_deref()),
         (
             "drbd_resize_needs_primary",
             422,

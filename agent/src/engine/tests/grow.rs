@@ -49,7 +49,7 @@ async fn shrink_is_refused_and_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(
-        (err.code, err.field.as_deref()),
+        (err.code.as_str(), err.field.as_deref()),
         ("shrink_refused", Some("volumes[0].size_kib"))
     );
     assert!(r
@@ -139,7 +139,7 @@ async fn a_failed_cryptsetup_resize_is_retried_on_the_next_apply_and_then_never_
         .apply(desired(luks_stack(), "131072", Some(PASS)))
         .await
         .unwrap_err();
-    assert_eq!(err.code, "tool_failed", "{err:?}");
+    assert_eq!(err.code.as_str(), "tool_failed", "{err:?}");
 
     // Apply 2, same size: file and loop device grew, the open mapping did not.
     r.host.put(r.file(), 2 * MIB64, true);

@@ -74,7 +74,7 @@ async fn apply_luks_fails_without_passphrase() {
             .await
             .unwrap_err();
         assert_eq!(
-            (err.code, err.field.as_deref()),
+            (err.code.as_str(), err.field.as_deref()),
             ("luks_passphrase_missing", Some("passphrase"))
         );
         assert_eq!(err.status(), 400);
@@ -102,7 +102,7 @@ async fn a_new_generation_verifies_the_passphrase_even_when_open() {
     let mut d = desired(luks_stack(), "131072", Some("other-pass"));
     d.generation = 2;
     let err = r.engine.apply(d).await.unwrap_err();
-    assert_eq!(err.code, "luks_passphrase_mismatch");
+    assert_eq!(err.code.as_str(), "luks_passphrase_mismatch");
     assert!(r.runner.commands().iter().all(|c| !c.contains("resize")));
 }
 
@@ -120,7 +120,7 @@ async fn wrong_passphrase_is_a_clear_error_and_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(
-        (err.code, err.field.as_deref()),
+        (err.code.as_str(), err.field.as_deref()),
         ("luks_passphrase_mismatch", Some("passphrase"))
     );
     assert_eq!(err.status(), 422);
@@ -172,7 +172,10 @@ async fn foreign_data_is_never_formatted() {
         .apply(desired(luks_stack(), "65536", Some(PASS)))
         .await
         .unwrap_err();
-    assert_eq!((err.code, err.status()), ("luks_foreign_data", 409));
+    assert_eq!(
+        (err.code.as_str(), err.status()),
+        ("luks_foreign_data", 409)
+    );
     assert!(r
         .runner
         .commands()
@@ -191,7 +194,10 @@ async fn missing_device_mapper_fails_at_open_after_the_header_is_written() {
         .apply(desired(luks_stack(), "65536", Some(PASS)))
         .await
         .unwrap_err();
-    assert_eq!((err.code, err.status()), ("kernel_feature_missing", 422));
+    assert_eq!(
+        (err.code.as_str(), err.status()),
+        ("kernel_feature_missing", 422)
+    );
     for word in ["device-mapper", "dm_crypt", LOOP, "LUKS header written"] {
         assert!(
             err.message.contains(word),

@@ -32,7 +32,7 @@ async fn plan_lists_steps_with_secrets_redacted_and_runs_nothing() {
 async fn get_reads_the_system_and_unknown_is_not_found() {
     let r = rig();
     let err = r.engine.get(&"db".parse().unwrap()).await.unwrap_err();
-    assert_eq!((err.code, err.status()), ("not_found", 404));
+    assert_eq!((err.code.as_str(), err.status()), ("not_found", 404));
     r.system_has_luks_volume(MIB64, "u-1", true);
     r.engine
         .apply(desired(luks_stack(), "65536", Some(PASS)))
@@ -72,15 +72,15 @@ async fn get_finds_volumes_the_store_does_not_know_for_import() {
         "get stores nothing"
     );
     assert_eq!(
-        crate::backends::parse_volume_name(&"db".parse().unwrap(), "db_00007"),
+        blockstor_proto::parse_volume_name(&"db".parse().unwrap(), "db_00007"),
         Some(7)
     );
     assert_eq!(
-        crate::backends::parse_volume_name(&"db".parse().unwrap(), "db_x_00007"),
+        blockstor_proto::parse_volume_name(&"db".parse().unwrap(), "db_x_00007"),
         None
     );
     assert_eq!(
-        crate::backends::parse_volume_name(&"db".parse().unwrap(), "db_0007"),
+        blockstor_proto::parse_volume_name(&"db".parse().unwrap(), "db_0007"),
         None
     );
 }
