@@ -3,7 +3,9 @@
 //! resource up with `drbdadm adjust` (idempotent), and on first creation forces the lowest node
 //! id to be the initial sync source. Teardown: `drbdadm down`, then the `.res` goes.
 
+pub mod peers;
 pub mod render;
+pub mod status;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -244,7 +246,7 @@ impl Layer for Drbd {
                 Ok(LocalVolume {
                     number: v.number,
                     minor: *minor,
-                    disk,
+                    disk: Some(disk),
                 })
             })
             .collect::<Result<_>>()?;
@@ -270,7 +272,10 @@ impl Layer for Drbd {
         if !up {
             for (v, l) in vols.iter().zip(&locals) {
                 let fresh = v.created_now && cx.dry_run;
-                if fresh || !Self::has_metadata(cx, l.minor, &l.disk, dialect).await? {
+                let Some(disk) = l.disk.as_deref() else {
+                    continue;
+                };
+                if fresh || !Self::has_metadata(cx, l.minor, disk, dialect).await? {
                     let target = format!("{}/{}", cx.rd, l.number);
                     let mut args = vec!["-c".to_owned(), res_arg.clone()];
                     if dialect == Dialect::V9 {

@@ -1,8 +1,10 @@
 //! Renders a DRBD `.res` file from a DesiredResource, for DRBD 8.4 (two nodes, no node ids)
 //! and 9.x (node ids, connection mesh, quorum on three or more nodes). Every value that reaches
 //! the file was validated first ([`validate`]), so a request cannot inject configuration.
+//! A diskless replica (a DRBD client, reading and writing through its peers) has `disk none;`
+//! in its volumes, on its own node and in its peers' files alike; both dialects accept it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -21,12 +23,16 @@ pub enum Dialect {
 /// A peer's disk is not known here; DRBD 9 only needs a placeholder (as LINSTOR writes).
 const PEER_DISK: &str = "/dev/drbd/this/is/not/used";
 
+/// What a diskless replica has instead of a disk, in the `.res` of every node.
+const NO_DISK: &str = "none";
+
 /// One volume of the local node: number, minor and backing disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalVolume {
     pub number: u32,
     pub minor: u32,
-    pub disk: String,
+    /// The lower device; `None` on a diskless replica (a DRBD client).
+    pub disk: Option<String>,
 }
 
 /// Checks the DRBD section of a request; the error names the field and never shows the secret.
@@ -157,13 +163,27 @@ pub fn options(d: &DesiredResource) -> BTreeMap<(String, String), String> {
     out
 }
 
-/// The `.res` text. `d` must have passed [`validate`].
+/// The `.res` text with every peer diskful. `d` must have passed [`validate`].
 pub fn render(
     d: &DesiredResource,
     x: &DrbdSpec,
     local: &NodeName,
     vols: &[LocalVolume],
     dialect: Dialect,
+) -> Result<String> {
+    render_with_diskless_peers(d, x, local, vols, dialect, &BTreeSet::new())
+}
+
+/// [`render`] where the peers in `diskless_peers` are DRBD clients without a local disk (the
+/// local node is diskless when its [`LocalVolume::disk`] is `None`). DRBD 9 learns from
+/// `disk none;` in a peer's section that the peer is a client, so every node's file says it.
+pub fn render_with_diskless_peers(
+    d: &DesiredResource,
+    x: &DrbdSpec,
+    local: &NodeName,
+    vols: &[LocalVolume],
+    dialect: Dialect,
+    diskless_peers: &BTreeSet<NodeName>,
 ) -> Result<String> {
     if dialect == Dialect::V84 && x.peers.len() > 1 {
         return Err(Error::invalid(
@@ -232,10 +252,11 @@ pub fn render(
             let _ = writeln!(w, "        node-id {node_id};");
         }
         for v in vols {
-            let disk = if *is_local {
-                v.disk.as_str()
-            } else {
-                PEER_DISK
+            let disk = match (*is_local, v.disk.as_deref()) {
+                (true, Some(disk)) => disk,
+                (true, None) => NO_DISK,
+                (false, _) if diskless_peers.contains(*name) => NO_DISK,
+                (false, _) => PEER_DISK,
             };
             block(
                 w,
@@ -304,12 +325,12 @@ mod tests {
             LocalVolume {
                 number: 0,
                 minor: 1000,
-                disk: "/dev/loop3".into(),
+                disk: Some("/dev/loop3".into()),
             },
             LocalVolume {
                 number: 1,
                 minor: 1001,
-                disk: "/dev/loop4".into(),
+                disk: Some("/dev/loop4".into()),
             },
         ]
     }
@@ -405,6 +426,127 @@ mod tests {
             validate(&d, &n1()).unwrap_err().field.as_deref(),
             Some("drbd.peers[0].node_id")
         );
+    }
+
+    fn diskless(vols: &[LocalVolume]) -> Vec<LocalVolume> {
+        vols.iter()
+            .map(|v| LocalVolume {
+                disk: None,
+                ..v.clone()
+            })
+            .collect()
+    }
+
+    /// The text of one `on "<name>" { … }` section.
+    fn host_section<'a>(text: &'a str, name: &str) -> &'a str {
+        let start = text
+            .find(&format!("on \"{name}\" {{"))
+            .unwrap_or_else(|| panic!("no section for {name} in\n{text}"));
+        let rest = &text[start..];
+        let end = rest.find("\n    }\n").expect("section ends");
+        &rest[..end]
+    }
+
+    #[test]
+    fn diskless_replicas_render_disk_none_on_their_own_node_and_on_their_peers() {
+        let d = desired(2);
+        let x = d.drbd.as_ref().unwrap();
+        let n3: NodeName = "n3".parse().unwrap();
+        for dialect in [Dialect::V9, Dialect::V84] {
+            let d = if dialect == Dialect::V84 {
+                desired(1)
+            } else {
+                d.clone()
+            };
+            let x = d.drbd.as_ref().unwrap();
+            // The local node is a client: its volumes have no disk, its peers keep theirs.
+            let text = render(&d, x, &n1(), &diskless(&vols()), dialect).unwrap();
+            let local = host_section(&text, "n1");
+            assert_eq!(local.matches("disk none;").count(), 2, "{text}");
+            assert!(!text.contains("/dev/loop3"), "{text}");
+            let peer = host_section(&text, "n2");
+            assert!(peer.contains("disk /dev/drbd/this/is/not/used;"), "{text}");
+            assert!(!peer.contains("disk none;"), "{text}");
+        }
+        // A diskful node names the diskless peer as a client and keeps its own disk.
+        let text =
+            render_with_diskless_peers(&d, x, &n1(), &vols(), Dialect::V9, &[n3].into()).unwrap();
+        assert_eq!(
+            host_section(&text, "n3").matches("disk none;").count(),
+            2,
+            "{text}"
+        );
+        assert!(host_section(&text, "n2").contains("disk /dev/drbd/this/is/not/used;"));
+        assert!(host_section(&text, "n1").contains("disk /dev/loop3;"));
+    }
+
+    /// `drbdadm -c FILE dump` (8.4 and 9 utils) parses files with diskless replicas, local and
+    /// peer. Skips without drbd-utils.
+    #[test]
+    fn drbdadm_dump_accepts_diskless_replicas() {
+        if std::process::Command::new("drbdadm")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipped: needs drbdadm (apt-get install -y drbd-utils)");
+            return;
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap()
+            .trim()
+            .to_owned();
+        let local: NodeName = host.parse().unwrap();
+        let n2: NodeName = "n2".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (peers, dialect, util, local_diskless) in [
+            (2, Dialect::V9, "drbdadm", true),
+            (2, Dialect::V9, "drbdadm", false),
+            (1, Dialect::V84, "drbdadm-84", true),
+            (1, Dialect::V84, "drbdadm-84", false),
+        ] {
+            let d = desired(peers);
+            let vols = if local_diskless {
+                diskless(&vols())
+            } else {
+                vols()
+            };
+            let peers_without_disk: BTreeSet<NodeName> = if local_diskless {
+                BTreeSet::new()
+            } else {
+                [n2.clone()].into()
+            };
+            let text = render_with_diskless_peers(
+                &d,
+                d.drbd.as_ref().unwrap(),
+                &local,
+                &vols,
+                dialect,
+                &peers_without_disk,
+            )
+            .unwrap();
+            assert!(text.contains("disk none;"), "{text}");
+            let file = dir
+                .path()
+                .join(format!("db-{peers}-{dialect:?}-{local_diskless}.res"));
+            std::fs::write(&file, &text).unwrap();
+            let program = if std::path::Path::new(&format!("/usr/lib/drbd/{util}")).exists() {
+                format!("/usr/lib/drbd/{util}")
+            } else {
+                "drbdadm".to_owned()
+            };
+            let out = std::process::Command::new(&program)
+                .args(["-c", file.to_str().unwrap(), "dump", "db"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{program} dump failed for {dialect:?}:\n{}\n{text}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let dumped = String::from_utf8_lossy(&out.stdout);
+            assert!(dumped.contains("disk         none;"), "{dumped}");
+        }
     }
 
     /// `drbdadm -c FILE dump` parses every rendered file (tier 2). Skips without drbd-utils.
