@@ -1,0 +1,388 @@
+//! Changing a DRBD resource's replica set in place (add, remove or move a replica) without
+//! touching its data: docs/design.md §5 and issue 18.
+//!
+//! [`stages`] orders a change across the cluster: which node does what, with which replica set
+//! in its `.res`, in which order. On DRBD 9 a move adds first and removes only after the new
+//! replica is UpToDate; DRBD 8.4 holds two replicas, so it removes first (redundancy drops to
+//! one copy until the sync ends; the caller warns). [`run`] does one node's part through the
+//! runner:
+//! - staying node: the `.res` rewritten with the new replica set, then `drbdadm adjust` (node
+//!   ids, port and minors of the staying nodes never change; the caller keeps them);
+//! - added node (its STORAGE/LUKS built by the normal chain first): `create-md` where no
+//!   metadata exists, up (`adjust`), then a bounded wait until it is the sync target of an
+//!   UpToDate peer. Never `primary`, never `--force` on it: a fresh replica that became a sync
+//!   source would overwrite its peers with zeros;
+//! - removed node: a bounded wait (progress at INFO) until a replica that stays is UpToDate,
+//!   then `drbdadm down`; the engine's normal top-down teardown follows.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use blockstor_proto::{Layer as L, NodeName};
+use tokio::time::Instant;
+
+use super::render::{Dialect, LocalVolume};
+use super::status::{self, Snapshot, Source};
+use super::{Drbd, MAX_PEERS};
+use crate::error::{Error, Kind, Result};
+use crate::layers::Cx;
+
+/// A node's part in a change of the replica set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// In the old and the new set: re-render and `adjust`.
+    Staying,
+    /// Only in the new set: metadata, up, sync target of an UpToDate peer.
+    Added,
+    /// Only in the old set: wait for an UpToDate replica that stays, then down.
+    Removed,
+}
+
+impl Role {
+    /// `node`'s role when the replica set goes from `old` to `new`; `None` when in neither.
+    pub fn of(node: &NodeName, old: &BTreeSet<NodeName>, new: &BTreeSet<NodeName>) -> Option<Role> {
+        match (old.contains(node), new.contains(node)) {
+            (true, true) => Some(Role::Staying),
+            (false, true) => Some(Role::Added),
+            (true, false) => Some(Role::Removed),
+            (false, false) => None,
+        }
+    }
+}
+
+/// One node's step of a change, in the order [`stages`] returns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub node: NodeName,
+    pub role: Role,
+    /// The replicas this node's `.res` lists for this step (itself included). For a removed
+    /// node: the replicas that stay, one of which must be UpToDate before it goes down.
+    pub replicas: BTreeSet<NodeName>,
+    /// An added node waits until its own disk is UpToDate before the next stage runs (a move on
+    /// DRBD 9, where removal follows).
+    pub until_up_to_date: bool,
+}
+
+/// The ordered steps that take a resource from replica set `old` to `new`, for nodes running
+/// `dialect`. Staying nodes may appear twice (once per re-render). Errors when DRBD 8.4 cannot
+/// hold the new set, when a move on 8.4 would leave no copy, or when `new` is empty.
+pub fn stages(
+    old: &BTreeSet<NodeName>,
+    new: &BTreeSet<NodeName>,
+    dialect: Dialect,
+) -> Result<Vec<Stage>> {
+    if new.is_empty() {
+        return Err(Error::invalid(
+            "drbd_no_replica_left",
+            "nodes",
+            "the change would remove every replica; deleting the resource is a destroy, not a change",
+        ));
+    }
+    let added: BTreeSet<NodeName> = new.difference(old).cloned().collect();
+    let removed: BTreeSet<NodeName> = old.difference(new).cloned().collect();
+    let staying: BTreeSet<NodeName> = old.intersection(new).cloned().collect();
+    let stage = |node: &NodeName, role, replicas: &BTreeSet<NodeName>, until_up_to_date| Stage {
+        node: node.clone(),
+        role,
+        replicas: replicas.clone(),
+        until_up_to_date,
+    };
+    let mut out = Vec::new();
+    match dialect {
+        Dialect::V9 => {
+            let union: BTreeSet<NodeName> = old.union(new).cloned().collect();
+            if !added.is_empty() {
+                out.extend(old.iter().map(|n| stage(n, Role::Staying, &union, false)));
+                let wait = !removed.is_empty();
+                out.extend(added.iter().map(|n| stage(n, Role::Added, &union, wait)));
+            }
+            if !removed.is_empty() {
+                out.extend(removed.iter().map(|n| stage(n, Role::Removed, new, false)));
+                out.extend(new.iter().map(|n| stage(n, Role::Staying, new, false)));
+            }
+        }
+        Dialect::V84 => {
+            if new.len() > 2 {
+                return Err(Error::invalid(
+                    "drbd_version_unsupported",
+                    "nodes",
+                    format!(
+                        "DRBD 8.4 replicates between two nodes; {} were requested. Install \
+                         DRBD 9 or keep two nodes",
+                        new.len()
+                    ),
+                ));
+            }
+            if staying.is_empty() && !removed.is_empty() {
+                return Err(Error::invalid(
+                    "drbd_move_loses_data",
+                    "nodes",
+                    format!(
+                        "DRBD 8.4 removes a replica before adding one, and no node of {} stays, \
+                         so no copy would be left. Move one replica at a time",
+                        names(old)
+                    ),
+                ));
+            }
+            if added.is_empty() && removed.is_empty() {
+                return Ok(out);
+            }
+            out.extend(removed.iter().map(|n| stage(n, Role::Removed, new, false)));
+            out.extend(staying.iter().map(|n| stage(n, Role::Staying, new, false)));
+            out.extend(added.iter().map(|n| stage(n, Role::Added, new, false)));
+        }
+    }
+    Ok(out)
+}
+
+fn names(set: &BTreeSet<NodeName>) -> String {
+    set.iter()
+        .map(NodeName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How long and how often a step waits for DRBD.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    /// From the resource's `timeouts` block.
+    pub deadline: Instant,
+    pub poll: Duration,
+}
+
+/// What this node does for its [`Stage`].
+#[derive(Debug, Clone)]
+pub enum NodeStep {
+    Staying {
+        /// The `.res` rendered with the stage's replica set.
+        res_text: String,
+    },
+    Added {
+        res_text: String,
+        /// This node's volumes as rendered; those without a disk (a diskless client) get no
+        /// metadata.
+        volumes: Vec<LocalVolume>,
+        /// The other replicas (DRBD 8.4: the one peer, named in messages).
+        peers: BTreeSet<NodeName>,
+        until_up_to_date: bool,
+    },
+    Removed {
+        /// The replicas that stay; one of them must be UpToDate.
+        remaining: BTreeSet<NodeName>,
+    },
+}
+
+/// This node and where its resource lives.
+pub struct Local<'a> {
+    pub node: &'a NodeName,
+    pub res_file: &'a Path,
+    pub dialect: Dialect,
+    /// This node's minors, per volume.
+    pub minors: &'a [u32],
+}
+
+/// Runs this node's step of a change.
+pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait) -> Result<()> {
+    let res = local.res_file.display().to_string();
+    match step {
+        NodeStep::Staying { res_text } => {
+            write_res(cx, local.res_file, res_text)?;
+            adjust(cx, local, &res).await
+        }
+        NodeStep::Added {
+            res_text,
+            volumes,
+            peers,
+            until_up_to_date,
+        } => {
+            write_res(cx, local.res_file, res_text)?;
+            for v in volumes {
+                let Some(disk) = v.disk.as_deref() else {
+                    continue;
+                };
+                if Drbd::has_metadata(cx, v.minor, disk, local.dialect).await? {
+                    continue;
+                }
+                let target = format!("{}/{}", cx.rd, v.number);
+                let mut args = vec!["-c".to_owned(), res.clone()];
+                if local.dialect == Dialect::V9 {
+                    args.push(format!("--max-peers={MAX_PEERS}"));
+                }
+                // `--force` here only skips create-md's question; the data comes from a peer.
+                args.extend(["--".into(), "--force".into(), "create-md".into(), target]);
+                cx.act(L::Drbd, &Drbd::drbdadm(local.node, args)).await?;
+            }
+            adjust(cx, local, &res).await?;
+            let diskless = volumes.iter().all(|v| v.disk.is_none());
+            if diskless {
+                // A client reads through its peers; it has no disk to sync.
+                return Ok(());
+            }
+            let peer_84 = peers.iter().next();
+            wait_for(cx, local, peer_84, wait, Goal::SyncTarget).await?;
+            if *until_up_to_date {
+                wait_for(cx, local, peer_84, wait, Goal::LocalUpToDate).await?;
+            }
+            Ok(())
+        }
+        NodeStep::Removed { remaining } => {
+            // DRBD 8.4 has one peer, which `dstate` does not name.
+            let peer_84 = remaining.iter().next();
+            wait_for(cx, local, peer_84, wait, Goal::OtherUpToDate(remaining)).await?;
+            let down = Drbd::drbdadm(local.node, ["-c", res.as_str(), "down", cx.rd.as_str()]);
+            cx.act(L::Drbd, &down).await?;
+            Ok(())
+        }
+    }
+}
+
+fn write_res(cx: &mut Cx<'_>, res_file: &Path, text: &str) -> Result<()> {
+    let current = cx
+        .host
+        .read_to_string(res_file)
+        .map_err(|e| Error::internal(format!("cannot read {}: {e}", res_file.display())))?;
+    if current.as_deref() == Some(text) {
+        return Ok(());
+    }
+    // The content holds the shared secret: the plan and journal show only the path.
+    let path = res_file.to_owned();
+    let text = text.to_owned();
+    cx.act_host(
+        L::Drbd,
+        vec!["(agent) write".into(), res_file.display().to_string()],
+        move |h| h.write_private(&path, &text),
+    )
+}
+
+async fn adjust(cx: &mut Cx<'_>, local: &Local<'_>, res: &str) -> Result<()> {
+    let cmd = Drbd::drbdadm(local.node, ["-c", res, "adjust", cx.rd.as_str()]);
+    cx.act(L::Drbd, &cmd).await.map(|_| ())
+}
+
+/// What a wait is for.
+enum Goal<'a> {
+    /// Added node: syncing from an UpToDate peer (or already UpToDate).
+    SyncTarget,
+    /// Added node in a move: its own disk UpToDate.
+    LocalUpToDate,
+    /// Removed node: one of these replicas UpToDate.
+    OtherUpToDate(&'a BTreeSet<NodeName>),
+}
+
+impl Goal<'_> {
+    fn reached(&self, s: &Snapshot) -> bool {
+        match self {
+            Goal::SyncTarget => {
+                s.local_up_to_date()
+                    || s.peers.iter().any(|p| {
+                        p.up_to_date()
+                            && p.volumes.iter().all(|v| {
+                                v.replication == "SyncTarget" || v.replication == "PausedSyncT"
+                            })
+                    })
+            }
+            Goal::LocalUpToDate => s.local_up_to_date(),
+            Goal::OtherUpToDate(remaining) => s
+                .peers
+                .iter()
+                .any(|p| p.up_to_date() && remaining.iter().any(|r| r.as_str() == p.name)),
+        }
+    }
+
+    fn describe(&self, rd: &str) -> String {
+        match self {
+            Goal::SyncTarget => format!("become the sync target of an UpToDate peer for {rd}"),
+            Goal::LocalUpToDate => format!("finish syncing {rd} (UpToDate)"),
+            Goal::OtherUpToDate(remaining) => format!(
+                "see another replica of {rd} UpToDate (one of {}) before removing this one",
+                names(remaining)
+            ),
+        }
+    }
+
+    /// The sync progress that matters for this wait, when the kernel reports one.
+    fn percent(&self, s: &Snapshot) -> Option<f64> {
+        let peers = s.peers.iter().filter(|p| match self {
+            Goal::OtherUpToDate(remaining) => remaining.iter().any(|r| r.as_str() == p.name),
+            _ => p.up_to_date(),
+        });
+        peers.filter_map(|p| p.percent_in_sync()).reduce(f64::max)
+    }
+}
+
+/// Polls the replication state until `goal` holds, logging progress at INFO; fails at the
+/// deadline with the node, the goal and the states last seen.
+async fn wait_for(
+    cx: &Cx<'_>,
+    local: &Local<'_>,
+    peer_84: Option<&NodeName>,
+    wait: Wait,
+    goal: Goal<'_>,
+) -> Result<()> {
+    let src = Source {
+        node: local.node,
+        res_file: local.res_file,
+        dialect: local.dialect,
+        minors: local.minors,
+        peer_84,
+    };
+    let started = Instant::now();
+    loop {
+        let snap = status::read(cx, &src).await?;
+        if matches!(goal, Goal::SyncTarget | Goal::LocalUpToDate) {
+            refuse_sync_source(local.node, cx.rd.as_str(), &snap)?;
+        }
+        if goal.reached(&snap) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= wait.deadline {
+            return Err(Error::new(
+                Kind::Unprocessable,
+                "drbd_wait_timed_out",
+                format!(
+                    "node {}: waited {} s to {}; last seen: {snap}",
+                    local.node,
+                    now.duration_since(started).as_secs(),
+                    goal.describe(cx.rd.as_str()),
+                ),
+            ));
+        }
+        tracing::info!(
+            rd = %cx.rd,
+            node = %local.node,
+            percent_in_sync = goal.percent(&snap).map(|p| format!("{p:.1}")).unwrap_or_else(|| "unknown".into()),
+            state = %snap,
+            "waiting for DRBD to {}",
+            goal.describe(cx.rd.as_str())
+        );
+        tokio::time::sleep(wait.poll.min(wait.deadline - now)).await;
+    }
+}
+
+/// An added replica holds no data yet; if DRBD ever picked it as a sync source it would copy
+/// that emptiness over its peers, so stop at once (nothing here ever forces that).
+fn refuse_sync_source(node: &NodeName, rd: &str, s: &Snapshot) -> Result<()> {
+    let source = s.peers.iter().find(|p| {
+        p.volumes
+            .iter()
+            .any(|v| v.replication == "SyncSource" || v.replication == "PausedSyncS")
+    });
+    match source {
+        Some(p) if !s.local_up_to_date() => Err(Error::new(
+            Kind::Conflict,
+            "drbd_new_replica_is_sync_source",
+            format!(
+                "node {node}: the replica just added to {rd} became the sync source towards {} \
+                 although it holds no data; stop and check the peers ({s})",
+                p.name
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[path = "peers_tests.rs"]
+mod tests;
