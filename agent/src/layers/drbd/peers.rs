@@ -229,7 +229,12 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
         NodeStep::Removed { remaining } => {
             // DRBD 8.4 has one peer, which `dstate` does not name.
             let peer_84 = remaining.iter().next();
-            wait_for(cx, local, peer_84, wait, Goal::OtherUpToDate(remaining)).await?;
+            let goal = Goal::OtherUpToDate(remaining);
+            if wait_for(cx, local, peer_84, wait, goal).await? == Outcome::NotUp {
+                // Already down (a retry after a crash, or never brought up): this replica
+                // serves nothing, so removing it costs no redundancy; the teardown follows.
+                return Ok(());
+            }
             let down = Drbd::drbdadm(local.node, ["-c", res.as_str(), "down", cx.rd.as_str()]);
             cx.act(L::Drbd, &down).await?;
             Ok(())
@@ -311,6 +316,16 @@ impl Goal<'_> {
     }
 }
 
+/// How a wait ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Reached,
+    /// The resource is not up here (a removal has nothing to guard).
+    NotUp,
+    /// Planning: nothing ran, so there is nothing to wait for.
+    Planned,
+}
+
 /// Polls the replication state until `goal` holds, logging progress at INFO; fails at the
 /// deadline with the node, the goal and the states last seen.
 async fn wait_for(
@@ -319,7 +334,10 @@ async fn wait_for(
     peer_84: Option<&NodeName>,
     wait: Wait,
     goal: Goal<'_>,
-) -> Result<()> {
+) -> Result<Outcome> {
+    if cx.dry_run {
+        return Ok(Outcome::Planned);
+    }
     let src = Source {
         node: local.node,
         res_file: local.res_file,
@@ -329,12 +347,17 @@ async fn wait_for(
     };
     let started = Instant::now();
     loop {
-        let snap = status::read(cx, &src).await?;
+        let snap = match status::read(cx, &src).await? {
+            Some(snap) => snap,
+            None if matches!(goal, Goal::OtherUpToDate(_)) => return Ok(Outcome::NotUp),
+            // Just brought up: DRBD answers in a moment.
+            None => Snapshot::default(),
+        };
         if matches!(goal, Goal::SyncTarget | Goal::LocalUpToDate) {
             refuse_sync_source(local.node, cx.rd.as_str(), &snap)?;
         }
         if goal.reached(&snap) {
-            return Ok(());
+            return Ok(Outcome::Reached);
         }
         let now = Instant::now();
         if now >= wait.deadline {

@@ -591,3 +591,36 @@ async fn a_staying_node_whose_res_is_already_current_only_adjusts() {
         Some("new\n")
     );
 }
+
+#[tokio::test]
+async fn a_removed_replica_already_down_is_left_to_the_teardown_and_planning_never_waits() {
+    let runner = RecordingRunner::new();
+    runner.on(
+        &["drbdsetup", "status"],
+        Output::fail(10, "db: No such resource"),
+    );
+    let host = FakeHost::new();
+    let mut record = record();
+    let local = Local {
+        node: &node("n2"),
+        res_file: Path::new(RES),
+        dialect: Dialect::V9,
+        minors: &[1000],
+    };
+    let step = NodeStep::Removed {
+        remaining: set(&["n1"]),
+    };
+    let mut c = cx(&runner, &host, &mut record);
+    run(&mut c, &local, &step, wait_ms(2000)).await.unwrap();
+    assert_eq!(runner.commands(), ["drbdsetup status --json db"]);
+    assert!(c.steps.is_empty(), "nothing to take down");
+
+    // A plan lists the step without reading or waiting for anything.
+    runner.clear();
+    let mut c = cx(&runner, &host, &mut record);
+    c.dry_run = true;
+    run(&mut c, &local, &step, wait_ms(0)).await.unwrap();
+    assert!(runner.commands().is_empty());
+    let planned: Vec<String> = c.steps.iter().map(|s| s.argv.join(" ")).collect();
+    assert_eq!(planned, [format!("drbdadm -c {RES} down db")]);
+}

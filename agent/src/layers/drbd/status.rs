@@ -108,8 +108,8 @@ pub struct Source<'a> {
     pub peer_84: Option<&'a NodeName>,
 }
 
-/// Reads the replication state once. A resource that is not up reads as an empty snapshot.
-pub async fn read(cx: &Cx<'_>, src: &Source<'_>) -> Result<Snapshot> {
+/// Reads the replication state once; `None` when the resource is not up on this node.
+pub async fn read(cx: &Cx<'_>, src: &Source<'_>) -> Result<Option<Snapshot>> {
     match src.dialect {
         Dialect::V9 => {
             let out = cx
@@ -119,7 +119,7 @@ pub async fn read(cx: &Cx<'_>, src: &Source<'_>) -> Result<Snapshot> {
                 ))
                 .await?;
             if !out.success() {
-                return Ok(Snapshot::default());
+                return Ok(None);
             }
             parse_v9(&out.stdout, cx.rd.as_str())
         }
@@ -130,7 +130,7 @@ pub async fn read(cx: &Cx<'_>, src: &Source<'_>) -> Result<Snapshot> {
             let dstate = cx.observe(&ask("dstate")).await?;
             let cstate = cx.observe(&ask("cstate")).await?;
             if !dstate.success() || !cstate.success() {
-                return Ok(Snapshot::default());
+                return Ok(None);
             }
             let proc_drbd = cx
                 .host
@@ -139,13 +139,13 @@ pub async fn read(cx: &Cx<'_>, src: &Source<'_>) -> Result<Snapshot> {
                 .flatten()
                 .unwrap_or_default();
             let peer = src.peer_84.map(|p| p.to_string()).unwrap_or_default();
-            Ok(parse_v84(
+            Ok(Some(parse_v84(
                 &dstate.stdout,
                 &cstate.stdout,
                 &proc_drbd,
                 src.minors,
                 &peer,
-            ))
+            )))
         }
     }
 }
@@ -184,8 +184,8 @@ struct JsonPeerDevice {
     percent_in_sync: Option<f64>,
 }
 
-/// Parses `drbdsetup status --json` (DRBD 9) for resource `rd`.
-pub fn parse_v9(json: &str, rd: &str) -> Result<Snapshot> {
+/// Parses `drbdsetup status --json` (DRBD 9) for resource `rd`; `None` when it is not listed.
+pub fn parse_v9(json: &str, rd: &str) -> Result<Option<Snapshot>> {
     let all: Vec<JsonResource> = serde_json::from_str(json).map_err(|e| {
         Error::new(
             Kind::Internal,
@@ -194,9 +194,9 @@ pub fn parse_v9(json: &str, rd: &str) -> Result<Snapshot> {
         )
     })?;
     let Some(r) = all.into_iter().find(|r| r.name == rd) else {
-        return Ok(Snapshot::default());
+        return Ok(None);
     };
-    Ok(Snapshot {
+    Ok(Some(Snapshot {
         local: r.devices.into_iter().map(|d| d.disk_state).collect(),
         peers: r
             .connections
@@ -215,7 +215,7 @@ pub fn parse_v9(json: &str, rd: &str) -> Result<Snapshot> {
                     .collect(),
             })
             .collect(),
-    })
+    }))
 }
 
 /// Builds a snapshot from DRBD 8.4's `drbdadm dstate` (`Local/Peer` per volume), `drbdadm
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn drbd9_status_json_yields_disk_states_and_sync_progress_per_peer() {
-        let s = parse_v9(V9_SYNCING, "db").unwrap();
+        let s = parse_v9(V9_SYNCING, "db").unwrap().unwrap();
         assert_eq!(s.local, ["Inconsistent"]);
         assert!(!s.local_up_to_date());
         assert_eq!(s.peers.len(), 2);
@@ -314,7 +314,7 @@ mod tests {
             "local Inconsistent; n1 Connected disk UpToDate (45.2% in sync); \
              n2 Connecting disk DUnknown"
         );
-        assert_eq!(parse_v9("[]", "db").unwrap(), Snapshot::default());
+        assert_eq!(parse_v9("[]", "db").unwrap(), None);
         assert!(parse_v9("not json", "db").is_err());
     }
 
