@@ -17,6 +17,7 @@ pub mod crash;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod inuse;
 pub mod layers;
 pub mod linstor;
 pub mod loopdev;
