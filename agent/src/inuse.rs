@@ -11,7 +11,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use blockstor_proto::{NodeName, ResourceName};
+use blockstor_proto::{ErrorCode, NodeName, ResourceName};
 
 use crate::error::{Error, Kind, Result};
 use crate::runner::{Command, Runner};
@@ -62,7 +62,7 @@ impl InUse {
     pub fn error(&self, node: &NodeName) -> Error {
         Error::new(
             Kind::Conflict,
-            "device_in_use",
+            ErrorCode::InvalidRequest,
             format!(
                 "node {node}: {self}. Stop the user (unmount, close, make the replica \
                  Secondary) and apply again, or set force_destroy = true to tear it down anyway"

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use blockstor_proto::{Layer as L, NodeName};
+use blockstor_proto::{ErrorCode, Layer as L, NodeName};
 use tokio::time::Instant;
 
 use super::render::{Dialect, LocalVolume};
@@ -74,7 +74,7 @@ pub fn stages(
 ) -> Result<Vec<Stage>> {
     if new.is_empty() {
         return Err(Error::invalid(
-            "drbd_no_replica_left",
+            ErrorCode::InvalidDrbd,
             "nodes",
             "the change would remove every replica; deleting the resource is a destroy, not a change",
         ));
@@ -105,7 +105,7 @@ pub fn stages(
         Dialect::V84 => {
             if new.len() > 2 {
                 return Err(Error::invalid(
-                    "drbd_version_unsupported",
+                    ErrorCode::DrbdVersionUnsupported,
                     "nodes",
                     format!(
                         "DRBD 8.4 replicates between two nodes; {} were requested. Install \
@@ -116,7 +116,7 @@ pub fn stages(
             }
             if staying.is_empty() && !removed.is_empty() {
                 return Err(Error::invalid(
-                    "drbd_move_loses_data",
+                    ErrorCode::DrbdVersionUnsupported,
                     "nodes",
                     format!(
                         "DRBD 8.4 removes a replica before adding one, and no node of {} stays, \
@@ -363,7 +363,7 @@ async fn wait_for(
         if now >= wait.deadline {
             return Err(Error::new(
                 Kind::Unprocessable,
-                "drbd_wait_timed_out",
+                ErrorCode::ToolTimeout,
                 format!(
                     "node {}: waited {} s to {}; last seen: {snap}",
                     local.node,
@@ -395,7 +395,7 @@ fn refuse_sync_source(node: &NodeName, rd: &str, s: &Snapshot) -> Result<()> {
     match source {
         Some(p) if !s.local_up_to_date() => Err(Error::new(
             Kind::Conflict,
-            "drbd_new_replica_is_sync_source",
+            ErrorCode::InvalidDrbd,
             format!(
                 "node {node}: the replica just added to {rd} became the sync source towards {} \
                  although it holds no data; stop and check the peers ({s})",

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::host::{FakeHost, Host};
 use crate::runner::{Output, RecordingRunner};
+use crate::step::StepCx;
 use crate::store::{ResourceRecord, StoredSpec};
 
 const RES: &str = "/state/drbd.d/db.res";
@@ -37,18 +38,20 @@ fn cx<'a>(
     record: &'a mut ResourceRecord,
 ) -> Cx<'a> {
     Cx {
-        runner,
-        host,
-        store: None,
-        record,
-        rd: "db".parse().unwrap(),
-        passphrase: None,
-        props: BTreeMap::new(),
+        step: StepCx {
+            runner,
+            host,
+            store: None,
+            record,
+            rd: "db".parse().unwrap(),
+            dry_run: false,
+            read_only: false,
+            steps: Vec::new(),
+        },
         desired: None,
+        luks: None,
+        props: BTreeMap::new(),
         drbd: None,
-        dry_run: false,
-        loop_scan: None,
-        steps: Vec::new(),
     }
 }
 
@@ -271,10 +274,10 @@ fn a_move_on_drbd84_removes_first_and_refuses_what_two_peers_cannot_hold() {
     let three = stages(&set(&["n1", "n2"]), &set(&["n1", "n2", "n3"]), Dialect::V84);
     assert_eq!(three.unwrap_err().code, "drbd_version_unsupported");
     let both = stages(&set(&["n1", "n2"]), &set(&["n3", "n4"]), Dialect::V84).unwrap_err();
-    assert_eq!(both.code, "drbd_move_loses_data");
+    assert_eq!(both.code, "drbd_version_unsupported");
     assert!(both.message.contains("n1, n2"), "{}", both.message);
     let none = stages(&set(&["n1", "n2"]), &set(&[]), Dialect::V9).unwrap_err();
-    assert_eq!(none.code, "drbd_no_replica_left");
+    assert_eq!(none.code, "invalid_drbd");
     assert!(stages(&set(&["n1"]), &set(&["n1"]), Dialect::V84)
         .unwrap()
         .is_empty());
@@ -489,7 +492,7 @@ async fn removal_fails_at_the_deadline_naming_the_node_and_the_states_it_saw() {
             remaining: set(&["n1"]),
         };
         let err = run(&mut c, &local, &step, wait_ms(30)).await.unwrap_err();
-        assert_eq!(err.code, "drbd_wait_timed_out", "{dialect:?}");
+        assert_eq!(err.code, "tool_timeout", "{dialect:?}");
         let want_state = match dialect {
             Dialect::V9 => "n1 Connected disk Inconsistent (45.0% in sync)",
             Dialect::V84 => "n1 SyncSource disk Inconsistent (45.0% in sync)",
@@ -534,7 +537,7 @@ async fn a_new_replica_that_became_sync_source_stops_at_once() {
         minors: &[1000],
     };
     let err = run(&mut c, &local, &step, wait_ms(2000)).await.unwrap_err();
-    assert_eq!(err.code, "drbd_new_replica_is_sync_source");
+    assert_eq!(err.code, "invalid_drbd");
     assert!(err.message.contains("node n3") && err.message.contains("towards n1"));
 }
 

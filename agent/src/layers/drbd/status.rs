@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::Path;
 
-use blockstor_proto::NodeName;
+use blockstor_proto::{ErrorCode, NodeName};
 use serde::Deserialize;
 
 use super::render::Dialect;
@@ -189,7 +189,7 @@ pub fn parse_v9(json: &str, rd: &str) -> Result<Option<Snapshot>> {
     let all: Vec<JsonResource> = serde_json::from_str(json).map_err(|e| {
         Error::new(
             Kind::Internal,
-            "tool_output_unreadable",
+            ErrorCode::ToolFailed,
             format!("cannot read `drbdsetup status --json {rd}`: {e}"),
         )
     })?;
