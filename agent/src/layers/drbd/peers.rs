@@ -375,7 +375,7 @@ async fn wait_for(
         tracing::info!(
             rd = %cx.rd,
             node = %local.node,
-            percent_in_sync = goal.percent(&snap).map(|p| format!("{p:.1}")).unwrap_or_else(|| "unknown".into()),
+            percent_in_sync = %goal.percent(&snap).map(|p| format!("{p:.1}")).unwrap_or_else(|| "unknown".into()),
             state = %snap,
             "waiting for DRBD to {}",
             goal.describe(cx.rd.as_str())

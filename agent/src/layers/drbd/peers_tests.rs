@@ -627,3 +627,65 @@ async fn a_removed_replica_already_down_is_left_to_the_teardown_and_planning_nev
     let planned: Vec<String> = c.steps.iter().map(|s| s.argv.join(" ")).collect();
     assert_eq!(planned, [format!("drbdadm -c {RES} down db")]);
 }
+
+/// Collects formatted log lines for one test.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiting_removal_logs_the_sync_progress_at_info() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let runner = RecordingRunner::new();
+    runner.on(
+        &["drbdsetup", "status"],
+        v9_status(
+            "UpToDate",
+            &[("n1", "Connected", "Established", "UpToDate", 100.0)],
+        ),
+    );
+    runner.once(
+        &["drbdsetup", "status"],
+        v9_status(
+            "UpToDate",
+            &[("n1", "Connected", "SyncSource", "Inconsistent", 62.5)],
+        ),
+    );
+    let host = FakeHost::new();
+    let mut record = record();
+    let mut c = cx(&runner, &host, &mut record);
+    let local = Local {
+        node: &node("n2"),
+        res_file: Path::new(RES),
+        dialect: Dialect::V9,
+        minors: &[1000],
+    };
+    let step = NodeStep::Removed {
+        remaining: set(&["n1"]),
+    };
+    run(&mut c, &local, &step, wait_ms(2000)).await.unwrap();
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("waiting for DRBD"))
+        .unwrap_or_else(|| panic!("no progress line in {text:?}"));
+    for needle in [" INFO ", "percent_in_sync=62.5", "node=n2", "rd=db"] {
+        assert!(line.contains(needle), "{needle} missing in {line}");
+    }
+}
