@@ -25,13 +25,18 @@ pub struct Workspace {
 impl Workspace {
     /// Creates the directory layout (`tf/`, `bin/`, `mirror/`) and the CLI config.
     pub fn new() -> Self {
+        Self::with_provider(&binaries::provider())
+    }
+
+    /// The same with another build in the provider's place (the bench's echo floor).
+    pub fn with_provider(provider: &Path) -> Self {
         let root = tempfile::Builder::new()
             .prefix("blockstor-acc-")
             .tempdir()
             .expect("create temp dir");
         let ws = Workspace { root };
         std::fs::create_dir_all(ws.tf_dir()).expect("create tf dir");
-        ws.install_provider();
+        ws.install_provider(provider);
         std::fs::write(ws.cli_config(), cli_config(&ws.bin_dir(), &ws.mirror_dir()))
             .expect("write CLI config");
         ws
@@ -83,8 +88,7 @@ impl Workspace {
     }
 
     /// Links the built provider into `bin/` (dev_overrides) and into the mirror (init).
-    fn install_provider(&self) {
-        let provider = binaries::provider();
+    fn install_provider(&self, provider: &Path) {
         let version = binaries::PROVIDER_VERSION;
         let platform = self
             .mirror_dir()
@@ -93,9 +97,9 @@ impl Workspace {
             .join("linux_amd64");
         std::fs::create_dir_all(&platform).expect("create mirror dir");
         std::fs::create_dir_all(self.bin_dir()).expect("create bin dir");
-        symlink(&provider, &self.bin_dir().join(binaries::PROVIDER));
+        symlink(provider, &self.bin_dir().join(binaries::PROVIDER));
         symlink(
-            &provider,
+            provider,
             &platform.join(format!("{}_v{version}", binaries::PROVIDER)),
         );
     }

@@ -11,6 +11,7 @@
 //! is detached again (destroy after apply; the harness detaches leftovers on drop).
 
 mod agent_items;
+mod floor;
 mod hcl;
 mod lifetimes;
 mod null;

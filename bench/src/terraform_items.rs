@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use acceptance_tests::binaries;
 
+use crate::floor::FloorSeat;
 use crate::hcl;
 use crate::lifetimes::Lifetimes;
 use crate::null::NullSeat;
@@ -92,21 +93,27 @@ struct Cycle {
 }
 
 /// Item 2 (and the provider half of item 4 at N=500): plan on a fresh config, apply, plan
-/// with state (refresh included), destroy; ours vs null, at each N.
+/// with state (refresh included), destroy; ours vs null, and our plans vs the echo floor (the
+/// same configuration through a build of our provider that does no work), at each N.
 pub fn plan_apply(reps: usize, sizes: &[usize], null_bin: &Path) -> Vec<Row> {
     let ours = OurSeat::new(&["n1"], true);
     let null = NullSeat::new(null_bin, 1);
+    let floor = FloorSeat::new();
     let mut rows = Vec::new();
     for &n in sizes {
         ours.set_resources(&hcl::rds("rd", "bench", n, "n1"));
         null.set_count(n);
+        floor.set_resources(&hcl::rds("rd", "bench", n, "n1"));
         let mut o = Cycle::default();
         let mut z = Cycle::default();
+        let mut f = Cycle::default();
         for _ in 0..reps {
             cycle_ours(&ours, &mut o);
             cycle_null(&null, &mut z);
+            cycle_floor(&floor, &mut f);
         }
         rows.extend(plan_rows(n, reps, &o, &z));
+        rows.extend(floor_rows(n, reps, &o, &f));
         if n == *sizes.iter().max().unwrap_or(&0) {
             rows.extend(provider_memory_rows(n, &o, &z));
         }
@@ -136,6 +143,39 @@ fn cycle_null(seat: &NullSeat, c: &mut Cycle) {
     c.apply.push(run_ok(&tf, APPLY));
     c.plan_state.push(run_ok(&tf, PLAN));
     c.destroy.push(run_ok(&tf, DESTROY));
+}
+
+fn cycle_floor(seat: &FloorSeat, c: &mut Cycle) {
+    c.plan_fresh.push(run_ok(&seat.tf, PLAN));
+    c.apply.push(run_ok(&seat.tf, APPLY));
+    c.plan_state.push(run_ok(&seat.tf, PLAN));
+    c.destroy.push(run_ok(&seat.tf, DESTROY));
+}
+
+/// Our plans over the echo floor's: how much above Terraform's own cost for our schema.
+fn floor_rows(n: usize, reps: usize, o: &Cycle, f: &Cycle) -> Vec<Row> {
+    [
+        ("fresh (no state)", &o.plan_fresh, &f.plan_fresh),
+        ("with state", &o.plan_state, &f.plan_state),
+    ]
+    .into_iter()
+    .map(|(label, ours, floor)| {
+        let (ours, floor) = (median(ours), median(floor));
+        Row {
+            item: format!("2. plan N={n}, {label}, over the echo floor"),
+            ours: secs(ours),
+            reference: format!("echo floor {}", secs(floor)),
+            value: format!("{:.2}", ratio(ours, floor)),
+            target: "reported".into(),
+            verdict: Verdict::Info,
+            note: format!(
+                "the same plan through a build of our provider that does no work (schema \
+                 and plugin server only; configuration echoed, computed values unknown): \
+                 Terraform's own floor for our schema, median of {reps}"
+            ),
+        }
+    })
+    .collect()
 }
 
 fn plan_rows(n: usize, reps: usize, o: &Cycle, z: &Cycle) -> Vec<Row> {
