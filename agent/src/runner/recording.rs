@@ -119,3 +119,24 @@ impl Runner for RecordingRunner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use blockstor_proto::wire::Passphrase;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_recorded_call_keeps_its_stdin_but_debug_shows_none_of_it() {
+        let runner = RecordingRunner::new();
+        let cmd = Command::new("cryptsetup", ["open"]).with_secret(&Passphrase::new("pw-9"));
+        runner.run(&cmd).await.unwrap();
+        let call = &runner.calls()[0];
+        assert_eq!(call.stdin.as_deref(), Some("pw-9"));
+        let shown = format!("{call:?}");
+        assert!(
+            !shown.contains("pw-9") && shown.contains("cryptsetup"),
+            "{shown}"
+        );
+    }
+}
