@@ -90,6 +90,10 @@ error_codes! {
     DrbdVersionUnsupported = "drbd_version_unsupported",
     /// A grow of a DRBD volume needs this node to be primary (or all peers connected).
     DrbdResizeNeedsPrimary = "drbd_resize_needs_primary",
+    /// DRBD did not finish synchronising within the time the agent waits.
+    DrbdSyncTimeout = "drbd_sync_timeout",
+    /// The device is open (mounted, held by a process or a VM) and cannot be changed now.
+    DeviceInUse = "device_in_use",
     // The node.
     /// A kernel feature (device-mapper, the DRBD module) is missing.
     KernelFeatureMissing = "kernel_feature_missing",
