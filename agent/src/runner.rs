@@ -2,8 +2,9 @@
 //!
 //! Layers and backends *describe* commands as [`Command`] values; a [`Runner`] runs them. The
 //! real runner uses an argv vector (never a shell), writes an optional secret to stdin and closes
-//! it, bounds every step with a timeout and captures stdout/stderr. Tests use
-//! [`RecordingRunner`], which records every argv and answers from a script.
+//! it, bounds every step with a timeout and captures stdout/stderr. Every child dies with the
+//! agent ([`die_with_parent`]). Tests use [`RecordingRunner`], which records every argv and
+//! answers from a script.
 
 use std::fmt;
 use std::process::Stdio;
@@ -179,7 +180,9 @@ impl Runner for SystemRunner {
     async fn run(&self, cmd: &Command) -> Result<Output, RunError> {
         let command = cmd.to_string();
         tracing::debug!(%command, "run");
-        let mut child = tokio::process::Command::new(&cmd.program)
+        let mut proc = tokio::process::Command::new(&cmd.program);
+        die_with_parent(&mut proc);
+        let mut child = proc
             .args(&cmd.args)
             .envs(cmd.env.iter().map(|(k, v)| (k, v)))
             .stdin(if cmd.stdin.is_some() {
@@ -205,6 +208,7 @@ impl Runner for SystemRunner {
                     }
                 }
             })?;
+        crate::crash::during_step();
         if let (Some(secret), Some(mut stdin)) = (&cmd.stdin, child.stdin.take()) {
             // A tool that exits early closes the pipe; its exit code tells what happened.
             let _ = stdin.write_all(secret.expose().as_bytes()).await;
@@ -232,6 +236,36 @@ impl Runner for SystemRunner {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+}
+
+/// Makes the kernel SIGKILL the child when the agent dies (`PR_SET_PDEATHSIG`), so no tool
+/// outlives a killed agent and keeps writing behind the back of the one that restarts (a
+/// `luksFormat` finishing its header while the next apply looks at it). `kill_on_drop` covers
+/// only an orderly drop. The signal follows the death of the spawning *thread*: tokio's worker
+/// threads live as long as the runtime, and the runner is never called from a blocking-pool
+/// thread. A parent that died between fork and `prctl` is caught by comparing `getppid`.
+fn die_with_parent(proc: &mut tokio::process::Command) {
+    let agent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl(2) and
+    // getppid(2), both async-signal-safe; it allocates nothing.
+    unsafe {
+        proc.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != agent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 
@@ -278,6 +312,84 @@ mod tests {
         let cmd = Command::new("blockstor-no-such-tool", ["x"]);
         let err = SystemRunner.run(&cmd).await.unwrap_err();
         assert!(matches!(err, RunError::NotInstalled { .. }), "{err:?}");
+    }
+
+    /// Pids of processes whose argv is exactly `argv` (zombies have none).
+    fn pids_running(argv: &[&str]) -> Vec<u32> {
+        let want: Vec<u8> = argv
+            .iter()
+            .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+            .collect();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(want.clone()))
+            .collect()
+    }
+
+    /// Polls `f` until it holds or `secs` pass; whether it held.
+    fn within(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < end {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        f()
+    }
+
+    /// Not a test of its own: the agent stand-in that
+    /// `a_child_dies_with_its_sigkilled_agent` starts, then kills.
+    #[tokio::test]
+    #[ignore = "the helper process of a_child_dies_with_its_sigkilled_agent"]
+    async fn agent_stand_in_running_a_long_child() {
+        let Ok(secs) = std::env::var("BLOCKSTOR_TEST_STAND_IN_SLEEP") else {
+            return;
+        };
+        let _ = SystemRunner.run(&Command::new("sleep", [secs])).await;
+    }
+
+    #[test]
+    fn a_child_dies_with_its_sigkilled_agent() {
+        // A duration no other process uses, to find this very `sleep` in /proc.
+        let secs = format!("3000.{}", std::process::id());
+        let mut agent = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "runner::tests::agent_stand_in_running_a_long_child",
+                "--exact",
+                "--ignored",
+            ])
+            .env("BLOCKSTOR_TEST_STAND_IN_SLEEP", &secs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(
+            within(30, || !pids_running(&["sleep", &secs]).is_empty()),
+            "the stand-in spawned its child"
+        );
+        let child = pids_running(&["sleep", &secs])[0];
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap();
+        let ppid: u32 = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(ppid, agent.id(), "the sleep is the stand-in's child");
+        agent.kill().unwrap(); // SIGKILL
+        agent.wait().unwrap();
+        let died = within(10, || pids_running(&["sleep", &secs]).is_empty());
+        for pid in pids_running(&["sleep", &secs]) {
+            // SAFETY: kill(2) with a valid signal; cleans up after a failed assertion.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        assert!(died, "the child outlived its SIGKILLed agent");
     }
 
     #[tokio::test]
