@@ -214,10 +214,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) `state_dir/agent.redb`.
+    /// Opens (or creates) `state_dir/agent.redb`; the directory is made 0700 and the file 0600
+    /// whatever the umask (see [`private_state_dir`]).
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(redb::StorageError::Io)?;
-        let db = Database::create(state_dir.join("agent.redb"))?;
+        let file = private_state_dir(state_dir).map_err(redb::StorageError::Io)?;
+        let db = Database::create(file)?;
         // Create the table once; later opens skip the (fsynced) write.
         let exists = db.begin_read()?.open_table(RESOURCES).is_ok();
         if !exists {
@@ -369,6 +370,28 @@ impl Store {
     }
 }
 
+/// Creates `state_dir` (0700) and an empty `agent.redb` in it (0600) unless they exist, and
+/// narrows both to those modes if they do: the store names every volume and the directory
+/// holds the DRBD `.res` files with their shared secrets, whatever umask the agent started
+/// with (0644 and 0755 outside the shipped unit). Returns the database's path.
+fn private_state_dir(state_dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)?;
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))?;
+    let file = state_dir.join("agent.redb");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&file)?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 /// One async lock per resource name: requests for one RD serialize, distinct RDs run in parallel.
 #[derive(Default, Clone)]
 pub struct Locks {
@@ -465,6 +488,27 @@ mod tests {
             }]
         );
         assert_eq!(store.get(&"db".parse().unwrap()).unwrap().unwrap(), r);
+    }
+
+    #[test]
+    fn the_store_and_its_directory_are_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("var/lib/blockstor");
+        // SAFETY: umask(2) only changes this process's file-creation mask; restored below.
+        let old = unsafe { libc::umask(0o022) };
+        let opened = Store::open(&state);
+        unsafe { libc::umask(old) };
+        drop(opened.unwrap());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700, "state directory");
+        assert_eq!(mode(&state.join("agent.redb")), 0o600, "store file");
+        // An older agent's store, left readable, is narrowed on the next open.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let db = state.join("agent.redb");
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(Store::open(&state).unwrap());
+        assert_eq!((mode(&state), mode(&db)), (0o700, 0o600));
     }
 
     #[test]
