@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::Outcome;
+use crate::output::Outcome;
 
 /// Runs `cmd` with stdin closed, kills it after `timeout`, and returns its captured output.
 /// `label` is what [`Outcome`] shows as the command line.

@@ -1,6 +1,8 @@
 //! One user's seat: a workspace, an agent on loopback, and terraform configured to reach it.
 
-use crate::{AgentConfig, AgentProcess, Terraform, Workspace};
+use crate::agent::{AgentConfig, AgentProcess};
+use crate::terraform::Terraform;
+use crate::workspace::Workspace;
 
 /// The `terraform`, `provider` and `variable` blocks every acceptance config starts with:
 /// one node `n1` reached over HTTP at `var.endpoint` with `var.token` (both passed as

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{process, Outcome};
+use crate::output::Outcome;
+use crate::process;
 
 /// The version the acceptance tests pin.
 pub const VERSION: &str = "1.0.3";

@@ -21,7 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::agent::free_loopback_addr;
-use crate::{binaries, process, Outcome};
+use crate::output::Outcome;
+use crate::{binaries, process};
 
 /// The agent pool every VM offers: LVM-thin `vg0/tp`.
 pub const POOL: &str = "thin";

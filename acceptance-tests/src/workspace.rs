@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use crate::{binaries, loops, Terraform};
+use crate::terraform::Terraform;
+use crate::{binaries, loops};
 
 /// A temporary working directory; removed (and any loop device under it detached) on drop.
 #[derive(Debug)]

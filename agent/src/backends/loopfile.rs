@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use blockstor_proto::{volume_name, Layer};
 
-use super::{Backend, Backing, PoolScan};
+use super::backend::{Backend, Backing};
 use crate::error::{Error, ErrorCode, Kind, Result};
 use crate::host::Host;
 use crate::runner::Command;
@@ -25,7 +25,7 @@ pub struct LoopFile {
     pub directory: PathBuf,
     /// Loop attachments read once for a whole list (read-only walks only); `None` reads them
     /// live, as every apply must.
-    pub scan: Option<std::sync::Arc<PoolScan>>,
+    pub scan: Option<std::sync::Arc<LoopScan>>,
 }
 
 impl LoopFile {
@@ -75,7 +75,7 @@ impl LoopFile {
 
     /// The loop attachments read for a whole list, if this walk has them (and sysfs had them).
     fn shared_scan(&self) -> Option<&LoopScan> {
-        self.scan.as_deref().and_then(|s| s.loops.as_ref())
+        self.scan.as_deref()
     }
 
     /// `losetup -j FILE`, where there is no sysfs to read.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use blockstor_proto::{volume_name, Layer};
 
-use super::{parse_kib, Backend, Backing};
+use super::backend::{parse_kib, Backend, Backing};
 use crate::error::{Error, Result};
 use crate::runner::Command;
 use crate::step::StepCx;

@@ -16,7 +16,7 @@ use blockstor_proto::wire::{DesiredResource, NodeInfo, ObservedResource, Planned
 use blockstor_proto::{NodeName, ResourceName};
 use tokio::sync::OnceCell;
 
-use super::{AgentClient, TransportError};
+use super::client::{AgentClient, TransportError};
 
 /// What the node had when it was first asked; `None` when the list failed.
 type Snapshot = Option<HashMap<ResourceName, ObservedResource>>;

@@ -10,7 +10,8 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
-use super::{AgentClient, HttpConfig, TransportError};
+use super::client::{AgentClient, TransportError};
+use super::config::HttpConfig;
 
 /// Environment variable read when the node's `http { token }` is not set.
 pub const TOKEN_ENV: &str = "BLOCKSTOR_TOKEN";

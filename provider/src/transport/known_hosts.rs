@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use russh::keys::ssh_key::{HashAlg, PublicKey};
 use sha1::Sha1;
 
-use super::HostKeyPolicy;
+use super::config::HostKeyPolicy;
 
 /// Whether `offered` is the key the policy trusts for `host:port`; `Err` says why not.
 pub fn verify(

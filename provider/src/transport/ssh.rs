@@ -19,8 +19,9 @@ use russh::ChannelMsg;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
+use super::client::{AgentClient, TransportError};
+use super::config::{SshConfig, SshEndpoint};
 use super::known_hosts;
-use super::{AgentClient, SshConfig, SshEndpoint, TransportError};
 
 /// Environment variable read when no `private_key` is configured.
 pub const PRIVATE_KEY_ENV: &str = "BLOCKSTOR_SSH_PRIVATE_KEY";

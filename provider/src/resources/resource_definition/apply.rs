@@ -8,9 +8,11 @@ use std::time::Duration;
 use blockstor_proto::wire::{NodeInfo, ObservedResource};
 use blockstor_proto::{Layer, NodeName, ResourceName, StoragePoolName};
 
+use super::private::Private;
 use super::request::{Invalid, Request};
+use super::state::{replica, unknown_as_null};
 use super::validate::timeout;
-use super::{fingerprint, progress, replica, unknown_as_null, Private};
+use super::{fingerprint, progress};
 use crate::controller::desired::{node_ids, random_secret, DrbdAllocation};
 use crate::controller::place::{choose_pool, place};
 use crate::controller::resolve;

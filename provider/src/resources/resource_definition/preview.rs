@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use blockstor_proto::wire::{NodeInfo, PlannedSteps};
 use blockstor_proto::{Layer, NodeName, StoragePoolName};
 
+use super::private::Private;
 use super::request::Request;
-use super::Private;
 use crate::controller::desired::Spec;
 use crate::controller::place::choose_pool;
 use crate::controller::resolve;

@@ -3,7 +3,8 @@
 use blockstor_proto::wire::{ObservedResource, Origin};
 use blockstor_proto::{NodeName, ResourceName, Size};
 
-use super::{replica, Private};
+use super::private::Private;
+use super::state::replica;
 use crate::controller::desired::{random_secret, DrbdAllocation};
 use crate::controller::Cluster;
 use crate::resources::diag::{AttrPath, Diagnostics};

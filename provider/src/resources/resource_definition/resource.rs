@@ -1,13 +1,16 @@
 //! The [`Resource`] implementation: which module answers each protocol call. The plan
 //! includes the preview of the agents' steps once the provider is configured.
 
-use super::{apply, plan, preview, read, schema, validate, TYPE_NAME};
+use super::{apply, plan, preview, read, schema, validate};
 use crate::resources::diag::Diagnostics;
 use crate::resources::resource::{
     Applied, ApplyRequest, Cx, Imported, PlanRequest, Planned, Resource,
 };
 use crate::schema::Schema;
 use crate::values::Value;
+
+/// The Terraform type name.
+pub const TYPE_NAME: &str = "blockstor_resource_definition";
 
 /// `blockstor_resource_definition`.
 pub struct ResourceDefinition {
