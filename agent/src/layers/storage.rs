@@ -18,6 +18,28 @@ pub struct Storage {
     pub drbd_above: bool,
 }
 
+impl Storage {
+    /// Records every volume about to be created as this agent's, in one fsynced write (with
+    /// the resource's spec) *before* any of them exists: whatever a crash leaves behind (a
+    /// file, a loop device, a half-written LUKS header), the record names it, so DELETE removes
+    /// it and the next apply finishes it as this agent's own instead of adopting it as found.
+    /// A mark without a volume is harmless: teardown skips what does not exist.
+    fn record_before_creating(&self, cx: &mut Cx<'_>, vols: &[Vol]) -> Result<()> {
+        let mut marked = false;
+        for v in vols.iter().filter(|v| v.backing.is_none()) {
+            let rec = cx.record.volume(v.number);
+            rec.created_by_agent = true;
+            // The one case where formatting a device that is not all zero is allowed.
+            rec.awaiting_luks_format = self.luks_above;
+            marked = true;
+        }
+        if marked {
+            cx.persist()?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Layer for Storage {
     fn kind(&self) -> blockstor_proto::Layer {
@@ -33,21 +55,10 @@ impl Layer for Storage {
     }
 
     async fn apply(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        self.record_before_creating(cx, vols)?;
         for (i, v) in vols.iter_mut().enumerate() {
             let backing = match v.backing.take() {
                 None => {
-                    // Marked before creating: a crash mid-create must still leave a volume
-                    // this agent may format and delete. A marker without a volume is harmless.
-                    // Durable only when it allows luksFormat; without LUKS a lost mark costs
-                    // nothing, since the apply that completes adopts the volume anyway.
-                    let rec = cx.record.volume(v.number);
-                    rec.created_by_agent = true;
-                    rec.awaiting_luks_format = self.luks_above;
-                    if self.luks_above {
-                        cx.persist()?;
-                    } else {
-                        cx.persist_journal()?;
-                    }
                     let b = self.backend.create(cx, v.number, v.size_kib).await?;
                     v.created_now = true;
                     b
