@@ -61,6 +61,12 @@ impl Engine {
         let spec = StoredSpec::from_desired(&d);
         let unchanged = existing.as_ref().is_some_and(|r| r.spec == spec);
         let mut record = existing.unwrap_or_else(|| self.new_record(spec.clone()));
+        let dropped = dropped_volumes(&record, &d)?;
+        if !dropped.is_empty() {
+            self.teardown(&mut record, dropped, false).await?;
+            // Durably: the record no longer names what is gone.
+            self.store.put(&record)?;
+        }
         record.spec = spec;
         if !unchanged {
             // Lazily: the first durable write (a mark that guards data, or the final one)
@@ -89,8 +95,14 @@ impl Engine {
         self.check_collisions(&d)?;
         self.check_linstor_drbd(&d)?;
         let mut record = existing.unwrap_or_else(|| self.new_record(StoredSpec::from_desired(&d)));
-        let walk = self.walk_apply(&d, &mut record, true).await?;
-        Ok(PlannedSteps { steps: walk.steps })
+        let dropped = dropped_volumes(&record, &d)?;
+        let mut steps = if dropped.is_empty() {
+            Vec::new()
+        } else {
+            self.teardown(&mut record, dropped, true).await?
+        };
+        steps.extend(self.walk_apply(&d, &mut record, true).await?.steps);
+        Ok(PlannedSteps { steps })
     }
 
     /// The observed chain, read from the system. Without a record (state lost, import), the
@@ -147,9 +159,26 @@ impl Engine {
                 deleted: false,
             });
         };
+        let vols = recorded_vols(&record);
+        self.teardown(&mut record, vols, false).await?;
+        self.store.remove(name)?;
+        Ok(Deleted {
+            name: name.clone(),
+            deleted: true,
+        })
+    }
+
+    /// Tears `vols` down top-down through the record's stack (planning only, when `dry_run`)
+    /// and returns the steps. Delete passes every volume the record knows; apply those the
+    /// desired document dropped.
+    async fn teardown(
+        &self,
+        record: &mut ResourceRecord,
+        mut vols: Vec<Vol>,
+        dry_run: bool,
+    ) -> Result<Vec<blockstor_proto::wire::PlannedStep>> {
         let layers = self.layers(&record.spec.layer_stack, &record.spec.pool, None)?;
-        let mut vols = initial_vols(&record);
-        let mut cx = self.cx(&mut record, None, false);
+        let mut cx = self.cx(record, None, dry_run);
         for layer in &layers {
             layer.observe(&mut cx, &mut vols).await?;
             layer.prepare_teardown(&mut cx, &mut vols).await?;
@@ -157,11 +186,7 @@ impl Engine {
         for layer in layers.iter().rev() {
             layer.teardown(&mut cx, &mut vols).await?;
         }
-        self.store.remove(name)?;
-        Ok(Deleted {
-            name: name.clone(),
-            deleted: true,
-        })
+        Ok(std::mem::take(&mut cx.steps))
     }
 
     /// A record for a resource first applied here: LINSTOR's when LINSTOR's marks of it are on
@@ -328,6 +353,45 @@ fn initial_vols(record: &ResourceRecord) -> Vec<Vol> {
             ..Default::default()
         })
         .collect()
+}
+
+/// What DELETE tears down: every volume of the last spec and every volume the record holds
+/// marks of (created before a crash cut the apply short, or dropped from a spec whose teardown
+/// failed), so nothing the agent made outlives its record.
+fn recorded_vols(record: &ResourceRecord) -> Vec<Vol> {
+    let mut vols = initial_vols(record);
+    for &number in record.volumes.keys() {
+        if !vols.iter().any(|v| v.number == number) {
+            vols.push(Vol {
+                number,
+                ..Default::default()
+            });
+        }
+    }
+    vols
+}
+
+/// The volumes the record holds that the desired document no longer lists. The provider always
+/// sends the full volume list and plans a dropped volume as a visible replacement, so a volume
+/// missing from the document is the user's plan saying to remove it: apply tears it down. Under
+/// DRBD a volume cannot leave a running resource this way (its metadata and minor go with the
+/// whole resource): refused, replace the resource.
+fn dropped_volumes(record: &ResourceRecord, d: &DesiredResource) -> Result<Vec<Vol>> {
+    let dropped: Vec<Vol> = recorded_vols(record)
+        .into_iter()
+        .filter(|v| !d.volumes.iter().any(|w| w.number == v.number))
+        .collect();
+    if let (Some(v), true) = (dropped.first(), record.spec.layer_stack.has(L::Drbd)) {
+        return Err(Error::invalid(
+            ErrorCode::InvalidVolumes,
+            "volumes",
+            format!(
+                "volume {} of {} is not in the request; a volume cannot be dropped from a DRBD                  resource in place: replace the resource",
+                v.number, d.name
+            ),
+        ));
+    }
+    Ok(dropped)
 }
 
 fn not_found(name: &ResourceName) -> Error {

@@ -225,3 +225,74 @@ async fn delete_detaches_a_second_attachment_made_by_hand_too() {
         );
     }
 }
+
+/// A STORAGE resource of `vols` volumes of 8 MiB each.
+fn volumes(name: &str, vols: u32) -> blockstor_proto::wire::DesiredResource {
+    let mut d = desired(name, r#"["STORAGE"]"#, 8192, None);
+    d.volumes = (0..vols)
+        .map(|n| {
+            let mut v = d.volumes[0].clone();
+            v.number = n;
+            v
+        })
+        .collect();
+    d
+}
+
+#[tokio::test]
+async fn reapplying_with_fewer_volumes_removes_the_dropped_ones_and_delete_leaves_nothing() {
+    skip_unless!("losetup");
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let files: Vec<_> = (0..3)
+        .map(|n| dir.path().join(format!("pool/rt_fewer_{n:05}.img")))
+        .collect();
+    let _cleanup = DetachOnDrop(files.clone());
+    let first = e.apply(volumes("rt_fewer", 3)).await.unwrap();
+    let kept = first.volumes[0].backing_device.clone().unwrap();
+    let dropped = first.volumes[2].backing_device.clone().unwrap();
+    // Data on a volume about to be dropped must not come back with a later re-create.
+    std::fs::write(&dropped, b"old data of volume 2").unwrap();
+
+    let plan = e.plan(volumes("rt_fewer", 1)).await.unwrap();
+    let planned: Vec<String> = plan.steps.iter().map(|s| s.argv.join(" ")).collect();
+    for n in [1, 2] {
+        let shown = files[n].display().to_string();
+        assert!(
+            planned
+                .iter()
+                .any(|s| s == &format!("(agent) remove {shown}")),
+            "the plan shows volume {n} removed: {planned:?}"
+        );
+    }
+    let applied = e.apply(volumes("rt_fewer", 1)).await.unwrap();
+    assert_eq!(applied.volumes.len(), 1);
+    assert_eq!(
+        applied.volumes[0].backing_device.as_deref(),
+        Some(kept.as_str()),
+        "the kept volume stays on its device"
+    );
+    for f in &files[1..] {
+        assert!(!f.exists(), "{} removed", f.display());
+        assert!(attachments(f).is_empty(), "{} detached", f.display());
+    }
+    let record = e.store.get(&"rt_fewer".parse().unwrap()).unwrap().unwrap();
+    assert_eq!(record.volumes.keys().copied().collect::<Vec<_>>(), [0]);
+
+    // A re-create of the same volumes starts from empty ones.
+    let again = e.apply(volumes("rt_fewer", 3)).await.unwrap();
+    let dev = again.volumes[2].backing_device.clone().unwrap();
+    let head = std::fs::read(&dev).unwrap();
+    assert!(head.iter().all(|b| *b == 0), "volume 2 holds no old data");
+
+    assert!(
+        e.delete(&"rt_fewer".parse().unwrap())
+            .await
+            .unwrap()
+            .deleted
+    );
+    for f in &files {
+        assert!(!f.exists() && attachments(f).is_empty(), "{}", f.display());
+    }
+    assert!(e.store.get(&"rt_fewer".parse().unwrap()).unwrap().is_none());
+}
