@@ -109,7 +109,9 @@ pub struct VolumeRecord {
     #[serde(default)]
     pub adopted: bool,
     /// Created by this agent and not yet LUKS-formatted: the one case where formatting a
-    /// non-zero device is allowed. Cleared once the header is written.
+    /// non-zero device is allowed, and where a header without any keyslot (a `luksFormat`
+    /// killed midway) is formatted again. Set (fsynced) before the volume is created; cleared
+    /// (fsynced) once a format succeeds or a passphrase is verified on its header.
     pub awaiting_luks_format: bool,
     /// DRBD metadata was created by this agent and the initial sync has not been started:
     /// the one case where the lowest node id forces itself primary.

@@ -278,3 +278,137 @@ async fn killed_mid_grow_the_device_and_its_data_survive() {
     drop(f);
     e.delete(&name.parse().unwrap()).await.unwrap();
 }
+
+/// Runs everything for real, except that `luksFormat` is "killed" after writing its header and
+/// before its keyslot: the header is written, its only keyslot removed again, and the step
+/// reported as cut short. This is the state a SIGKILL during the key derivation leaves.
+struct FormatKilledBeforeItsKeyslot;
+
+#[async_trait]
+impl Runner for FormatKilledBeforeItsKeyslot {
+    async fn run(&self, cmd: &Command) -> Result<Output, RunError> {
+        let out = SystemRunner.run(cmd).await?;
+        if cmd.args.first().map(String::as_str) == Some("luksFormat") {
+            let dev = cmd.args.last().unwrap();
+            let kill = Command::new("cryptsetup", ["luksKillSlot", "--batch-mode", dev, "0"]);
+            SystemRunner.run_ok(&kill).await?;
+            return Err(RunError::Spawn {
+                command: cmd.to_string(),
+                error: "simulated kill -9 before the keyslot".into(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Keyslots of the LUKS2 header on `dev`.
+fn keyslots(dev: &str) -> usize {
+    let out = Proc::new("cryptsetup")
+        .args(["luksDump", "--dump-json-metadata", dev])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json["keyslots"].as_object().unwrap().len()
+}
+
+fn luks_uuid(dev: &str) -> String {
+    let out = Proc::new("cryptsetup")
+        .args(["luksUUID", dev])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_header_left_without_keyslot_by_a_killed_format_is_redone_with_its_uuid() {
+    skip_unless!("cryptsetup", "losetup");
+    let dir = tempfile::tempdir().unwrap();
+    let name = "half_hdr";
+    let file = dir.path().join(format!("pool/{name}_00000.img"));
+    let _cleanup = DetachOnDrop(vec![file.clone()]);
+    let doc = || desired(name, r#"["LUKS","STORAGE"]"#, 16384);
+    {
+        let e = engine_on(
+            dir.path(),
+            Arc::new(FormatKilledBeforeItsKeyslot),
+            Arc::new(RealHost),
+        );
+        let err = e.apply(doc()).await.unwrap_err();
+        assert!(err.message.contains("before the keyslot"), "{err:?}");
+    }
+    let dev = attachments(&file).pop().expect("attached");
+    assert_eq!(keyslots(&dev), 0, "a header without keyslot");
+    let uuid = luks_uuid(&dev);
+
+    let e = engine(dir.path());
+    if let Err(err) = e.apply(doc()).await {
+        assert_eq!(err.code.as_str(), "kernel_feature_missing", "{err:?}");
+    }
+    assert_eq!(keyslots(&dev), 1, "the format was redone");
+    assert_eq!(luks_uuid(&dev), uuid, "with the UUID it was writing");
+    let record = e.store.get(&name.parse().unwrap()).unwrap().unwrap();
+    assert!(!record.volumes[&0].awaiting_luks_format);
+    e.delete(&name.parse().unwrap()).await.unwrap();
+    assert!(attachments(&file).is_empty() && !file.exists());
+}
+
+#[tokio::test]
+async fn delete_without_a_reapply_removes_a_half_formatted_volume() {
+    skip_unless!("cryptsetup", "losetup");
+    let dir = tempfile::tempdir().unwrap();
+    let name = "half_del";
+    let file = dir.path().join(format!("pool/{name}_00000.img"));
+    let _cleanup = DetachOnDrop(vec![file.clone()]);
+    {
+        let e = engine_on(
+            dir.path(),
+            Arc::new(FormatKilledBeforeItsKeyslot),
+            Arc::new(RealHost),
+        );
+        e.apply(desired(name, r#"["LUKS","STORAGE"]"#, 16384))
+            .await
+            .unwrap_err();
+    }
+    let e = engine(dir.path());
+    assert!(e.delete(&name.parse().unwrap()).await.unwrap().deleted);
+    assert!(attachments(&file).is_empty(), "no loop device");
+    assert!(!file.exists(), "no file");
+    assert!(
+        e.store.get(&name.parse().unwrap()).unwrap().is_none(),
+        "no record"
+    );
+}
+
+#[tokio::test]
+async fn a_header_without_keyslot_on_a_volume_whose_format_completed_is_refused_untouched() {
+    skip_unless!("cryptsetup", "losetup");
+    let dir = tempfile::tempdir().unwrap();
+    let name = "keyless";
+    let file = dir.path().join(format!("pool/{name}_00000.img"));
+    let _cleanup = DetachOnDrop(vec![file.clone()]);
+    let e = engine(dir.path());
+    let mut doc = desired(name, r#"["LUKS","STORAGE"]"#, 16384);
+    if let Err(err) = e.apply(doc.clone()).await {
+        assert_eq!(err.code.as_str(), "kernel_feature_missing", "{err:?}");
+    }
+    let dev = attachments(&file).pop().expect("attached");
+    let uuid = luks_uuid(&dev);
+    // Someone removes the only keyslot by hand: the volume may hold data nobody can open now.
+    SystemRunner
+        .run_ok(&Command::new(
+            "cryptsetup",
+            ["luksKillSlot", "--batch-mode", dev.as_str(), "0"],
+        ))
+        .await
+        .unwrap();
+    doc.generation += 1;
+    let err = e.apply(doc).await.unwrap_err();
+    assert_eq!(err.code.as_str(), "luks_foreign_data", "{err:?}");
+    assert!(err.message.contains("no usable keyslot"), "{}", err.message);
+    assert_eq!(
+        (keyslots(&dev), luks_uuid(&dev)),
+        (0, uuid),
+        "left untouched"
+    );
+    e.delete(&name.parse().unwrap()).await.unwrap();
+}

@@ -135,12 +135,56 @@ impl Luks {
         if out.status == 2 || out.stderr.contains("No key available") {
             return Ok(false);
         }
+        if out.stderr.contains("No usable keyslot") {
+            return Err(Error::new(
+                Kind::Conflict,
+                ErrorCode::LuksForeignData,
+                format!(
+                    "the LUKS header on {dev} has no usable keyslot, so no passphrase opens it.                      This agent reformats such a header only on a volume it created whose                      format never completed (a luksFormat killed midway); this one is not, so                      it is left untouched. If the volume holds nothing you need, wipe it                      (`cryptsetup erase {dev}`, then zero its first 16 MiB) and apply again"
+                ),
+            )
+            .field("passphrase"));
+        }
         Err(RunError::Failed {
             command: test.to_string(),
             status: out.status,
             stderr: crate::runner::trim_stderr(&out.stderr),
         }
         .into())
+    }
+
+    /// The UUID of a header a killed `luksFormat` left without any keyslot, when this agent may
+    /// redo that format: the volume's record still says `awaiting_luks_format`, i.e. this agent
+    /// created the volume (recorded, fsynced, before it existed) and its format step never
+    /// completed. Such a volume has held no data: nothing can have been written through a
+    /// header no key opens, and the mark is cleared (fsynced) right after a format succeeds or
+    /// a passphrase is verified on it. `None` for every other volume, which is never reformatted.
+    async fn unfinished_format(cx: &Cx<'_>, dev: &str, v: &Vol) -> Result<Option<String>> {
+        let Some(luks) = &v.luks else {
+            return Ok(None);
+        };
+        let awaiting = cx
+            .record
+            .volumes
+            .get(&v.number)
+            .is_some_and(|r| r.created_by_agent && r.awaiting_luks_format);
+        if !awaiting || Self::keyslots(cx, dev).await? > 0 {
+            return Ok(None);
+        }
+        Ok(Some(luks.uuid.clone()))
+    }
+
+    /// How many keyslots the header on `dev` holds (`cryptsetup luksDump --dump-json-metadata`,
+    /// read-only).
+    async fn keyslots(cx: &Cx<'_>, dev: &str) -> Result<usize> {
+        let dump = Command::new("cryptsetup", ["luksDump", "--dump-json-metadata", dev]);
+        let out = cx.runner.run_ok(&dump).await?;
+        let json: serde_json::Value = serde_json::from_str(&out.stdout)
+            .map_err(|e| Error::internal(format!("`{dump}` printed no LUKS2 metadata: {e}")))?;
+        Ok(json
+            .get("keyslots")
+            .and_then(|k| k.as_object())
+            .map_or(0, |k| k.len()))
     }
 
     /// The key-derivation options of the props, for every new keyslot.
@@ -357,6 +401,18 @@ impl Layer for Luks {
                 v.luks = Some(LuksState { uuid, open: false });
                 formatted_now = true;
             }
+            if let (false, Some(uuid)) =
+                (formatted_now, Self::unfinished_format(cx, &dev, v).await?)
+            {
+                // Same UUID: what the killed format was writing, finished now.
+                cx.act(L::Luks, &Self::format_cmd(cx, &dev, &uuid, &pass))
+                    .await?;
+                let rec = cx.record.volume(v.number);
+                rec.awaiting_luks_format = false;
+                rec.adopted = true;
+                cx.persist()?;
+                formatted_now = true;
+            }
             let name = mapper_name(cx, v.number);
             let path = mapper_path(&name);
             let was_open = v.luks.as_ref().is_some_and(|l| l.open);
@@ -382,7 +438,10 @@ impl Layer for Luks {
                 }
             } else if verify {
                 Self::verify_passphrase(cx, &dev, v.number, &pass).await?;
-                cx.record.volume(v.number).adopted = true;
+                let rec = cx.record.volume(v.number);
+                rec.adopted = true;
+                // A format killed after its keyslot was written: the header is complete.
+                rec.awaiting_luks_format = false;
                 cx.persist()?;
             }
             if !was_open {
