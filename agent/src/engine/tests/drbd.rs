@@ -150,3 +150,35 @@ async fn drbd_over_luks_replicates_the_dm_crypt_mapping() {
     assert_eq!(o.volumes[0].device_path.as_deref(), Some("/dev/drbd1000"));
     assert_eq!(o.volumes[0].backing_device.as_deref(), Some(LOOP));
 }
+
+#[tokio::test]
+async fn drbd_apply_that_drops_a_recorded_volume_is_refused_and_removes_nothing() {
+    let r = drbd_rig(true);
+    r.runner.on(
+        &["drbdadm", "-c", &res_path(&r), "role"],
+        Output::fail(10, "'db' not defined"),
+    );
+    r.runner
+        .on(&["drbdmeta"], Output::fail(1, "No valid meta data found"));
+    r.engine.apply(drbd_desired(0, 1)).await.unwrap();
+    // The record also names a volume 1 (an earlier spec had it); the request lists only 0.
+    let name = "db".parse().unwrap();
+    let mut record = r.engine.store.get(&name).unwrap().unwrap();
+    record.volume(1).created_by_agent = true;
+    r.engine.store.put(&record).unwrap();
+    r.runner.clear();
+    let err = r.engine.apply(drbd_desired(0, 1)).await.unwrap_err();
+    assert_eq!(err.code.as_str(), "invalid_volumes", "{err:?}");
+    assert_eq!(err.field.as_deref(), Some("volumes"));
+    assert!(
+        err.message.contains("replace the resource"),
+        "{}",
+        err.message
+    );
+    assert!(
+        r.runner.calls().is_empty(),
+        "nothing ran: {:?}",
+        r.runner.commands()
+    );
+    assert_eq!(r.engine.store.get(&name).unwrap().unwrap(), record);
+}
