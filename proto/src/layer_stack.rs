@@ -52,6 +52,8 @@ pub enum LayerStackError {
     UnknownLayer(String),
     #[error("layer_stack: {0} is not a supported stack; valid stacks are {VALID_STACKS_TEXT}")]
     Unsupported(String),
+    #[error("layer_stack: [] names no layer; valid stacks are {VALID_STACKS_TEXT}")]
+    Empty,
 }
 
 /// A normalised, supported layer stack. A value that exists is one of the four valid stacks.
@@ -67,8 +69,13 @@ impl Default for LayerStack {
 }
 
 impl LayerStack {
-    /// Parses user input: names in any case, a missing final STORAGE is appended.
+    /// Parses user input: names in any case, a missing final STORAGE is appended. An empty
+    /// list is refused: it says nothing, and reading it as `["STORAGE"]` would silently build
+    /// an unreplicated, unencrypted volume.
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, LayerStackError> {
+        if names.is_empty() {
+            return Err(LayerStackError::Empty);
+        }
         let mut layers = names
             .iter()
             .map(|n| match n.as_ref().trim().to_ascii_uppercase().as_str() {
@@ -168,7 +175,18 @@ mod tests {
             stack(&["drbd", "Luks"]).names(),
             ["DRBD", "LUKS", "STORAGE"]
         );
-        assert_eq!(stack(&[]).names(), ["STORAGE"]);
+        assert_eq!(stack(&["storage"]).names(), ["STORAGE"]);
+    }
+
+    #[test]
+    fn an_empty_stack_is_refused_not_read_as_storage() {
+        let err = LayerStack::parse::<&str>(&[]).unwrap_err().to_string();
+        assert!(err.starts_with("layer_stack:"), "{err}");
+        assert!(err.contains(VALID_STACKS_TEXT), "{err}");
+        let err = serde_json::from_str::<LayerStack>("[]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("layer_stack"), "{err}");
     }
 
     #[test]

@@ -239,14 +239,29 @@ pub fn parse_volume_name(rd: &ResourceName, name: &str) -> Option<u32> {
         .flatten()
 }
 
-/// Exactly five ASCII digits.
+/// Exactly five ASCII digits naming a volume number blockstor can create (at most
+/// [`MAX_VOLUME_NUMBER`](crate::wire::MAX_VOLUME_NUMBER)): `db_99999` is not one of ours.
 fn is_volume_suffix(digits: &str) -> bool {
-    digits.len() == 5 && digits.bytes().all(|b| b.is_ascii_digit())
+    digits.len() == 5
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits
+            .parse::<u32>()
+            .is_ok_and(|n| n <= crate::wire::MAX_VOLUME_NUMBER)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_names_above_the_volume_number_limit_are_not_ours() {
+        let rd: ResourceName = "db".parse().unwrap();
+        assert_eq!(parse_volume_name(&rd, "db_00099"), Some(99));
+        assert_eq!(parse_volume_name(&rd, "db_00100"), None);
+        assert_eq!(parse_volume_name(&rd, "db_99999"), None);
+        assert_eq!(resource_of_volume("db_00007"), Some(rd));
+        assert_eq!(resource_of_volume("db_99999"), None);
+    }
 
     #[test]
     fn accepts_typical_resource_names() {

@@ -46,6 +46,21 @@ pub fn validate(d: &DesiredResource, local: &NodeName) -> Result<()> {
             format!("protocol {:?} is not A, B or C", x.protocol),
         ));
     }
+    // Port 0 would let the kernel pick a port no peer knows.
+    let port_zero = |field: String| {
+        Error::invalid(
+            ErrorCode::InvalidDrbd,
+            field,
+            "port 0 is not a port DRBD can listen on; give one from 1 to 65535 (LINSTOR uses \
+             7000 and up)",
+        )
+    };
+    if x.port == 0 {
+        return Err(port_zero("drbd.port".into()));
+    }
+    if let Some(i) = x.peers.iter().position(|p| p.port == 0) {
+        return Err(port_zero(format!("drbd.peers[{i}].port")));
+    }
     let secret = x.shared_secret.expose();
     if secret.is_empty()
         || secret.len() > 64
@@ -425,6 +440,22 @@ mod tests {
         assert_eq!(
             validate(&d, &n1()).unwrap_err().field.as_deref(),
             Some("drbd.peers[0].node_id")
+        );
+    }
+
+    #[test]
+    fn port_zero_is_refused_for_this_node_and_for_peers() {
+        let mut d = desired(1);
+        d.drbd.as_mut().unwrap().port = 0;
+        assert_eq!(
+            validate(&d, &n1()).unwrap_err().field.as_deref(),
+            Some("drbd.port")
+        );
+        let mut d = desired(1);
+        d.drbd.as_mut().unwrap().peers[0].port = 0;
+        assert_eq!(
+            validate(&d, &n1()).unwrap_err().field.as_deref(),
+            Some("drbd.peers[0].port")
         );
     }
 
