@@ -1,5 +1,6 @@
 //! The agent API (docs/design.md §4): one set of handlers served over HTTP and over SSH stdio.
 
+mod connections;
 pub mod http;
 pub mod stdio;
 
@@ -12,27 +13,57 @@ use crate::error::{Error, ErrorCode, Kind, Result};
 
 /// Parses a request body, naming the offending field (`volumes[0].size_kib`) on failure.
 pub fn parse_desired(body: &[u8]) -> Result<DesiredResource> {
+    parse_json(body, "DesiredResource")
+}
+
+/// Deserialises `what` straight from the request's bytes, for HTTP bodies and stdio lines
+/// alike: serde refuses a repeated key in any struct, so `{"op":"list","op":"delete"}` is an
+/// error, never "the last one wins". A failure names the field by its path; JSON that does not
+/// parse at all names no field, and the message gives the line and column.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() {
-            None
-        } else {
-            Some(path)
-        };
-        let inner = e.into_inner().to_string();
-        let field = field.or_else(|| {
-            inner
-                .contains("layer_stack")
-                .then(|| "layer_stack".to_owned())
-        });
-        Error {
-            kind: Kind::Invalid,
-            code: ErrorCode::InvalidRequest,
-            message: format!("invalid DesiredResource: {inner}"),
-            field,
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let field = known_path(e.path());
+        invalid_json(what, e.into_inner(), field)
+    })?;
+    // Trailing text after the document (a second object on the line) is refused too.
+    de.end().map_err(|e| invalid_json(what, e, None))?;
+    Ok(value)
+}
+
+fn invalid_json(what: &str, inner: serde_json::Error, field: Option<String>) -> Error {
+    let message = format!("invalid {what}: {inner}");
+    let field = field.or_else(|| {
+        message
+            .contains("layer_stack")
+            .then(|| "layer_stack".to_owned())
+    });
+    Error {
+        kind: Kind::Invalid,
+        code: ErrorCode::InvalidRequest,
+        message,
+        field,
+    }
+}
+
+/// The path up to its first segment serde could not name (`?`), or `None` if that leaves
+/// nothing: never a `field` of `"?"`.
+fn known_path(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => break,
         }
-    })
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Runs one request of the contract ([`blockstor_proto::contract`]), whichever front end

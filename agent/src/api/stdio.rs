@@ -2,7 +2,8 @@
 //! No bearer token: the SSH login already authenticated the caller.
 
 use blockstor_proto::contract::{Input, Op, OPERATIONS};
-use blockstor_proto::wire::StdioRequest;
+use blockstor_proto::wire::{DesiredResource, StdioRequest};
+use blockstor_proto::ResourceName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::engine::Engine;
@@ -17,9 +18,10 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut line = String::new();
+    // Bytes, not a String: a line that is not UTF-8 still gets a JSON answer.
+    let mut line = Vec::new();
     BufReader::new(input.take(MAX_LINE))
-        .read_line(&mut line)
+        .read_until(b'\n', &mut line)
         .await?;
     let answer = match parse(&line) {
         Ok(req) => super::handle(engine, req).await,
@@ -38,55 +40,59 @@ where
     output.flush().await
 }
 
-fn parse(line: &str) -> Result<StdioRequest, Error> {
-    if line.trim().is_empty() {
+/// The request line: exactly these keys, each at most once (the same parser as the HTTP body,
+/// [`super::parse_json`]), `name` or `resource` as the op's input says.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    op: String,
+    #[serde(default)]
+    name: Option<ResourceName>,
+    #[serde(default)]
+    resource: Option<DesiredResource>,
+}
+
+fn parse(line: &[u8]) -> Result<StdioRequest, Error> {
+    if line.trim_ascii().is_empty() {
         return Err(invalid(
             "expected one JSON request line on stdin, got nothing".into(),
             None,
         ));
     }
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| invalid(format!("invalid request: {e}"), None))?;
-    // Deserialise the payload of each op on its own, so a bad field is named by its path
-    // (serde cannot track paths through an internally tagged enum).
-    let op = value.get("op").and_then(|v| v.as_str()).unwrap_or_default();
-    let take = |key: &str| value.get(key).cloned().unwrap_or(serde_json::Value::Null);
-    let Some(op) = Op::from_stdio(op) else {
+    let envelope: Envelope = super::parse_json(line, "request").map_err(|mut e| {
+        // The resource's own fields are named as over HTTP: `volumes[0].size_kib`.
+        e.field = e.field.map(|f| match f.strip_prefix("resource.") {
+            Some(inner) => inner.to_owned(),
+            None => f,
+        });
+        e
+    })?;
+    let Some(op) = Op::from_stdio(&envelope.op) else {
         let names: Vec<&str> = OPERATIONS.iter().map(|s| s.stdio).collect();
         let (last, first) = names.split_last().expect("the contract has operations");
         return Err(invalid(
-            format!("unknown op {op:?}; use {} or {last}", first.join(", ")),
+            format!(
+                "unknown op {:?}; use {} or {last}",
+                envelope.op,
+                first.join(", ")
+            ),
             Some("op".into()),
         ));
     };
+    let missing = |key: &str| {
+        invalid(
+            format!("op {:?} needs {key:?}", envelope.op),
+            Some(key.into()),
+        )
+    };
     let req = match op.spec().input {
         Input::None => StdioRequest::bare(op),
-        Input::Name => StdioRequest::named(op, typed(take("name"), "name")?),
-        Input::Resource => StdioRequest::with_resource(op, typed(take("resource"), "")?),
+        Input::Name => StdioRequest::named(op, envelope.name.ok_or_else(|| missing("name"))?),
+        Input::Resource => {
+            StdioRequest::with_resource(op, envelope.resource.ok_or_else(|| missing("resource"))?)
+        }
     };
     Ok(req.expect("the request matches the contract's input"))
-}
-
-/// Deserialises `v`, naming the failing field (`volumes[0].size_kib`); `base` names `v` itself.
-fn typed<T: serde::de::DeserializeOwned>(v: serde_json::Value, base: &str) -> Result<T, Error> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() {
-            base.to_owned()
-        } else {
-            path
-        };
-        let inner = e.into_inner().to_string();
-        let field = if field.is_empty() && inner.contains("layer_stack") {
-            "layer_stack".to_owned()
-        } else {
-            field
-        };
-        invalid(
-            format!("invalid request: {inner}"),
-            (!field.is_empty()).then_some(field),
-        )
-    })
 }
 
 fn invalid(message: String, field: Option<String>) -> Error {

@@ -51,10 +51,14 @@ async fn call(
         .header("content-type", "application/json")
         .body(Body::from(body.to_owned()))
         .unwrap();
-    let resp = super::http::router(engine.clone(), TOKEN.into())
-        .oneshot(req)
-        .await
-        .unwrap();
+    let resp = super::http::router(
+        engine.clone(),
+        TOKEN.into(),
+        crate::config::HttpLimits::default().max_body_bytes,
+    )
+    .oneshot(req)
+    .await
+    .unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
@@ -508,4 +512,87 @@ async fn thirty_hostile_names_and_documents_get_400_a_code_and_the_field_before_
         }
     }
     assert!(runner.calls().is_empty(), "{:?}", runner.commands());
+}
+
+/// One stdio exchange: the answer line as JSON.
+async fn stdio_line(e: &Engine, line: &[u8]) -> serde_json::Value {
+    let mut out = Vec::new();
+    super::stdio::serve_one(e, line, &mut out).await.unwrap();
+    assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+    serde_json::from_slice(&out).unwrap_or_else(|err| panic!("not JSON ({err}): {out:?}"))
+}
+
+#[tokio::test]
+async fn stdio_refuses_repeated_keys_unknown_keys_and_answers_bad_utf8_in_json() {
+    let (_d, e, runner) = engine();
+    let applied = stdio_line(
+        &e,
+        format!(
+            "{{\"op\":\"apply\",\"resource\":{}}}\n",
+            doc("xx", r#"["STORAGE"]"#, "")
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(applied.get("error").is_none(), "{applied}");
+    let calls = runner.calls().len();
+    // Over HTTP a repeated key is refused; so it is here: the last `op` does not win.
+    let twice = stdio_line(&e, b"{\"op\":\"list\",\"op\":\"delete\",\"name\":\"xx\"}\n").await;
+    assert_eq!(twice["error"]["code"], "invalid_request", "{twice}");
+    assert!(
+        twice["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate field"),
+        "{twice}"
+    );
+    let nested = stdio_line(
+        &e,
+        format!(
+            "{{\"op\":\"apply\",\"resource\":{}}}\n",
+            doc("xx", r#"["STORAGE"]"#, "").replacen("{", "{\"name\":\"yy\",", 1)
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(nested["error"]["code"], "invalid_request", "{nested}");
+    let unknown = stdio_line(&e, b"{\"op\":\"get\",\"name\":\"xx\",\"force\":true}\n").await;
+    assert_eq!(unknown["error"]["code"], "invalid_request", "{unknown}");
+    assert!(
+        unknown["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("force"),
+        "{unknown}"
+    );
+    let bad_utf8 = stdio_line(&e, b"{\"op\":\"get\",\"name\":\"\xff\xfe\"}\n").await;
+    assert_eq!(bad_utf8["error"]["code"], "invalid_request", "{bad_utf8}");
+    let trailing = stdio_line(&e, b"{\"op\":\"list\"} {\"op\":\"node\"}\n").await;
+    assert_eq!(trailing["error"]["code"], "invalid_request", "{trailing}");
+    assert_eq!(
+        runner.calls().len(),
+        calls,
+        "nothing ran for a refused line"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_names_the_field_or_the_position_never_a_question_mark() {
+    let (_d, e, _runner) = engine();
+    let cut = r#"{"name":"db","layer_stack":["STORAGE"],"volumes":[{"number":0,"size_kib":"#;
+    let (s, b) = call(&e, Method::PUT, "/v1/resources/db", Some(TOKEN), cut).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_ne!(b["field"], "?", "{b}");
+    let located = b["field"] == "volumes[0].size_kib"
+        || b["message"].as_str().unwrap().contains("line 1 column");
+    assert!(located, "names the field or the position: {b}");
+    for bad in [r#"{"name":"db",}"#, "{\"name\":\"db\" 1}"] {
+        let (s, b) = call(&e, Method::PUT, "/v1/resources/db", Some(TOKEN), bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+        assert_ne!(b["field"], "?", "{bad}: {b}");
+        assert!(
+            b["message"].as_str().unwrap().contains("line 1 column"),
+            "{bad}: {b}"
+        );
+    }
 }
