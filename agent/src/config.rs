@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use blockstor_proto::{NodeName, StoragePoolName};
 use secrecy::SecretString;
@@ -67,6 +68,20 @@ pub struct HttpConfig {
     pub token_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Connections held open at once. At the cap, the oldest connection with no request in
+    /// flight is closed to make room, so held-open sockets cannot lock out a real request.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's headers (also the idle time allowed
+    /// between requests on a kept-alive connection).
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client may take to finish the TLS handshake.
+    #[serde(default = "default_tls_handshake_timeout_secs")]
+    pub tls_handshake_timeout_secs: u64,
+    /// Largest request body accepted, in bytes; larger bodies are answered 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -76,8 +91,59 @@ impl Default for HttpConfig {
             token_file: None,
             tls_cert: None,
             tls_key: None,
+            max_connections: default_max_connections(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            tls_handshake_timeout_secs: default_tls_handshake_timeout_secs(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
+}
+
+impl HttpConfig {
+    /// The limits the HTTP(S) server enforces.
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_secs),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// The HTTP(S) server's limits against clients that hold connections or send too much
+/// (`[http]` keys of the same names; agent/README.md lists them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpConfig::default().limits()
+    }
+}
+
+/// Well under the 1024 open files a systemd service gets by default, leaving room for the
+/// store, tools' pipes and devices.
+fn default_max_connections() -> usize {
+    256
+}
+
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+
+fn default_tls_handshake_timeout_secs() -> u64 {
+    10
+}
+
+/// A DesiredResource is a few KiB; the stdio line has the same limit.
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
 }
 
 fn default_listen() -> SocketAddr {
@@ -173,6 +239,17 @@ impl Config {
                  or listen on 127.0.0.1",
                 http.listen
             )));
+        }
+        if http.max_connections == 0
+            || http.header_read_timeout_secs == 0
+            || http.tls_handshake_timeout_secs == 0
+            || http.max_body_bytes == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http.max_connections, http.header_read_timeout_secs, \
+                 http.tls_handshake_timeout_secs and http.max_body_bytes must be above 0"
+                    .into(),
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for pool in &self.pools {
@@ -329,6 +406,38 @@ dataset = "tank/blockstor"
             "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntoken_file",
         );
         Config::parse(&with_tls).unwrap();
+    }
+
+    #[test]
+    fn http_limits_have_safe_defaults_are_settable_and_zero_is_refused() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(
+            c.http.limits(),
+            HttpLimits {
+                max_connections: 256,
+                header_read_timeout: Duration::from_secs(10),
+                tls_handshake_timeout: Duration::from_secs(10),
+                max_body_bytes: 1024 * 1024,
+            }
+        );
+        let set = EXAMPLE.replace(
+            "token_file =",
+            "max_connections = 64\nheader_read_timeout_secs = 3\n\
+             tls_handshake_timeout_secs = 4\nmax_body_bytes = 4096\ntoken_file =",
+        );
+        let l = Config::parse(&set).unwrap().http.limits();
+        assert_eq!(
+            (
+                l.max_connections,
+                l.header_read_timeout,
+                l.tls_handshake_timeout,
+                l.max_body_bytes
+            ),
+            (64, Duration::from_secs(3), Duration::from_secs(4), 4096)
+        );
+        let zero = EXAMPLE.replace("token_file =", "max_connections = 0\ntoken_file =");
+        let err = Config::parse(&zero).unwrap_err().to_string();
+        assert!(err.contains("http.max_connections"), "{err}");
     }
 
     #[test]

@@ -15,11 +15,15 @@ pub enum Kind {
     Unauthorized,
     /// 404: nothing of this resource exists here.
     NotFound,
+    /// 405: the path exists but not with this method.
+    MethodNotAllowed,
     /// 409: collides with what exists (minor/port in use, foreign data, changed stack).
     Conflict,
     /// 422: the request is well-formed but the system refuses it (wrong passphrase, missing
     /// kernel feature).
     Unprocessable,
+    /// 413: the request body is larger than `http.max_body_bytes`.
+    TooLarge,
     /// 500: a tool failed or the agent itself broke.
     Internal,
 }
@@ -68,6 +72,8 @@ impl Error {
             Kind::Invalid => 400,
             Kind::Unauthorized => 401,
             Kind::NotFound => 404,
+            Kind::MethodNotAllowed => 405,
+            Kind::TooLarge => 413,
             Kind::Conflict => 409,
             Kind::Unprocessable => 422,
             Kind::Internal => 500,

@@ -25,7 +25,8 @@ const STDIO_STORE_WAIT: Duration = Duration::from_secs(30 * 60);
     long_about = "blockstor node agent: builds STORAGE, LUKS and DRBD layers on this node for \
                   the blockstor Terraform provider. Runs as root.",
     after_help = "Config file (TOML): node_name, state_dir, [http] listen/token_file/tls_cert/\
-                  tls_key, [[pool]] name/backend (loopfile, lvm, lvm-thin, zfs). A commented \
+                  tls_key/max_connections/header_read_timeout_secs/\
+                  tls_handshake_timeout_secs/max_body_bytes, [[pool]] name/backend (loopfile, lvm, lvm-thin, zfs). A commented \
                   example: agent/packaging/agent.toml.example.\n\
                   Environment: BLOCKSTOR_AGENT_TOKEN (token when http.token_file is unset), \
                   BLOCKSTOR_LOG (log filter, default info; logs go to stderr)."
@@ -98,8 +99,9 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .tls_cert
                 .clone()
                 .zip(config.http.tls_key.clone());
+            let limits = config.http.limits();
             let engine = engine(config, Duration::ZERO)?;
-            api::http::serve(engine, token, listen, tls).await?;
+            api::http::serve(engine, token, listen, tls, limits).await?;
             Ok(())
         }
         Cmd::Stdio { config } => {
