@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use blockstor_proto::wire::{
-    DesiredResource, ObservedLuks, ObservedResource, ObservedVolume, PlannedSteps,
+    DeleteOptions, DesiredResource, ObservedLuks, ObservedResource, ObservedVolume, PlannedSteps,
 };
 use blockstor_proto::{Layer as L, LayerStack, ResourceName};
 
@@ -150,8 +150,17 @@ impl Engine {
         Ok(out)
     }
 
-    /// Tears the resource down top-down and forgets it. Idempotent.
+    /// Tears the resource down top-down and forgets it, with the default options. Idempotent.
     pub async fn delete(&self, name: &ResourceName) -> Result<Deleted> {
+        self.delete_with(name, &DeleteOptions::default()).await
+    }
+
+    /// Tears the resource down top-down and forgets it, as `options` say. Idempotent.
+    pub async fn delete_with(
+        &self,
+        name: &ResourceName,
+        _options: &DeleteOptions,
+    ) -> Result<Deleted> {
         let _guard = self.locks.lock(name).await;
         let Some(mut record) = self.store.get(name)? else {
             return Ok(Deleted {

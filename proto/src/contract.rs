@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::wire::{
-    Deleted, DesiredResource, NodeInfo, ObservedResource, PlannedSteps, StdioRequest,
+    DeleteOptions, Deleted, DesiredResource, NodeInfo, ObservedResource, PlannedSteps, StdioRequest,
 };
 use crate::ResourceName;
 
@@ -41,6 +41,10 @@ pub enum Input {
     /// A [`DesiredResource`]: the HTTP body (its name equal to `{rd}`), `resource` on the
     /// stdio line.
     Resource,
+    /// A resource name and [`DeleteOptions`]: `{rd}` in the path and the options as an
+    /// optional HTTP body (absent or empty: the defaults); `name` on the stdio line with the
+    /// options' fields next to it.
+    NameAndDeleteOptions,
 }
 
 /// One row of the table.
@@ -96,7 +100,7 @@ pub const OPERATIONS: [Spec; 6] = [
         method: Method::Delete,
         path: "/v1/resources/{rd}",
         stdio: "delete",
-        input: Input::Name,
+        input: Input::NameAndDeleteOptions,
         output: "Deleted",
     },
     Spec {
@@ -159,7 +163,18 @@ impl StdioRequest {
     pub fn named(op: Op, name: ResourceName) -> Option<StdioRequest> {
         match op {
             Op::Get => Some(StdioRequest::Get { name }),
-            Op::Delete => Some(StdioRequest::Delete { name }),
+            _ => None,
+        }
+    }
+
+    /// The request of an [`Input::NameAndDeleteOptions`] operation.
+    pub fn with_delete_options(
+        op: Op,
+        name: ResourceName,
+        options: DeleteOptions,
+    ) -> Option<StdioRequest> {
+        match op {
+            Op::Delete => Some(StdioRequest::Delete { name, options }),
             _ => None,
         }
     }
@@ -230,7 +245,8 @@ mod tests {
         assert_eq!(Op::List.path(None), "/v1/resources");
         assert_eq!(Op::Get.path(Some(&rd)), "/v1/resources/db");
         assert_eq!(Op::Plan.path(Some(&rd)), "/v1/resources/db/plan");
-        let line = serde_json::to_string(&StdioRequest::named(Op::Delete, rd).unwrap()).unwrap();
+        let delete = StdioRequest::with_delete_options(Op::Delete, rd, DeleteOptions::default());
+        let line = serde_json::to_string(&delete.unwrap()).unwrap();
         assert_eq!(line, r#"{"op":"delete","name":"db"}"#);
         let back: StdioRequest = serde_json::from_str(&line).unwrap();
         assert_eq!(back.op(), Op::Delete);

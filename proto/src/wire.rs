@@ -111,10 +111,62 @@ pub struct DrbdSpec {
     pub options: BTreeMap<String, String>,
     /// This node's replication address.
     pub address: String,
+    /// This node is a diskless client: no STORAGE and no LUKS here; its `.res` says `disk none;`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub diskless: bool,
+    /// Set when this node is ADDED to a resource that already has data on its peers: the agent
+    /// creates metadata, brings it up with `adjust` and waits (bounded by `wait_seconds`) until
+    /// it is the sync target of an UpToDate peer. It never takes the initial-sync branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<DrbdJoin>,
+    /// Bound on any DRBD wait of this request, in seconds (from the resource's `timeouts`).
+    /// Absent: the agent's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
+}
+
+/// How a node added to a resource with data joins it (docs/design.md §5).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrbdJoin {
+    /// Wait until this node's own disk is UpToDate, not only until the sync started (a move on
+    /// DRBD 9, where a removal follows).
+    #[serde(default)]
+    pub until_up_to_date: bool,
+}
+
+/// Options of a delete: the optional JSON body of `DELETE /v1/resources/{rd}`, or the fields
+/// next to `name` on the stdio line. Absent or empty: all defaults, a plain teardown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteOptions {
+    /// Tear down even if a device is in use (mounted, open, held, DRBD Primary). Without it the
+    /// agent refuses with `device_in_use`, naming node, device and user.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
+    /// Removing ONE replica of a DRBD resource whose other replicas stay: before `down`, wait
+    /// (bounded by `wait_seconds`) until one of these peers is UpToDate. Empty: the whole
+    /// resource goes, no wait.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<NodeName>,
+    /// Bound on the wait for `remaining`, in seconds; absent: the agent's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
+}
+
+impl DeleteOptions {
+    /// Whether these are the defaults (no body needs to be sent).
+    pub fn is_default(&self) -> bool {
+        *self == DeleteOptions::default()
+    }
 }
 
 fn default_protocol() -> String {
     "C".to_owned()
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl fmt::Debug for DesiredResource {
@@ -155,6 +207,9 @@ impl fmt::Debug for DrbdSpec {
             .field("shared_secret", &REDACTED)
             .field("options", &self.options)
             .field("address", &self.address)
+            .field("diskless", &self.diskless)
+            .field("join", &self.join)
+            .field("wait_seconds", &self.wait_seconds)
             .finish()
     }
 }
@@ -177,6 +232,9 @@ pub struct DrbdPeer {
     pub node_id: u32,
     pub address: String,
     pub port: u16,
+    /// The peer is a diskless DRBD client (`disk none;` in its `on` section).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub diskless: bool,
 }
 
 /// What a node actually has for one resource, read from the system.
@@ -235,6 +293,16 @@ pub struct ObservedDrbd {
     pub minors: Vec<u32>,
     pub res_file: String,
     pub up: bool,
+    /// `Primary`, `Secondary` or `Unknown`, as last read from the kernel; `None` when not up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// This node's disk state (`UpToDate`, `Inconsistent`, `Outdated`, `Diskless`, ...), the
+    /// worst over the volumes; `None` when not up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_state: Option<String>,
+    /// This node is a diskless client of the resource.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub diskless: bool,
 }
 
 /// `GET /v1/node`.
@@ -316,10 +384,20 @@ impl AgentError {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum StdioRequest {
     Node,
-    Apply { resource: DesiredResource },
-    Plan { resource: DesiredResource },
-    Get { name: ResourceName },
-    Delete { name: ResourceName },
+    Apply {
+        resource: DesiredResource,
+    },
+    Plan {
+        resource: DesiredResource,
+    },
+    Get {
+        name: ResourceName,
+    },
+    Delete {
+        name: ResourceName,
+        #[serde(flatten)]
+        options: DeleteOptions,
+    },
     List,
 }
 
@@ -335,7 +413,11 @@ impl fmt::Debug for StdioRequest {
                 f.debug_struct("Plan").field("resource", resource).finish()
             }
             StdioRequest::Get { name } => f.debug_struct("Get").field("name", name).finish(),
-            StdioRequest::Delete { name } => f.debug_struct("Delete").field("name", name).finish(),
+            StdioRequest::Delete { name, options } => f
+                .debug_struct("Delete")
+                .field("name", name)
+                .field("options", options)
+                .finish(),
         }
     }
 }
@@ -440,6 +522,76 @@ mod tests {
         o.origin = Origin::Linstor;
         let back = serde_json::to_string(&o).unwrap();
         assert!(back.contains(r#""origin":"linstor""#), "{back}");
+    }
+
+    #[test]
+    fn documents_without_the_replica_change_fields_parse_and_serialise_as_before() {
+        let desired = r#"{"name":"db","layer_stack":["DRBD","STORAGE"],"volumes":[{"number":0,"size_kib":65536}],"storage":{"pool":"files"},"drbd":{"node_id":0,"port":7000,"minors":[1000],"peers":[{"name":"n2","node_id":1,"address":"10.0.0.2","port":7000}],"protocol":"C","shared_secret":"x","options":{},"address":"10.0.0.1"},"props":{},"generation":3}"#;
+        let d: DesiredResource = serde_json::from_str(desired).unwrap();
+        let drbd = d.drbd.as_ref().unwrap();
+        assert!(!drbd.diskless && drbd.join.is_none() && drbd.wait_seconds.is_none());
+        assert!(!drbd.peers[0].diskless);
+        assert_eq!(serde_json::to_string(&d).unwrap(), desired);
+
+        let observed = r#"{"name":"db","node":"n1","layer_stack":["DRBD","STORAGE"],"volumes":[],"drbd":{"node_id":0,"port":7000,"minors":[1000],"res_file":"/x/db.res","up":true},"generation":3,"origin":"blockstor"}"#;
+        let o: ObservedResource = serde_json::from_str(observed).unwrap();
+        let od = o.drbd.as_ref().unwrap();
+        assert_eq!(
+            (&od.role, &od.disk_state, od.diskless),
+            (&None, &None, false)
+        );
+        assert_eq!(serde_json::to_string(&o).unwrap(), observed);
+
+        let line = r#"{"op":"delete","name":"db"}"#;
+        let r: StdioRequest = serde_json::from_str(line).unwrap();
+        assert!(
+            matches!(&r, StdioRequest::Delete { options, .. } if options.is_default()),
+            "{r:?}"
+        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), line);
+    }
+
+    #[test]
+    fn the_replica_change_fields_round_trip() {
+        let json = desired_json("db").replace(
+            r#""luks":{"passphrase":"s3cret-pass"}"#,
+            r#""drbd":{"node_id":2,"port":7000,"minors":[1001],"shared_secret":"x","address":"10.0.0.3",
+                "peers":[{"name":"n1","node_id":0,"address":"10.0.0.1","port":7000,"diskless":true}],
+                "diskless":true,"join":{"until_up_to_date":true},"wait_seconds":90}"#,
+        );
+        let d: DesiredResource = serde_json::from_str(&json).unwrap();
+        let drbd = d.drbd.as_ref().unwrap();
+        assert!(drbd.diskless && drbd.peers[0].diskless);
+        assert_eq!(
+            drbd.join,
+            Some(DrbdJoin {
+                until_up_to_date: true
+            })
+        );
+        assert_eq!(drbd.wait_seconds, Some(90));
+        let back: DesiredResource =
+            serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{d:?}"));
+        assert!(serde_json::from_str::<DrbdJoin>(r#"{"until":true}"#).is_err());
+
+        let options = DeleteOptions {
+            force: true,
+            remaining: vec!["n2".parse().unwrap()],
+            wait_seconds: Some(30),
+        };
+        let r = StdioRequest::Delete {
+            name: "db".parse().unwrap(),
+            options: options.clone(),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            line,
+            r#"{"op":"delete","name":"db","force":true,"remaining":["n2"],"wait_seconds":30}"#
+        );
+        let back: StdioRequest = serde_json::from_str(&line).unwrap();
+        assert!(matches!(back, StdioRequest::Delete { options: o, .. } if o == options));
+        assert!(serde_json::from_str::<DeleteOptions>(r#"{"forced":true}"#).is_err());
+        assert!(serde_json::from_str::<DeleteOptions>(r#"{"remaining":["../x"]}"#).is_err());
     }
 
     #[test]

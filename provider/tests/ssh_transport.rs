@@ -162,7 +162,10 @@ async fn ssh_with_known_hosts_reaches_the_agent_and_maps_errors() {
         client.get(&"db".parse().unwrap()).await.unwrap().is_none(),
         "not_found is None"
     );
-    let err = client.delete(&"db".parse().unwrap()).await.unwrap_err();
+    let err = client
+        .delete(&"db".parse().unwrap(), &Default::default())
+        .await
+        .unwrap_err();
     let agent = err.agent_error().expect("agent error");
     assert_eq!(
         (agent.code.as_str(), agent.field.as_deref()),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use blockstor_proto::contract::{Input, Method, Spec, OPERATIONS};
-use blockstor_proto::wire::StdioRequest;
+use blockstor_proto::wire::{DeleteOptions, StdioRequest};
 use blockstor_proto::ResourceName;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -116,6 +116,14 @@ fn desired_for(rd: &str, body: &[u8]) -> Result<blockstor_proto::wire::DesiredRe
     Ok(d)
 }
 
+/// The optional options body of a DELETE: absent or blank means the defaults.
+pub(super) fn delete_options(body: &[u8]) -> Result<DeleteOptions, Error> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DeleteOptions::default());
+    }
+    super::parse_json(body, "DeleteOptions")
+}
+
 /// The route of one operation of the contract: its method, and the request built from the
 /// path and body as its [`Input`] says, answered by the same handler as stdio.
 fn route(spec: &Spec) -> MethodRouter<AppState> {
@@ -145,6 +153,15 @@ fn route(spec: &Spec) -> MethodRouter<AppState> {
                   body: Result<Bytes, BytesRejection>| async move {
                 let d = desired_for(&rd, &body.map_err(body_error)?)?;
                 let req = StdioRequest::with_resource(op, d).expect("the contract says resource");
+                answer(&s, req).await
+            },
+        ),
+        Input::NameAndDeleteOptions => on(
+            filter,
+            move |State(s): State<AppState>, Path(rd): Path<String>, body: Bytes| async move {
+                let (rd, options) = (rd_param(&rd)?, delete_options(&body)?);
+                let req = StdioRequest::with_delete_options(op, rd, options)
+                    .expect("the contract says name and delete options");
                 answer(&s, req).await
             },
         ),

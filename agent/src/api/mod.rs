@@ -74,7 +74,9 @@ pub async fn handle(engine: &Engine, req: StdioRequest) -> Result<Answer> {
         StdioRequest::Apply { resource } => Answer::Resource(engine.apply(resource).await?),
         StdioRequest::Plan { resource } => Answer::Plan(engine.plan(resource).await?),
         StdioRequest::Get { name } => Answer::Resource(engine.get(&name).await?),
-        StdioRequest::Delete { name } => Answer::Deleted(engine.delete(&name).await?),
+        StdioRequest::Delete { name, options } => {
+            Answer::Deleted(engine.delete_with(&name, &options).await?)
+        }
         StdioRequest::List => Answer::Resources(engine.list().await?),
     })
 }

@@ -2,8 +2,8 @@
 //! No bearer token: the SSH login already authenticated the caller.
 
 use blockstor_proto::contract::{Input, Op, OPERATIONS};
-use blockstor_proto::wire::{DesiredResource, StdioRequest};
-use blockstor_proto::ResourceName;
+use blockstor_proto::wire::{DeleteOptions, DesiredResource, StdioRequest};
+use blockstor_proto::{NodeName, ResourceName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::engine::Engine;
@@ -41,7 +41,8 @@ where
 }
 
 /// The request line: exactly these keys, each at most once (the same parser as the HTTP body,
-/// [`super::parse_json`]), `name` or `resource` as the op's input says.
+/// [`super::parse_json`]), `name` or `resource` as the op's input says, and a delete's
+/// [`DeleteOptions`] next to `name`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Envelope {
@@ -50,16 +51,33 @@ struct Envelope {
     name: Option<ResourceName>,
     #[serde(default)]
     resource: Option<DesiredResource>,
+    // DeleteOptions, spelled out: serde cannot flatten into a struct that denies unknown keys.
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    remaining: Vec<NodeName>,
+    #[serde(default)]
+    wait_seconds: Option<u64>,
 }
 
-fn parse(line: &[u8]) -> Result<StdioRequest, Error> {
+impl Envelope {
+    fn delete_options(&mut self) -> DeleteOptions {
+        DeleteOptions {
+            force: std::mem::take(&mut self.force),
+            remaining: std::mem::take(&mut self.remaining),
+            wait_seconds: self.wait_seconds.take(),
+        }
+    }
+}
+
+pub(super) fn parse(line: &[u8]) -> Result<StdioRequest, Error> {
     if line.trim_ascii().is_empty() {
         return Err(invalid(
             "expected one JSON request line on stdin, got nothing".into(),
             None,
         ));
     }
-    let envelope: Envelope = super::parse_json(line, "request").map_err(|mut e| {
+    let mut envelope: Envelope = super::parse_json(line, "request").map_err(|mut e| {
         // The resource's own fields are named as over HTTP: `volumes[0].size_kib`.
         e.field = e.field.map(|f| match f.strip_prefix("resource.") {
             Some(inner) => inner.to_owned(),
@@ -79,6 +97,16 @@ fn parse(line: &[u8]) -> Result<StdioRequest, Error> {
             Some("op".into()),
         ));
     };
+    let options = envelope.delete_options();
+    if op.spec().input != Input::NameAndDeleteOptions && !options.is_default() {
+        return Err(invalid(
+            format!(
+                "op {:?} takes no delete options (force, remaining, wait_seconds)",
+                envelope.op
+            ),
+            Some("op".into()),
+        ));
+    }
     let missing = |key: &str| {
         invalid(
             format!("op {:?} needs {key:?}", envelope.op),
@@ -91,6 +119,11 @@ fn parse(line: &[u8]) -> Result<StdioRequest, Error> {
         Input::Resource => {
             StdioRequest::with_resource(op, envelope.resource.ok_or_else(|| missing("resource"))?)
         }
+        Input::NameAndDeleteOptions => StdioRequest::with_delete_options(
+            op,
+            envelope.name.ok_or_else(|| missing("name"))?,
+            options,
+        ),
     };
     Ok(req.expect("the request matches the contract's input"))
 }

@@ -596,3 +596,57 @@ async fn malformed_json_names_the_field_or_the_position_never_a_question_mark() 
         );
     }
 }
+
+#[tokio::test]
+async fn delete_takes_optional_options_over_http_and_stdio() {
+    use blockstor_proto::wire::{DeleteOptions, StdioRequest};
+    let wanted = DeleteOptions {
+        force: true,
+        remaining: vec!["n2".parse().unwrap()],
+        wait_seconds: Some(30),
+    };
+    let body = r#"{"force":true,"remaining":["n2"],"wait_seconds":30}"#;
+    assert_eq!(
+        super::http::delete_options(body.as_bytes()).unwrap(),
+        wanted
+    );
+    for blank in ["", " \n"] {
+        let options = super::http::delete_options(blank.as_bytes()).unwrap();
+        assert!(options.is_default(), "{blank:?}");
+    }
+    let line = r#"{"op":"delete","name":"db","force":true,"remaining":["n2"],"wait_seconds":30}"#;
+    match super::stdio::parse(line.as_bytes()).unwrap() {
+        StdioRequest::Delete { name, options } => {
+            assert_eq!((name.as_str(), options), ("db", wanted.clone()))
+        }
+        other => panic!("{other:?}"),
+    }
+    match super::stdio::parse(br#"{"op":"delete","name":"db"}"#).unwrap() {
+        StdioRequest::Delete { options, .. } => assert!(options.is_default()),
+        other => panic!("{other:?}"),
+    }
+
+    let (_d, e, runner) = engine();
+    let (s, b) = call(&e, Method::DELETE, "/v1/resources/db", Some(TOKEN), body).await;
+    assert_eq!((s, b["deleted"].as_bool()), (StatusCode::OK, Some(false)));
+    for (bad, field) in [
+        (r#"{"forced":true}"#, Some("forced")),
+        (r#"{"remaining":["a;b"]}"#, Some("remaining[0]")),
+        (r#"{"wait_seconds":-1}"#, Some("wait_seconds")),
+    ] {
+        let (s, b) = call(&e, Method::DELETE, "/v1/resources/db", Some(TOKEN), bad).await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{bad}: {b}"
+        );
+        assert_eq!(b["field"].as_str(), field, "{bad}: {b}");
+        let line = bad.replacen('{', r#"{"op":"delete","name":"db","#, 1);
+        let err = super::stdio::parse(line.as_bytes()).unwrap_err();
+        assert_eq!(err.field.as_deref(), field, "{line}");
+    }
+    let line = br#"{"op":"get","name":"db","force":true}"#;
+    let err = super::stdio::parse(line).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("op"), "{err:?}");
+    assert!(runner.calls().is_empty(), "{:?}", runner.commands());
+}

@@ -172,6 +172,7 @@ impl Engine {
                     node_id: h.node_id?,
                     address: h.address.clone()?,
                     port: h.port?,
+                    diskless: false,
                 })
             })
             .collect();

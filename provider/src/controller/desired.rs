@@ -128,6 +128,7 @@ impl Spec {
                 node_id: alloc.node_ids.get(n).copied().unwrap_or_default(),
                 address: address(n),
                 port: alloc.port,
+                diskless: false,
             })
             .collect();
         let options: BTreeMap<String, String> = self
@@ -149,6 +150,9 @@ impl Spec {
             shared_secret: alloc.shared_secret.clone(),
             options,
             address: address(node),
+            diskless: false,
+            join: None,
+            wait_seconds: None,
         }
     }
 }

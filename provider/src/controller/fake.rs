@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use blockstor_proto::wire::{
-    AgentError, DesiredResource, NodeInfo, ObservedDrbd, ObservedResource, ObservedVolume,
-    PlannedStep, PlannedSteps, PoolInfo, Versions,
+    AgentError, DeleteOptions, DesiredResource, NodeInfo, ObservedDrbd, ObservedResource,
+    ObservedVolume, PlannedStep, PlannedSteps, PoolInfo, Versions,
 };
 use blockstor_proto::{Layer, NodeName, ResourceName};
 
@@ -196,6 +196,9 @@ impl AgentClient for FakeAgent {
                 minors: d.minors.clone(),
                 res_file: format!("/var/lib/blockstor/drbd.d/{}.res", desired.name),
                 up: true,
+                role: Some("Secondary".to_owned()),
+                disk_state: Some(if d.diskless { "Diskless" } else { "UpToDate" }.to_owned()),
+                diskless: d.diskless,
             }),
             generation: desired.generation,
             origin: Default::default(),
@@ -239,8 +242,16 @@ impl AgentClient for FakeAgent {
         Ok(self.resources.lock().unwrap().get(name).cloned())
     }
 
-    async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
-        self.record(format!("delete {name}"));
+    async fn delete(
+        &self,
+        name: &ResourceName,
+        options: &DeleteOptions,
+    ) -> Result<(), TransportError> {
+        self.record(if options.is_default() {
+            format!("delete {name}")
+        } else {
+            format!("delete {name} {}", serde_json::to_string(options).unwrap())
+        });
         self.reachable()?;
         self.resources.lock().unwrap().remove(name);
         Ok(())

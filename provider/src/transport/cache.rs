@@ -12,7 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use blockstor_proto::wire::{DesiredResource, NodeInfo, ObservedResource, PlannedSteps};
+use blockstor_proto::wire::{
+    DeleteOptions, DesiredResource, NodeInfo, ObservedResource, PlannedSteps,
+};
 use blockstor_proto::{NodeName, ResourceName};
 use tokio::sync::OnceCell;
 
@@ -101,9 +103,13 @@ impl AgentClient for ListCached {
         self.inner.get(name).await
     }
 
-    async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
+    async fn delete(
+        &self,
+        name: &ResourceName,
+        options: &DeleteOptions,
+    ) -> Result<(), TransportError> {
         self.mark_changed(name);
-        self.inner.delete(name).await
+        self.inner.delete(name, options).await
     }
 
     async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {
@@ -150,7 +156,7 @@ mod tests {
             self.gets.fetch_add(1, Ordering::SeqCst);
             Ok(Some(observed(n.as_str(), &self.node)))
         }
-        async fn delete(&self, _: &ResourceName) -> Result<(), TransportError> {
+        async fn delete(&self, _: &ResourceName, _: &DeleteOptions) -> Result<(), TransportError> {
             Ok(())
         }
         async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {
@@ -193,7 +199,7 @@ mod tests {
         let c = ListCached::new(inner.clone());
         let a: ResourceName = "aa".parse().unwrap();
         c.get(&a).await.unwrap();
-        c.delete(&a).await.unwrap();
+        c.delete(&a, &DeleteOptions::default()).await.unwrap();
         c.get(&a).await.unwrap();
         assert_eq!(inner.gets.load(Ordering::SeqCst), 1, "aa after delete");
         c.get(&"bb".parse().unwrap()).await.unwrap();

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use blockstor_proto::wire::{
-    AgentError, DesiredResource, NodeInfo, ObservedResource, PlannedSteps,
+    AgentError, DeleteOptions, DesiredResource, NodeInfo, ObservedResource, PlannedSteps,
 };
 use blockstor_proto::{NodeName, ResourceName};
 
@@ -20,8 +20,13 @@ pub trait AgentClient: Send + Sync {
     async fn plan(&self, desired: &DesiredResource) -> Result<PlannedSteps, TransportError>;
     /// `GET /v1/resources/{rd}`: `None` when the node has nothing of this resource.
     async fn get(&self, name: &ResourceName) -> Result<Option<ObservedResource>, TransportError>;
-    /// `DELETE /v1/resources/{rd}`: idempotent teardown.
-    async fn delete(&self, name: &ResourceName) -> Result<(), TransportError>;
+    /// `DELETE /v1/resources/{rd}`: idempotent teardown, as `options` say (the defaults send no
+    /// body).
+    async fn delete(
+        &self,
+        name: &ResourceName,
+        options: &DeleteOptions,
+    ) -> Result<(), TransportError>;
     /// `GET /v1/resources`: everything the node has, for import and data sources.
     async fn list(&self) -> Result<Vec<ObservedResource>, TransportError>;
 }

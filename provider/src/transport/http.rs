@@ -3,12 +3,13 @@
 use async_trait::async_trait;
 use blockstor_proto::contract::{ops, Method as OpMethod, Op, Operation};
 use blockstor_proto::wire::{
-    AgentError, DesiredResource, NodeInfo, ObservedResource, PlannedSteps,
+    AgentError, DeleteOptions, DesiredResource, NodeInfo, ObservedResource, PlannedSteps,
 };
 use blockstor_proto::{ErrorCode, NodeName, ResourceName};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::client::{AgentClient, TransportError};
 use super::config::HttpConfig;
@@ -65,16 +66,16 @@ impl HttpAgentClient {
         rd: Option<&ResourceName>,
         body: Option<&DesiredResource>,
     ) -> Result<Option<O::Response>, TransportError> {
-        self.call(O::OP, rd, body).await
+        self.call::<_, DesiredResource>(O::OP, rd, body).await
     }
 
     /// Sends one request with the method and path the contract gives `op`, and decodes the
     /// agent's JSON answer; `Ok(None)` on 404 `not_found`.
-    async fn call<T: DeserializeOwned>(
+    async fn call<T: DeserializeOwned, B: Serialize>(
         &self,
         op: Op,
         rd: Option<&ResourceName>,
-        body: Option<&DesiredResource>,
+        body: Option<&B>,
     ) -> Result<Option<T>, TransportError> {
         let method = match op.spec().method {
             OpMethod::Get => Method::GET,
@@ -183,9 +184,15 @@ impl AgentClient for HttpAgentClient {
         self.typed::<ops::Get>(Some(name), None).await
     }
 
-    async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
+    async fn delete(
+        &self,
+        name: &ResourceName,
+        options: &DeleteOptions,
+    ) -> Result<(), TransportError> {
+        // The defaults travel as no body at all, so the request is the one older agents know.
+        let body = (!options.is_default()).then_some(options);
         // Any answer will do (older agents, proxies answering 204): only failure matters.
-        self.call::<serde_json::Value>(Op::Delete, Some(name), None)
+        self.call::<serde_json::Value, DeleteOptions>(Op::Delete, Some(name), body)
             .await
             .map(|_| ())
     }
@@ -194,5 +201,91 @@ impl AgentClient for HttpAgentClient {
         self.typed::<ops::List>(None, None)
             .await?
             .ok_or_else(|| self.missing(&Op::List.path(None)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A stand-in agent on loopback that answers every request `{"name":"db","deleted":true}`
+    /// and hands back each raw request it read.
+    async fn recording_agent() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then as many body bytes as Content-Length says.
+                loop {
+                    let n = tcp.read(&mut buf).await.unwrap();
+                    raw.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&raw).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length: ")
+                                    .map(str::to_owned)
+                            })
+                            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        if raw.len() >= end + 4 + len || n == 0 {
+                            break;
+                        }
+                    }
+                }
+                tx.send(String::from_utf8(raw).unwrap()).unwrap();
+                let body = r#"{"name":"db","deleted":true}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tcp.write_all(reply.as_bytes()).await.unwrap();
+            }
+        });
+        (base, rx)
+    }
+
+    #[tokio::test]
+    async fn delete_sends_its_options_as_a_body_and_the_defaults_as_none() {
+        let (base, mut requests) = recording_agent().await;
+        let client = HttpAgentClient::new(
+            "n1".parse().unwrap(),
+            &HttpConfig {
+                endpoint: base,
+                token: Some(SecretString::from("t".to_owned())),
+                ca_cert_pem: None,
+                timeout: Duration::from_secs(10),
+            },
+        )
+        .unwrap();
+        let rd: ResourceName = "db".parse().unwrap();
+        client.delete(&rd, &DeleteOptions::default()).await.unwrap();
+        let plain = requests.recv().await.unwrap();
+        assert!(plain.starts_with("DELETE /v1/resources/db "), "{plain}");
+        assert!(
+            plain.ends_with("\r\n\r\n"),
+            "no body for the defaults: {plain}"
+        );
+
+        let options = DeleteOptions {
+            force: true,
+            remaining: vec!["n2".parse().unwrap()],
+            wait_seconds: Some(30),
+        };
+        client.delete(&rd, &options).await.unwrap();
+        let with = requests.recv().await.unwrap();
+        assert!(with.starts_with("DELETE /v1/resources/db "), "{with}");
+        assert!(
+            with.ends_with(r#"{"force":true,"remaining":["n2"],"wait_seconds":30}"#),
+            "{with}"
+        );
     }
 }

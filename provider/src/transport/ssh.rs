@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use blockstor_proto::contract::{ops, Operation};
 use blockstor_proto::wire::{
-    AgentError, DesiredResource, NodeInfo, ObservedResource, PlannedSteps, StdioRequest,
+    AgentError, DeleteOptions, DesiredResource, NodeInfo, ObservedResource, PlannedSteps,
+    StdioRequest,
 };
 use blockstor_proto::{ErrorCode, NodeName, ResourceName};
 use russh::client::{self, Handle};
@@ -413,11 +414,17 @@ impl AgentClient for SshAgentClient {
             .await
     }
 
-    async fn delete(&self, name: &ResourceName) -> Result<(), TransportError> {
+    async fn delete(
+        &self,
+        name: &ResourceName,
+        options: &DeleteOptions,
+    ) -> Result<(), TransportError> {
         // Any answer will do: only failure matters.
-        self.call::<serde_json::Value>(&StdioRequest::Delete { name: name.clone() })
-            .await
-            .map(|_| ())
+        let request = StdioRequest::Delete {
+            name: name.clone(),
+            options: options.clone(),
+        };
+        self.call::<serde_json::Value>(&request).await.map(|_| ())
     }
 
     async fn list(&self) -> Result<Vec<ObservedResource>, TransportError> {

@@ -219,6 +219,9 @@ impl Layer for Drbd {
             minors: spec.minors.clone(),
             res_file: Self::res_arg(&res),
             up,
+            role: None,
+            disk_state: None,
+            diskless: false,
         });
         Ok(())
     }
@@ -361,6 +364,9 @@ impl Layer for Drbd {
             minors: x.minors.clone(),
             res_file: res_arg,
             up: true,
+            role: None,
+            disk_state: None,
+            diskless: false,
         });
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use blockstor_proto::wire::{NodeInfo, ObservedResource};
+use blockstor_proto::wire::{DeleteOptions, NodeInfo, ObservedResource};
 use blockstor_proto::{Layer, NodeName, ResourceName, StoragePoolName};
 
 use super::private::Private;
@@ -366,7 +366,7 @@ async fn delete(cluster: &Cluster, prior: &Value, private: &[u8]) -> Applied {
         let name = name.clone();
         async move {
             let since = progress::deleting(c.node(), &name);
-            let result = c.delete(&name).await;
+            let result = c.delete(&name, &DeleteOptions::default()).await;
             progress::deleted(c.node(), &name, since, &result);
             result
         }
