@@ -210,13 +210,24 @@ impl AgentClient for FakeAgent {
         Ok(observed)
     }
 
-    /// One STORAGE step per volume, with a redacted LUKS step when the passphrase is sent.
+    /// One STORAGE step per volume it does not hold at that size yet, with a redacted LUKS
+    /// step when it formats (nothing held) or rotates: idempotent, like the real agent, so a
+    /// resource it holds already plans no steps.
     async fn plan(&self, desired: &DesiredResource) -> Result<PlannedSteps, TransportError> {
         self.record(format!("plan {}", desired.name));
         self.reachable()?;
+        let held = self.resources.lock().unwrap().get(&desired.name).cloned();
+        let has = |number: u32, kib: u64| {
+            held.as_ref().is_some_and(|r| {
+                r.volumes
+                    .iter()
+                    .any(|o| o.number == number && o.size_kib.is_some_and(|s| s >= kib))
+            })
+        };
         let mut steps: Vec<PlannedStep> = desired
             .volumes
             .iter()
+            .filter(|v| !has(v.number, v.size_kib.kib()))
             .map(|v| PlannedStep {
                 layer: "STORAGE".to_owned(),
                 argv: vec![
@@ -227,7 +238,11 @@ impl AgentClient for FakeAgent {
                 ],
             })
             .collect();
-        if desired.luks.is_some() {
+        let formats_or_rotates = desired
+            .luks
+            .as_ref()
+            .is_some_and(|l| held.is_none() || l.previous_passphrase.is_some());
+        if formats_or_rotates {
             steps.push(PlannedStep {
                 layer: "LUKS".to_owned(),
                 argv: vec!["cryptsetup".to_owned(), "<redacted>".to_owned()],

@@ -457,3 +457,5 @@ async fn an_unknown_type_is_an_error_that_lists_the_registered_types() {
     );
     assert!(r.state.is_none());
 }
+
+mod replays;

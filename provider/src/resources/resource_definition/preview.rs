@@ -49,6 +49,9 @@ pub async fn fill(
     else {
         return;
     };
+    if prior.is_null() && !holds_nothing(cluster, &spec, diags).await {
+        return;
+    }
     let results = cluster
         .fan_out(&spec.nodes, |client| {
             let desired = spec.desired_for(client.node(), cluster);
@@ -68,6 +71,31 @@ pub async fn fill(
         }
     }
     planned.set("planned_steps", Value::Map(steps));
+}
+
+/// Whether no chosen agent holds anything of this name, so the steps of a create are those of
+/// a create from nothing and cannot change before apply.
+///
+/// A create whose name the agents still hold is a replacement in progress (`-replace`, taint:
+/// Terraform plans the create while the old object exists, destroys it, plans the create again
+/// and requires every value the first plan knew), or leftovers; its steps depend on what is
+/// there at apply, so they stay unknown. `get` is answered from one list per process.
+async fn holds_nothing(cluster: &Cluster, spec: &Spec, diags: &mut Diagnostics) -> bool {
+    let name = &spec.name;
+    let held = cluster
+        .fan_out(&spec.nodes, |client| async move { client.get(name).await })
+        .await;
+    for (_, result) in held {
+        match result {
+            Ok(None) => {}
+            Ok(Some(_)) => return false,
+            Err(e) => {
+                unknown_warning(diags, &e);
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// The planned nodes, when known.

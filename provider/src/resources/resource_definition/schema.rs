@@ -216,7 +216,7 @@ pub fn schema() -> Schema {
                 Attribute::computed(
                     "planned_steps",
                     Ty::map(Ty::list(Ty::String)),
-                    "Plan preview: per node name, the commands its agent will run for this create or update, one shell-quoted command line each (for reading only; the agents run argv vectors, never a shell). Secrets show as `<redacted>`, so a saved plan (`terraform show -json`) can be reviewed. Unknown when the plan cannot tell yet: nodes chosen at apply (placement by `place_count`), a new DRBD definition (ports and minors are allocated at apply), or an agent that did not answer (the plan warns). After apply, state keeps the previewed steps (null when there was no preview); a plan with no changes keeps them and asks no agent.",
+                    "Plan preview: per node name, the commands its agent will run for this create or update, one shell-quoted command line each (for reading only; the agents run argv vectors, never a shell). Secrets show as `<redacted>`, so a saved plan (`terraform show -json`) can be reviewed. Unknown when the plan cannot tell yet: nodes chosen at apply (placement by `place_count`), a new DRBD definition (ports and minors are allocated at apply), a create while the agents still hold the name (a replacement: `-replace`, taint), or an agent that did not answer (the plan warns). After apply, state keeps the previewed steps (null when there was no preview); a plan with no changes keeps them and asks no agent.",
                 ),
             ],
             blocks: vec![

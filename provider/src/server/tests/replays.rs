@@ -1,0 +1,164 @@
+//! Call sequences that Terraform ≥ 1.3 sends and Terraform 1.0 (the binary the acceptance
+//! tests run) never did, replayed call by call with the values Terraform 1.11.4 sends (read
+//! from its source; see docs/design.md, "Terraform 1.3 and later").
+
+use blockstor_proto::tfplugin6::{self as tf, provider_server::Provider};
+use tonic::Request;
+
+use super::{apply, config, dv, plan, rd_schema, read, undv, BlockstorProvider, Planned, OLD};
+use crate::controller::fake::FakeAgent;
+use crate::resources::resource_definition::TYPE_NAME as RESOURCE_DEFINITION;
+use crate::values::Value;
+
+/// Terraform's objchange.AssertObjectCompatible, which it runs on the plan it saved against
+/// the plan it makes again during apply: every known value of `planned` must be the same in
+/// `actual`; an unknown one may become anything. Returns Terraform's complaints, by path.
+fn object_compatible(planned: &Value, actual: &Value) -> Vec<String> {
+    let mut errors = Vec::new();
+    compatible_at("", planned, actual, &mut errors);
+    errors
+}
+
+fn compatible_at(path: &str, planned: &Value, actual: &Value, errors: &mut Vec<String>) {
+    match (planned, actual) {
+        (Value::Unknown, _) => {}
+        (_, Value::Unknown) => errors.push(format!("{path}: was known, but now unknown")),
+        (Value::Map(p), Value::Map(a)) => {
+            for (k, v) in p {
+                match a.get(k) {
+                    Some(av) => compatible_at(&format!("{path}[{k:?}]"), v, av, errors),
+                    None => errors.push(format!("{path}: element {k:?} has vanished")),
+                }
+            }
+            for k in a.keys().filter(|k| !p.contains_key(*k)) {
+                errors.push(format!("{path}: new element {k:?} has appeared"));
+            }
+        }
+        (Value::List(p), Value::List(a)) => {
+            for (i, (pv, av)) in p.iter().zip(a).enumerate() {
+                compatible_at(&format!("{path}[{i}]"), pv, av, errors);
+            }
+            for i in a.len()..p.len() {
+                errors.push(format!("{path}: element {i} has vanished"));
+            }
+            for i in p.len()..a.len() {
+                errors.push(format!("{path}: new element {i} has appeared"));
+            }
+        }
+        (p, a) if p != a => errors.push(format!("{path}: was {p:?}, but now {a:?}")),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_compatibility_check_flags_what_terraform_flags() {
+    let steps = |n: usize| Value::object([("n1", Value::strings(vec!["step"; n]))]);
+    assert!(object_compatible(&Value::Unknown, &steps(1)).is_empty());
+    assert!(object_compatible(&steps(1), &steps(1)).is_empty());
+    assert_eq!(
+        object_compatible(&steps(0), &steps(1)),
+        ["[\"n1\"]: new element 0 has appeared"]
+    );
+    assert_eq!(object_compatible(&steps(1), &Value::Unknown).len(), 1);
+    assert_eq!(
+        object_compatible(&Value::string("a"), &Value::string("b")).len(),
+        1
+    );
+}
+
+/// ApplyResourceChange of a delete: planned and config null, as Terraform sends it.
+async fn destroy(p: &BlockstorProvider, prior: &Value, private: &[u8]) -> Vec<tf::Diagnostic> {
+    let s = rd_schema();
+    let r = p
+        .apply_resource_change(Request::new(tf::apply_resource_change::Request {
+            type_name: RESOURCE_DEFINITION.into(),
+            prior_state: dv(prior, s),
+            planned_state: dv(&Value::Null, s),
+            config: dv(&Value::Null, s),
+            planned_private: private.to_vec(),
+            provider_meta: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(undv(r.new_state, s).is_null(), "the object leaves state");
+    r.diagnostics
+}
+
+/// The apply's own re-plan (step 5 of a replacement) against the saved plan, then the apply.
+async fn replan_after_destroy_and_create(
+    p: &BlockstorProvider,
+    saved: &Planned,
+    cfg: &Value,
+) -> Value {
+    let again = plan(p, &Value::Null, cfg, &[]).await;
+    assert!(again.diags.is_empty(), "{:?}", again.diags);
+    let errors = object_compatible(&saved.state, &again.state);
+    assert!(
+        errors.is_empty(),
+        "Provider produced inconsistent final plan: {errors:?}"
+    );
+    let (state, _) = apply(p, &Value::Null, &again, cfg).await;
+    let errors = object_compatible(&again.state, &state);
+    assert!(
+        errors.is_empty(),
+        "inconsistent result after apply: {errors:?}"
+    );
+    state
+}
+
+/// `terraform apply -replace=ADDR`: Terraform plans the update (no change), then, because the
+/// address is forced to be replaced, plans the create half with prior null and the first
+/// call's private state, while the agent still holds the volume. Apply destroys, plans the
+/// create again (the agent now holds nothing) and requires the saved plan's known values.
+#[tokio::test]
+async fn replace_plans_a_create_whose_steps_the_destroy_cannot_change() {
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let p = BlockstorProvider::with_cluster(FakeAgent::cluster_of([agent.clone()]));
+    let cfg = config(OLD, None);
+    let created = plan(&p, &Value::Null, &cfg, &[]).await;
+    let (state, private) = apply(&p, &Value::Null, &created, &cfg).await;
+
+    // Plan: ReadResource, PlanResourceChange(prior=S), then the create half of the replace.
+    let state = read(&p, &state, &private).await;
+    let update = plan(&p, &state, &cfg, &private).await;
+    assert!(update.diags.is_empty(), "{:?}", update.diags);
+    let saved = plan(&p, &Value::Null, &cfg, &update.private).await;
+    assert!(saved.diags.is_empty(), "{:?}", saved.diags);
+
+    // Apply: the destroy first, then the create.
+    let diags = destroy(&p, &state, &private).await;
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(agent.resources.lock().unwrap().is_empty(), "destroyed");
+    let state = replan_after_destroy_and_create(&p, &saved, &cfg).await;
+    assert_eq!(
+        state
+            .get("planned_steps")
+            .get("n1")
+            .as_list()
+            .map(<[Value]>::len),
+        Some(2),
+        "the create's steps, as previewed after the destroy: {state:?}"
+    );
+    assert_eq!(agent.resources.lock().unwrap().len(), 1, "created again");
+}
+
+/// `terraform taint` then apply: the tainted object makes the FIRST plan call use prior null
+/// and no private state (no second call); the apply is the same as for `-replace`.
+#[tokio::test]
+async fn taint_plans_a_create_whose_steps_the_destroy_cannot_change() {
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let p = BlockstorProvider::with_cluster(FakeAgent::cluster_of([agent.clone()]));
+    let cfg = config(OLD, None);
+    let created = plan(&p, &Value::Null, &cfg, &[]).await;
+    let (state, private) = apply(&p, &Value::Null, &created, &cfg).await;
+
+    let state = read(&p, &state, &private).await;
+    let saved = plan(&p, &Value::Null, &cfg, &[]).await;
+    assert!(saved.diags.is_empty(), "{:?}", saved.diags);
+
+    let diags = destroy(&p, &state, &private).await;
+    assert!(diags.is_empty(), "{diags:?}");
+    replan_after_destroy_and_create(&p, &saved, &cfg).await;
+    assert_eq!(agent.resources.lock().unwrap().len(), 1, "created again");
+}
