@@ -1,4 +1,4 @@
-//! Tier 4 (docs/design.md §8): two QEMU VMs running Debian's real kernel (dm-crypt, dm-thin, DRBD
+//! Tier 4 (docs/design.md §8): QEMU VMs running Debian's real kernel (dm-crypt, dm-thin, DRBD
 //! 8.4), so the steps where data is at risk run for real.
 //!
 //! - [`Kit`]: the cached image, kernel, initramfs and unpacked QEMU that
@@ -6,9 +6,12 @@
 //! - [`Vm`]: one VM under TCG with a copy-on-write overlay of the image, a per-VM config disk
 //!   (hostname, link IP, SSH host key, authorized_keys, agent binary, agent.toml), a data disk
 //!   that becomes the LVM-thin pool `vg0/tp`, SSH forwarded on a loopback port and a private
-//!   VM-to-VM link (`-netdev socket` over UDP on 127.0.0.1, so either side can restart).
-//! - [`Pair`]: the two VMs `vm1`/`vm2` at 10.99.0.11/.12 and the client key and known_hosts
-//!   pinning their host keys, which the harness generates before boot.
+//!   VM-to-VM link (`-netdev socket` over UDP on 127.0.0.1, so any VM can restart).
+//! - [`LinkHub`]: the VMs' shared link segment, a UDP hub in the test process that repeats
+//!   every frame one VM sends to all the others (a point-to-point `-netdev socket` joins two
+//!   VMs only; multicast on loopback is not something every host routes).
+//! - [`Cluster`]: the VMs `vm1`, `vm2`, … at 10.99.0.11, .12, … and the client key and
+//!   known_hosts pinning their host keys, which the harness generates before boot.
 //! - [`phase`]: runs a step and prints `::: vm phase <name>: ok in <s>s`, the lines CI shows.
 //!
 //! Every VM's files (console log included) stay under [`log_root`] after the test; disk
@@ -26,7 +29,7 @@ use crate::{binaries, process};
 
 /// The agent pool every VM offers: LVM-thin `vg0/tp`.
 pub const POOL: &str = "thin";
-/// Memory per VM (MiB). With `tb-size=256` two VMs stay near 1.6 GiB of host RAM.
+/// Memory per VM (MiB). With `tb-size=256` one VM stays near 0.8 GiB of host RAM.
 const MEMORY_MIB: u32 = 768;
 /// Size of the data disk that holds `vg0`.
 const DATA_DISK: &str = "4G";
@@ -128,7 +131,7 @@ impl Kit {
     }
 }
 
-/// Keys shared by both VMs: the client key (authorized in each VM) and each VM's host key.
+/// Keys shared by the VMs: the client key (authorized in each VM) and each VM's host key.
 #[derive(Debug)]
 pub struct Keys {
     dir: PathBuf,
@@ -172,8 +175,8 @@ pub struct VmSpec {
     pub ssh_port: u16,
     /// UDP port this VM's link endpoint binds on 127.0.0.1.
     pub link_port: u16,
-    /// UDP port of the peer's link endpoint.
-    pub peer_link_port: u16,
+    /// UDP port of the [`LinkHub`] every link endpoint sends to.
+    pub hub_port: u16,
     index: u8,
 }
 
@@ -328,7 +331,7 @@ impl Vm {
         .arg("-netdev")
         .arg(format!(
             "socket,id=link,udp=127.0.0.1:{},localaddr=127.0.0.1:{}",
-            s.peer_link_port, s.link_port
+            s.hub_port, s.link_port
         ))
         .arg("-device")
         .arg(format!(
@@ -443,18 +446,77 @@ impl Drop for Vm {
     }
 }
 
-/// Two VMs, `vm1` (10.99.0.11) and `vm2` (10.99.0.12), linked to each other.
+/// The VMs' link segment: a UDP socket on 127.0.0.1 that every VM's `-netdev socket` sends its
+/// frames to, and a thread that repeats each frame to every other VM's endpoint (a hub, not a
+/// switch: with three VMs the extra copies cost nothing). Stateless like the point-to-point
+/// link it replaces, so a VM can be power-cut and rebooted; stopped on drop.
 #[derive(Debug)]
-pub struct Pair {
-    /// `vm1` and `vm2`.
-    pub vms: [Vm; 2],
-    keys: Keys,
-    dir: PathBuf,
+pub struct LinkHub {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Pair {
-    /// Creates both VMs' disks under a fresh directory of [`log_root`] named after `test`.
-    pub fn create(kit: &Kit, test: &str) -> Pair {
+impl LinkHub {
+    /// Binds the hub and starts repeating frames between the endpoints `members` (UDP ports on
+    /// 127.0.0.1 the VMs' link endpoints bind).
+    pub fn start(members: Vec<u16>) -> LinkHub {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind the link hub");
+        let port = socket.local_addr().expect("hub address").port();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("hub read timeout");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut frame = vec![0u8; 65536];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((len, from)) = socket.recv_from(&mut frame) else {
+                    continue; // timeout: look at the stop flag again
+                };
+                for &member in members.iter().filter(|&&m| m != from.port()) {
+                    // A VM that is off drops its frames, as a cable to it would.
+                    let _ = socket.send_to(&frame[..len], ("127.0.0.1", member));
+                }
+            }
+        });
+        LinkHub {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The UDP port the VMs send their frames to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for LinkHub {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// VMs `vm1` (10.99.0.11), `vm2` (10.99.0.12), …, on one link segment ([`LinkHub`]).
+#[derive(Debug)]
+pub struct Cluster {
+    /// `vm1`, `vm2`, … in order.
+    pub vms: Vec<Vm>,
+    keys: Keys,
+    dir: PathBuf,
+    // Dropped after the VMs (fields drop in order), so no VM outlives its link.
+    _hub: LinkHub,
+}
+
+impl Cluster {
+    /// Creates `count` VMs' disks under a fresh directory of [`log_root`] named after `test`.
+    pub fn create(kit: &Kit, test: &str, count: u8) -> Cluster {
         let dir = log_root().join(format!(
             "{test}-{}-{}",
             std::process::id(),
@@ -463,25 +525,38 @@ impl Pair {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
         ));
-        let keys = Keys::generate(&dir.join("keys"), &["vm1", "vm2"]);
-        let link = [free_udp_port(), free_udp_port()];
-        let vms = [1u8, 2].map(|i| {
-            let spec = VmSpec {
-                name: format!("vm{i}"),
-                link_ip: format!("10.99.0.{}", 10 + i),
-                ssh_port: free_loopback_addr().port(),
-                link_port: link[usize::from(i - 1)],
-                peer_link_port: link[usize::from(2 - i)],
-                index: i,
-            };
-            Vm::create(kit, &dir.join(&spec.name), spec, &keys)
-        });
-        let pair = Pair { vms, keys, dir };
-        std::fs::write(pair.known_hosts_path(), pair.known_hosts()).expect("write known_hosts");
-        pair
+        let names: Vec<String> = (1..=count).map(|i| format!("vm{i}")).collect();
+        let keys = Keys::generate(
+            &dir.join("keys"),
+            &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let link: Vec<u16> = (0..count).map(|_| free_udp_port()).collect();
+        let hub = LinkHub::start(link.clone());
+        let vms = (1..=count)
+            .map(|i| {
+                let spec = VmSpec {
+                    name: format!("vm{i}"),
+                    link_ip: format!("10.99.0.{}", 10 + i),
+                    ssh_port: free_loopback_addr().port(),
+                    link_port: link[usize::from(i - 1)],
+                    hub_port: hub.port(),
+                    index: i,
+                };
+                Vm::create(kit, &dir.join(&spec.name), spec, &keys)
+            })
+            .collect();
+        let cluster = Cluster {
+            vms,
+            keys,
+            dir,
+            _hub: hub,
+        };
+        std::fs::write(cluster.known_hosts_path(), cluster.known_hosts())
+            .expect("write known_hosts");
+        cluster
     }
 
-    /// Boots both VMs in parallel and waits for both.
+    /// Boots every VM in parallel and waits for all of them.
     pub fn boot(&mut self) {
         for vm in &mut self.vms {
             vm.start();
@@ -503,7 +578,7 @@ impl Pair {
         self.keys.client_private_key()
     }
 
-    /// known_hosts lines pinning both VMs' host keys at their forwarded ports.
+    /// known_hosts lines pinning every VM's host key at its forwarded port.
     pub fn known_hosts(&self) -> String {
         self.vms
             .iter()
@@ -520,7 +595,7 @@ impl Pair {
         self.dir.join("keys/known_hosts")
     }
 
-    /// Runs `script` as root in VM `i` (0 or 1) over SSH and returns what happened.
+    /// Runs `script` as root in VM `i` (0 is `vm1`) over SSH and returns what happened.
     pub fn ssh(&self, i: usize, script: &str) -> Outcome {
         ssh_outcome(
             &self.vms[i].spec,
@@ -531,8 +606,8 @@ impl Pair {
         )
     }
 
-    /// Like [`Pair::ssh`] but panics (with the console log paths) unless it exits 0; returns
-    /// stdout.
+    /// Like [`Cluster::ssh`] but panics (with the console log paths) unless it exits 0;
+    /// returns stdout.
     pub fn ssh_ok(&self, i: usize, script: &str) -> String {
         let out = self.ssh(i, script);
         assert!(
@@ -556,7 +631,7 @@ impl Pair {
         )
     }
 
-    /// The directory holding both VMs and the keys.
+    /// The directory holding the VMs and the keys.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -1,9 +1,9 @@
-//! Issue #6, tier 4 (docs/design.md §8): the whole chain on Debian's real kernel, in two QEMU VMs
-//! (TCG) reached over SSH by the real terraform binary and the built provider. This is where
+//! Issue #6, tier 4 (docs/design.md §8): the whole chain on Debian's real kernel, in three QEMU
+//! VMs (TCG) reached over SSH by the real terraform binary and the built provider. This is where
 //! dm-crypt, LVM-thin and DRBD 8.4 actually run: data is written, replicated, encrypted at
 //! rest, grown in place, failed over, survives a power cut, and is gone after destroy.
 //!
-//! One test boots one pair of VMs and runs every scenario on it in turn, because booting
+//! One test boots one cluster of VMs and runs every scenario on it in turn, because booting
 //! under TCG is the expensive part. Each step prints `::: vm phase <name>: ok in <s>s`.
 //! Any failure message names the VMs' console logs, which stay on disk.
 //!
@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use acceptance_tests::host::{in_ci, is_root, which};
-use acceptance_tests::vm::{phase, Kit, Pair, POOL};
+use acceptance_tests::vm::{phase, Cluster, Kit, POOL};
 use acceptance_tests::{require, Requirement, Terraform, Workspace};
 
 const AGENT_COMMAND: &str = "blockstor-agent stdio --config /etc/blockstor/agent.toml";
@@ -66,6 +66,9 @@ variable "port_vm1" {
 variable "port_vm2" {
   type = number
 }
+variable "port_vm3" {
+  type = number
+}
 variable "agent_command" {
   type = string
 }
@@ -97,12 +100,28 @@ provider "blockstor" {
       agent_command = var.agent_command
     }
   }
+  node "vm3" {
+    address = "10.99.0.13"
+    ssh {
+      host          = "127.0.0.1"
+      port          = var.port_vm3
+      user          = "root"
+      private_key   = var.ssh_private_key
+      known_hosts   = var.known_hosts
+      agent_command = var.agent_command
+    }
+  }
 }
 "#
 }
 
-/// One RD on both VMs, with a cheap KDF (argon2 takes ~20 s under TCG).
+/// One RD on vm1 and vm2, with a cheap KDF (argon2 takes ~20 s under TCG).
 fn rd_hcl(rd: &str, stack: &[&str], size: &str) -> String {
+    rd_hcl_on(rd, stack, size, r#"nodes = ["vm1", "vm2"]"#)
+}
+
+/// One RD placed by `placement` (HCL lines: `nodes`, `diskless_nodes`).
+fn rd_hcl_on(rd: &str, stack: &[&str], size: &str, placement: &str) -> String {
     let stack = stack
         .iter()
         .map(|l| format!("\"{l}\""))
@@ -114,7 +133,7 @@ fn rd_hcl(rd: &str, stack: &[&str], size: &str) -> String {
 resource "blockstor_resource_definition" "rd" {{
   name           = "{rd}"
   resource_group = {{ name = "vm", place_count = 2, storage_pool = "{POOL}", layer_stack = [{stack}] }}
-  nodes          = ["vm1", "vm2"]
+  {placement}
   {passphrase}
   props          = {props}
   volume {{
@@ -136,28 +155,29 @@ resource "blockstor_resource_definition" "rd" {{
     )
 }
 
-/// Terraform in a fresh workspace, wired to both VMs over SSH.
-fn terraform_for(pair: &Pair, ws: &Workspace) -> Terraform {
+/// Terraform in a fresh workspace, wired to every VM over SSH.
+fn terraform_for(cluster: &Cluster, ws: &Workspace) -> Terraform {
     let mut tf = ws.terraform();
     tf.timeout(Duration::from_secs(900))
-        .var("ssh_private_key", pair.client_private_key())
-        .var("known_hosts", pair.known_hosts())
-        .var("port_vm1", pair.vms[0].spec.ssh_port.to_string())
-        .var("port_vm2", pair.vms[1].spec.ssh_port.to_string())
+        .var("ssh_private_key", cluster.client_private_key())
+        .var("known_hosts", cluster.known_hosts())
+        .var("port_vm1", cluster.vms[0].spec.ssh_port.to_string())
+        .var("port_vm2", cluster.vms[1].spec.ssh_port.to_string())
+        .var("port_vm3", cluster.vms[2].spec.ssh_port.to_string())
         .var("agent_command", AGENT_COMMAND)
         .var("passphrase", PASSPHRASE);
     tf
 }
 
 /// The agent's view of a node (stdio `node` request), as JSON.
-fn node_info(pair: &Pair, i: usize) -> serde_json::Value {
-    let out = pair.ssh_ok(i, &format!("echo '{{\"op\":\"node\"}}' | {AGENT_COMMAND}"));
+fn node_info(cluster: &Cluster, i: usize) -> serde_json::Value {
+    let out = cluster.ssh_ok(i, &format!("echo '{{\"op\":\"node\"}}' | {AGENT_COMMAND}"));
     serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("node info is not JSON ({e}): {out}"))
 }
 
 #[test]
-fn two_vms_run_the_whole_chain_on_the_real_kernel() {
+fn three_vms_run_the_whole_chain_on_the_real_kernel() {
     if !prerequisites_met() {
         return;
     }
@@ -166,48 +186,51 @@ fn two_vms_run_the_whole_chain_on_the_real_kernel() {
         Kit::build().unwrap_or_else(|e| panic!("{e}"))
     });
     eprintln!("::: vm guest kernel {}", kit.kernel_version());
-    let mut pair = Pair::create(&kit, "vm-chain");
-    eprintln!("::: vm files (console logs) under {}", pair.dir().display());
-    phase("boot two VMs", || pair.boot());
+    let mut cluster = Cluster::create(&kit, "vm-chain", 3);
+    eprintln!(
+        "::: vm files (console logs) under {}",
+        cluster.dir().display()
+    );
+    phase("boot three VMs", || cluster.boot());
 
-    phase("agent over ssh on both VMs", || {
-        for i in 0..2 {
-            let name = &pair.vms[i].spec.name;
-            let info = node_info(&pair, i);
+    phase("agent over ssh on every VM", || {
+        for i in 0..cluster.vms.len() {
+            let name = &cluster.vms[i].spec.name;
+            let info = node_info(&cluster, i);
             eprintln!("::: vm {name} node info: {info}");
             let versions = &info["versions"];
             let kernel = versions["drbd_kernel"].as_str().unwrap_or_default();
             assert!(
                 kernel.starts_with("8.4"),
                 "{name}: Debian's kernel carries DRBD 8.4, agent saw {versions}\n{}",
-                pair.console_hint()
+                cluster.console_hint()
             );
-            let proc_drbd = pair.ssh_ok(i, "head -n1 /proc/drbd");
+            let proc_drbd = cluster.ssh_ok(i, "head -n1 /proc/drbd");
             eprintln!("::: vm {name} /proc/drbd: {}", proc_drbd.trim());
             let pools = info["pools"].to_string();
             assert!(
                 pools.contains(POOL) && pools.contains("lvm-thin"),
                 "{name}: pool {POOL} (lvm-thin) missing: {pools}\n{}",
-                pair.console_hint()
+                cluster.console_hint()
             );
         }
     });
 
     chain(
-        &pair,
+        &cluster,
         "drbd+luks+storage",
         "vmdrbd",
         &["DRBD", "LUKS", "STORAGE"],
     );
-    chain(&pair, "luks+storage", "vmluks", &["LUKS", "STORAGE"]);
-    chain(&pair, "storage", "vmplain", &["STORAGE"]);
+    chain(&cluster, "luks+storage", "vmluks", &["LUKS", "STORAGE"]);
+    chain(&cluster, "storage", "vmplain", &["STORAGE"]);
     if std::env::var("BLOCKSTOR_VM_POWER_CUT").is_ok_and(|v| v == "0") {
         eprintln!("::: vm power cut scenario: left out (BLOCKSTOR_VM_POWER_CUT=0)");
     } else {
-        power_cut_mid_apply(&mut pair);
+        power_cut_mid_apply(&mut cluster);
     }
 
-    let rss: Vec<String> = pair
+    let rss: Vec<String> = cluster
         .vms
         .iter()
         .map(|vm| format!("{} {:?} MiB", vm.spec.name, vm.peak_rss_mib()))
@@ -223,12 +246,12 @@ fn two_vms_run_the_whole_chain_on_the_real_kernel() {
 /// backing LVs hold no plaintext (or, without LUKS, that they do: the check can see it), grow
 /// in place and grow the filesystem, (DRBD: fail over to vm2 and read the same checksum),
 /// destroy and check nothing remains.
-fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
+fn chain(cluster: &Cluster, label: &str, rd: &str, stack: &[&str]) {
     let drbd = stack.contains(&"DRBD");
     let luks = stack.contains(&"LUKS");
     let res = format!("/var/lib/blockstor/drbd.d/{rd}.res");
     let ws = Workspace::new();
-    let tf = terraform_for(pair, &ws);
+    let tf = terraform_for(cluster, &ws);
     let write = |size: &str| {
         ws.write(
             "main.tf",
@@ -236,7 +259,7 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
         );
     };
     write("64MiB");
-    let hint = pair.console_hint();
+    let hint = cluster.console_hint();
     phase(&format!("{label}: terraform init"), || {
         tf.init().assert_success();
     });
@@ -259,10 +282,10 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
     let (dev1, dev2) = (device_of("vm1"), device_of("vm2"));
     if drbd {
         for i in 0..2 {
-            let head = pair.ssh_ok(i, &format!("grep -m4 . {res}"));
+            let head = cluster.ssh_ok(i, &format!("grep -m4 . {res}"));
             eprintln!(
                 "::: vm {} rendered {res}: {}",
-                pair.vms[i].spec.name,
+                cluster.vms[i].spec.name,
                 head.replace('\n', " | ")
             );
         }
@@ -274,23 +297,24 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
         String::new()
     };
     let sum = phase(&format!("{label}: mkfs + write marker on vm1"), || {
-        pair.ssh_ok(
-            0,
-            &format!(
-                "set -e; {primary}mkfs.ext4 -q {dev1}; mkdir -p /mnt/{rd}; \
+        cluster
+            .ssh_ok(
+                0,
+                &format!(
+                    "set -e; {primary}mkfs.ext4 -q {dev1}; mkdir -p /mnt/{rd}; \
                  mount {dev1} /mnt/{rd}; \
                  for i in $(seq 1 2000); do echo {MARKER}; done > /mnt/{rd}/data; \
                  dd if=/dev/urandom of=/mnt/{rd}/random bs=1M count=8 status=none; sync; \
                  cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum | cut -d' ' -f1"
-            ),
-        )
-        .trim()
-        .to_owned()
+                ),
+            )
+            .trim()
+            .to_owned()
     });
 
     if drbd {
         phase(&format!("{label}: both replicas UpToDate"), || {
-            wait_uptodate(pair, &res, rd)
+            wait_uptodate(cluster, &res, rd)
         });
     }
 
@@ -306,12 +330,12 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
         ),
         || {
             for &i in &lvs {
-                let out = pair.ssh(i, &format!("grep -a -c {MARKER} /dev/vg0/{rd}_00000"));
+                let out = cluster.ssh(i, &format!("grep -a -c {MARKER} /dev/vg0/{rd}_00000"));
                 let count: u64 = out.stdout.trim().parse().unwrap_or(0);
-                let name = &pair.vms[i].spec.name;
+                let name = &cluster.vms[i].spec.name;
                 if luks {
                     assert_eq!(count, 0, "{name}: plaintext on the backing LV:\n{out}");
-                    pair.ssh_ok(i, &format!("cryptsetup isLuks /dev/vg0/{rd}_00000"));
+                    cluster.ssh_ok(i, &format!("cryptsetup isLuks /dev/vg0/{rd}_00000"));
                 } else {
                     assert!(count > 0, "{name}: marker not found on the LV:\n{out}");
                 }
@@ -323,7 +347,7 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
         write("128MiB");
         let apply = tf.apply();
         assert!(apply.status.success(), "{apply}\n{hint}");
-        let df = pair.ssh_ok(
+        let df = cluster.ssh_ok(
             0,
             &format!(
                 "set -e; resize2fs {dev1} >/dev/null 2>&1; \
@@ -348,11 +372,11 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
 
     if drbd {
         phase(&format!("{label}: fail over to vm2, same checksum"), || {
-            pair.ssh_ok(
+            cluster.ssh_ok(
                 0,
                 &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
             );
-            let got = pair.ssh_ok(
+            let got = cluster.ssh_ok(
                 1,
                 &format!(
                     "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
@@ -363,7 +387,7 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
             assert_eq!(got.trim(), sum, "vm2 read different data\n{hint}");
         });
     } else {
-        pair.ssh_ok(0, &format!("umount /mnt/{rd}"));
+        cluster.ssh_ok(0, &format!("umount /mnt/{rd}"));
         let _ = dev2;
     }
 
@@ -371,7 +395,7 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
         let destroy = tf.destroy();
         assert!(destroy.status.success(), "{destroy}\n{hint}");
         for i in 0..2 {
-            let left = pair.ssh_ok(
+            let left = cluster.ssh_ok(
                 i,
                 &format!(
                     "lvs --noheadings -o lv_name vg0 | grep -c {rd} || true; \
@@ -384,7 +408,7 @@ fn chain(pair: &Pair, label: &str, rd: &str, stack: &[&str]) {
                 counts,
                 ["0", "0", "0", "0"],
                 "{}: leftovers (LVs, mappers, DRBD minors, .res): {left}\n{hint}",
-                pair.vms[i].spec.name
+                cluster.vms[i].spec.name
             );
         }
     });
@@ -417,12 +441,12 @@ exec /usr/sbin/drbdadm "$@"
 /// while one replica is Primary.
 /// Then vm2 boots, one re-apply must converge: both replicas UpToDate at the new size, and
 /// the data written before the cut reads back on vm2 after failing over.
-fn power_cut_mid_apply(pair: &mut Pair) {
+fn power_cut_mid_apply(cluster: &mut Cluster) {
     let (label, rd) = ("power cut", "vmcrash");
     let stack = ["DRBD", "LUKS", "STORAGE"];
     let res = format!("/var/lib/blockstor/drbd.d/{rd}.res");
     let ws = Workspace::new();
-    let tf = terraform_for(pair, &ws);
+    let tf = terraform_for(cluster, &ws);
     let write = |size: &str| {
         ws.write(
             "main.tf",
@@ -430,7 +454,7 @@ fn power_cut_mid_apply(pair: &mut Pair) {
         );
     };
     write("64MiB");
-    let hint = pair.console_hint();
+    let hint = cluster.console_hint();
     tf.init().assert_success();
     let apply = phase(&format!("{label}: apply on vm1+vm2"), || tf.apply());
     assert!(apply.status.success(), "{apply}\n{hint}");
@@ -446,7 +470,7 @@ fn power_cut_mid_apply(pair: &mut Pair) {
     let sum = phase(
         &format!("{label}: write on vm1 (stays Primary), sync"),
         || {
-            let sum = pair.ssh_ok(
+            let sum = cluster.ssh_ok(
                 0,
                 &format!(
                 "set -e; drbdadm -c {res} primary {rd}; mkfs.ext4 -q {dev}; mkdir -p /mnt/{rd}; \
@@ -455,7 +479,7 @@ fn power_cut_mid_apply(pair: &mut Pair) {
                  umount /mnt/{rd}"
             ),
             );
-            wait_uptodate(pair, &res, rd);
+            wait_uptodate(cluster, &res, rd);
             sum.trim().to_owned()
         },
     );
@@ -464,7 +488,7 @@ fn power_cut_mid_apply(pair: &mut Pair) {
         &format!("{label}: grow, pull vm2's plug before either drbdadm resize"),
         || {
             for i in 0..2 {
-                pair.ssh_ok(
+                cluster.ssh_ok(
                     i,
                     &format!(
                         "set -e; cat > /usr/local/sbin/drbdadm <<'EOF'\n{RESIZE_HOLD}EOF\n\
@@ -478,7 +502,7 @@ fn power_cut_mid_apply(pair: &mut Pair) {
             let apply = std::thread::spawn(move || runner.apply());
             let started = std::time::Instant::now();
             for i in 0..2 {
-                while !pair
+                while !cluster
                     .ssh(i, "test -e /run/blockstor-resize-reached")
                     .status
                     .success()
@@ -487,22 +511,23 @@ fn power_cut_mid_apply(pair: &mut Pair) {
                         !apply.is_finished() && started.elapsed() < Duration::from_secs(300),
                         "{} never reached `drbdadm resize` (is /usr/local/sbin first on the \
                          agent's PATH?)\n{hint}",
-                        pair.vms[i].spec.name
+                        cluster.vms[i].spec.name
                     );
                     std::thread::sleep(Duration::from_millis(300));
                 }
             }
-            let lvs: Vec<f64> = (0..2)
-                .map(|i| {
-                    pair.ssh_ok(
+            let lvs: Vec<f64> =
+                (0..2)
+                    .map(|i| {
+                        cluster.ssh_ok(
                         i,
                         &format!("lvs --noheadings --units k --nosuffix -o lv_size vg0/{rd}_00000"),
                     )
                     .trim()
                     .parse()
                     .unwrap_or(0.0)
-                })
-                .collect();
+                    })
+                    .collect();
             eprintln!(
                 "::: vm {label}: both VMs hold their drbdadm resize {:.1}s into the apply, LVs \
                  {lvs:?} KiB; pulling vm2's plug",
@@ -512,11 +537,11 @@ fn power_cut_mid_apply(pair: &mut Pair) {
                 lvs.iter().all(|&kib| kib > 65536.0),
                 "an LV has not grown before its resize: {lvs:?}"
             );
-            pair.vms[1].power_off();
+            cluster.vms[1].power_off();
             // vm1's resize then runs against a peer DRBD knows is gone (ping timeout).
             let cut = std::time::Instant::now();
             loop {
-                let cstate = pair.ssh_ok(0, &format!("drbdadm -c {res} cstate {rd}"));
+                let cstate = cluster.ssh_ok(0, &format!("drbdadm -c {res} cstate {rd}"));
                 if cstate.trim() != "Connected" {
                     eprintln!(
                         "::: vm {label}: vm1 sees {} {:.1}s after the cut; releasing its resize",
@@ -531,9 +556,9 @@ fn power_cut_mid_apply(pair: &mut Pair) {
                 );
                 std::thread::sleep(Duration::from_millis(500));
             }
-            pair.ssh_ok(0, "rm -f /run/blockstor-hold-resize");
+            cluster.ssh_ok(0, "rm -f /run/blockstor-hold-resize");
             let out = apply.join().expect("apply thread");
-            pair.ssh_ok(
+            cluster.ssh_ok(
                 0,
                 "rm -f /usr/local/sbin/drbdadm /run/blockstor-resize-reached",
             );
@@ -548,31 +573,33 @@ fn power_cut_mid_apply(pair: &mut Pair) {
             .lines()
             .find(|l| l.contains("Error"))
             .unwrap_or("no error line"),
-        pair.ssh(0, "cat /proc/drbd | tail -n2 | tr -s ' \\n' ' '")
+        cluster
+            .ssh(0, "cat /proc/drbd | tail -n2 | tr -s ' \\n' ' '")
             .stdout
     );
     phase(&format!("{label}: boot vm2 again"), || {
-        pair.crash_and_reboot(1)
+        cluster.crash_and_reboot(1)
     });
-    let hint = pair.console_hint();
-    pair.ssh_ok(1, "rm -f /usr/local/sbin/drbdadm");
+    let hint = cluster.console_hint();
+    cluster.ssh_ok(1, "rm -f /usr/local/sbin/drbdadm");
     phase(&format!("{label}: one re-apply converges"), || {
         let apply = tf.apply();
         assert!(apply.status.success(), "{apply}\n{hint}");
-        wait_uptodate(pair, &res, rd);
+        wait_uptodate(cluster, &res, rd);
         // Both replicas at the new size (sectors; 64 MiB is 131072) and nothing left to sync.
         let started = std::time::Instant::now();
         loop {
             let sizes: Vec<u64> = (0..2)
                 .map(|i| {
-                    pair.ssh(i, &format!("cat {sysfs_size}"))
+                    cluster
+                        .ssh(i, &format!("cat {sysfs_size}"))
                         .stdout
                         .trim()
                         .parse()
                         .unwrap_or(0)
                 })
                 .collect();
-            let proc_drbd = pair.ssh_ok(0, "cat /proc/drbd");
+            let proc_drbd = cluster.ssh_ok(0, "cat /proc/drbd");
             let synced = proc_drbd.contains("ds:UpToDate/UpToDate") && proc_drbd.contains("oos:0");
             if synced && sizes.iter().all(|&s| s > 131072) {
                 eprintln!("::: vm {label}: both replicas {sizes:?} sectors, in sync");
@@ -582,8 +609,8 @@ fn power_cut_mid_apply(pair: &mut Pair) {
                 started.elapsed() < Duration::from_secs(300),
                 "replicas not grown/in sync after the re-apply: sizes {sizes:?} sectors\n\
                  {proc_drbd}\nvm1 dmesg:\n{}\nvm2 dmesg:\n{}\n{hint}",
-                pair.ssh(0, "dmesg | grep -i drbd | tail -n 25").stdout,
-                pair.ssh(1, "dmesg | grep -i drbd | tail -n 25").stdout,
+                cluster.ssh(0, "dmesg | grep -i drbd | tail -n 25").stdout,
+                cluster.ssh(1, "dmesg | grep -i drbd | tail -n 25").stdout,
             );
             std::thread::sleep(Duration::from_secs(3));
         }
@@ -591,8 +618,8 @@ fn power_cut_mid_apply(pair: &mut Pair) {
     phase(
         &format!("{label}: data intact on vm2 after fail-over"),
         || {
-            pair.ssh_ok(0, &format!("drbdadm -c {res} secondary {rd}"));
-            let got = pair.ssh_ok(
+            cluster.ssh_ok(0, &format!("drbdadm -c {res} secondary {rd}"));
+            let got = cluster.ssh_ok(
                 1,
                 &format!(
                     "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
@@ -621,20 +648,20 @@ fn power_cut_mid_apply(pair: &mut Pair) {
 }
 
 /// Waits until vm1 sees both disks UpToDate (DRBD 8.4 `dstate` prints `UpToDate/UpToDate`).
-fn wait_uptodate(pair: &Pair, res: &str, rd: &str) {
+fn wait_uptodate(cluster: &Cluster, res: &str, rd: &str) {
     let started = std::time::Instant::now();
     loop {
-        let state = pair.ssh_ok(0, &format!("drbdadm -c {res} dstate {rd}"));
+        let state = cluster.ssh_ok(0, &format!("drbdadm -c {res} dstate {rd}"));
         if state.trim() == "UpToDate/UpToDate" {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "replicas not in sync: {state}; /proc/drbd: {}\n{}",
-            pair.ssh(0, "cat /proc/drbd").stdout,
-            pair.console_hint()
+            cluster.ssh(0, "cat /proc/drbd").stdout,
+            cluster.console_hint()
         );
         std::thread::sleep(Duration::from_secs(3));
     }
-    eprintln!("{}", pair.ssh_ok(0, "cat /proc/drbd"));
+    eprintln!("{}", cluster.ssh_ok(0, "cat /proc/drbd"));
 }
