@@ -12,12 +12,14 @@
 //!   skip-or-fail rule for tests that need it.
 //! - [`http`]: the one HTTP/1.1 test client for the agent's API (also used by the agent's tests).
 //! - [`loops`]: loop devices backed by files under a directory, detached on cleanup.
+//! - [`drbd_res`]: what a rendered `.res` says, read through `drbdadm dump`.
 //!
 //! Tests build nothing themselves: `scripts/test.sh` runs
 //! `cargo build --release -p terraform-provider-blockstor -p blockstor-agent` first.
 
 pub mod agent;
 pub mod binaries;
+pub mod drbd_res;
 pub mod host;
 pub mod http;
 pub mod loops;

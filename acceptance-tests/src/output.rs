@@ -54,6 +54,34 @@ impl Outcome {
         self
     }
 
+    /// Terraform's warnings in stdout and stderr, each as its summary, the `with …`/`on …`
+    /// lines and the detail paragraph; without the "Provider development overrides" warning
+    /// every acceptance run shows.
+    pub fn warnings(&self) -> Vec<String> {
+        let text = self.combined();
+        let mut out = Vec::new();
+        for block in text.split("Warning: ").skip(1) {
+            if block.starts_with("Provider development overrides") {
+                continue;
+            }
+            let mut paragraphs = block.split("\n\n").filter(|p| !p.trim().is_empty());
+            let mut warning = paragraphs.next().unwrap_or_default().to_owned();
+            if let Some(next) = paragraphs.next() {
+                warning.push('\n');
+                warning.push_str(next);
+                let trimmed = next.trim_start();
+                if trimmed.starts_with("with ") || trimmed.starts_with("on ") {
+                    if let Some(detail) = paragraphs.next() {
+                        warning.push('\n');
+                        warning.push_str(detail);
+                    }
+                }
+            }
+            out.push(warning);
+        }
+        out
+    }
+
     /// Panics if stdout or stderr contains `needle`. The needle is not printed: it is
     /// usually a secret.
     pub fn assert_not_contains_secret(&self, needle: &str) -> &Self {
@@ -71,5 +99,30 @@ impl fmt::Display for Outcome {
         writeln!(f, "$ {}  (exit: {})", self.command, self.status)?;
         writeln!(f, "--- stdout ---\n{}", self.stdout)?;
         write!(f, "--- stderr ---\n{}", self.stderr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn warnings_skip_the_dev_overrides_one_and_keep_summary_and_detail() {
+        let out = Outcome {
+            command: "terraform plan".into(),
+            status: ExitStatus::from_raw(0),
+            stdout: "\nWarning: Provider development overrides are in effect\n\nThe \
+                     following provider development overrides are set: n1\n\nPlan: 1 to add\n\n\
+                     Warning: Replacing destroys data\n\n  with blockstor_resource_definition.x,\n  \
+                     on main.tf line 3:\n\nThe data on n1 is destroyed.\n\nmore text\n"
+                .into(),
+            stderr: String::new(),
+        };
+        let w = out.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("Replacing destroys data"), "{w:?}");
+        assert!(w[0].contains("The data on n1 is destroyed."), "{w:?}");
+        assert!(!w[0].contains("more text"), "{w:?}");
     }
 }

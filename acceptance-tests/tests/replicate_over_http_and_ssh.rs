@@ -6,11 +6,11 @@
 //! drbd kernel module: where it is missing, apply must stop there with a diagnostic naming the
 //! node and the module.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use acceptance_tests::agent::{free_loopback_addr, write_config};
+use acceptance_tests::drbd_res::{dump, facts, res_files, res_of};
 use acceptance_tests::sshd::SshServer;
 use acceptance_tests::{
     binaries, host, loops, require, AgentConfig, AgentProcess, Outcome, Requirement, Terraform,
@@ -174,95 +174,6 @@ fn check_apply(apply: &Outcome) {
         "the diagnostic should name the node:\n{apply}"
     );
     eprintln!("note: stopped at DRBD up: this kernel has no drbd module (as expected)");
-}
-
-/// What one rendered `.res` says about one resource, as parsed from `drbdadm dump`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct ResFacts {
-    /// `on <host>` → (node-id, address:port, minors).
-    hosts: BTreeMap<String, (String, String, Vec<String>)>,
-}
-
-/// `drbdadm -c FILE dump` must pass; returns the normalised dump.
-fn dump(res: &Path) -> String {
-    let out = Command::new("drbdadm")
-        .arg("-c")
-        .arg(res)
-        .arg("dump")
-        .output()
-        .expect("run drbdadm");
-    assert!(
-        out.status.success(),
-        "drbdadm -c {} dump failed:\n{}\n{}",
-        res.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Extracts, per `on <host> { … }` section: node-id, address and the minors of its volumes.
-fn facts(dump: &str) -> ResFacts {
-    let mut facts = ResFacts::default();
-    let mut current: Option<String> = None;
-    for line in dump.lines().map(str::trim) {
-        let words: Vec<&str> = line
-            .trim_end_matches(['{', ';'])
-            .split_whitespace()
-            .collect();
-        match words.as_slice() {
-            ["on", host, ..] => {
-                current = Some(host.to_string());
-                facts.hosts.entry(host.to_string()).or_default();
-            }
-            ["node-id", id] => {
-                if let Some(h) = &current {
-                    facts.hosts.get_mut(h).unwrap().0 = id.to_string();
-                }
-            }
-            ["address", .., addr] => {
-                if let Some(h) = &current {
-                    facts.hosts.get_mut(h).unwrap().1 = addr.to_string();
-                }
-            }
-            ["device", dev, ..] => {
-                if let Some(h) = &current {
-                    let minor = dev.trim_start_matches("/dev/drbd").to_string();
-                    let minor = words
-                        .iter()
-                        .position(|w| *w == "minor")
-                        .and_then(|i| words.get(i + 1))
-                        .map(|m| m.to_string())
-                        .unwrap_or(minor);
-                    facts.hosts.get_mut(h).unwrap().2.push(minor);
-                }
-            }
-            _ => {}
-        }
-        if line == "}" && words.is_empty() {
-            // Closing braces end sections; the next "on" sets a new one.
-        }
-    }
-    facts
-}
-
-/// The rendered `.res` files under a node's state dir.
-fn res_files(state_dir: &Path) -> Vec<PathBuf> {
-    loops::files_under(&state_dir.join("drbd.d"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "res"))
-        .collect()
-}
-
-fn res_of(state_dir: &Path, rd: &str) -> PathBuf {
-    let path = state_dir.join("drbd.d").join(format!("{rd}.res"));
-    assert!(
-        path.is_file(),
-        "{} was not rendered; found {:?}",
-        path.display(),
-        res_files(state_dir)
-    );
-    path
 }
 
 #[test]
