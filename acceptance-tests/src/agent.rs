@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::drbd_standin::DrbdStandIn;
 use crate::{binaries, loops};
 
 /// How long the agent may take to answer `GET /v1/node` after start.
@@ -26,6 +27,8 @@ pub struct AgentConfig {
     /// `linstor_res_dir`, where the agent looks for LINSTOR's `.res` files; `None` leaves
     /// the agent's default.
     pub linstor_res_dir: Option<PathBuf>,
+    /// Run the agent with [`DrbdStandIn`] in place of the DRBD kernel module this host lacks.
+    pub drbd_standin: bool,
 }
 
 impl Default for AgentConfig {
@@ -36,6 +39,7 @@ impl Default for AgentConfig {
             // A per-process token: nothing guessable, nothing shared between test runs.
             token: format!("acc-{}-{}", std::process::id(), unique()),
             linstor_res_dir: None,
+            drbd_standin: false,
         }
     }
 }
@@ -47,6 +51,7 @@ pub struct AgentProcess {
     addr: SocketAddr,
     dir: PathBuf,
     config: AgentConfig,
+    standin: Option<DrbdStandIn>,
 }
 
 impl AgentProcess {
@@ -59,7 +64,18 @@ impl AgentProcess {
         let addr = free_loopback_addr();
         let config_file = write_config(dir, &config, addr);
         let log = File::create(dir.join("agent.log")).expect("create agent log");
-        let child = Command::new(binaries::agent())
+        let standin = config
+            .drbd_standin
+            .then(|| DrbdStandIn::install(&dir.join("drbd-standin")));
+        let mut cmd = match &standin {
+            Some(s) => s.command(
+                &binaries::agent(),
+                &config.node_name,
+                &dir.join("state/drbd.d"),
+            ),
+            None => Command::new(binaries::agent()),
+        };
+        let child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&config_file)
@@ -74,6 +90,7 @@ impl AgentProcess {
             addr,
             dir: dir.to_path_buf(),
             config,
+            standin,
         };
         agent.wait_ready();
         agent
@@ -87,6 +104,11 @@ impl AgentProcess {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The DRBD stand-in this agent runs with, when [`AgentConfig::drbd_standin`] asked for one.
+    pub fn drbd_standin(&self) -> Option<&DrbdStandIn> {
+        self.standin.as_ref()
     }
 
     /// The bearer token.

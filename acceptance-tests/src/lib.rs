@@ -13,6 +13,7 @@
 //! - [`http`]: the one HTTP/1.1 test client for the agent's API (also used by the agent's tests).
 //! - [`loops`]: loop devices backed by files under a directory, detached on cleanup.
 //! - [`drbd_res`]: what a rendered `.res` says, read through `drbdadm dump`.
+//! - [`drbd_standin`]: a stand-in for the DRBD kernel module this host lacks.
 //!
 //! Tests build nothing themselves: `scripts/test.sh` runs
 //! `cargo build --release -p terraform-provider-blockstor -p blockstor-agent` first.
@@ -20,6 +21,7 @@
 pub mod agent;
 pub mod binaries;
 pub mod drbd_res;
+pub mod drbd_standin;
 pub mod host;
 pub mod http;
 pub mod loops;
