@@ -167,12 +167,45 @@ async fn validate(
 }
 
 fn errors_on(diags: &[tf::Diagnostic], attr: &str) -> Vec<String> {
+    on(diags, attr, 1)
+}
+
+fn warnings_on(diags: &[tf::Diagnostic], attr: &str) -> Vec<String> {
+    on(diags, attr, 2)
+}
+
+fn on(diags: &[tf::Diagnostic], attr: &str, severity: i32) -> Vec<String> {
     let path = crate::resources::diag::AttrPath::attr(attr).to_proto();
     diags
         .iter()
-        .filter(|d| d.severity == 1 && d.attribute.as_ref() == Some(&path))
+        .filter(|d| d.severity == severity && d.attribute.as_ref() == Some(&path))
         .map(|d| format!("{} {}", d.summary, d.detail))
         .collect()
+}
+
+/// ApplyResourceChange of an update that must fail: its diagnostics, after checking that
+/// state stays the prior one.
+async fn apply_refused(
+    p: &BlockstorProvider,
+    prior: &Value,
+    planned: &Planned,
+    config: &Value,
+) -> Vec<tf::Diagnostic> {
+    let s = rd_schema();
+    let r = p
+        .apply_resource_change(Request::new(tf::apply_resource_change::Request {
+            type_name: RESOURCE_DEFINITION.into(),
+            prior_state: dv(prior, s),
+            planned_state: dv(&planned.state, s),
+            config: dv(config, s),
+            planned_private: planned.private.clone(),
+            provider_meta: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(&undv(r.new_state, s), prior, "state stays as it was");
+    r.diagnostics
 }
 
 #[tokio::test]
@@ -242,16 +275,23 @@ async fn passphrase_wo_reaches_the_agent_and_never_the_plan_or_state_and_a_new_o
     assert!(same.diags.is_empty(), "{:?}", same.diags);
     assert_eq!(same.state, state, "no change planned");
 
-    // A new value without the old one: the rotation needs it.
+    // A new value without the old one: the rotation needs it. Plan warns (an error would stop
+    // `terraform destroy`, which plans first); apply refuses before any agent call.
     let rotated = config(NEW, None);
     let refused = plan(&p, &state, &rotated, &private).await;
     assert_eq!(
-        errors_on(&refused.diags, "passphrase_wo").len(),
+        warnings_on(&refused.diags, "passphrase_wo").len(),
         1,
         "{:?}",
         refused.diags
     );
+    assert!(errors_on(&refused.diags, "passphrase_wo").is_empty());
     assert!(refused.diags[0].detail.contains("previous_passphrase_wo"));
+    let calls = agent.calls.lock().unwrap().len();
+    let diags = apply_refused(&p, &state, &refused, &rotated).await;
+    assert_eq!(errors_on(&diags, "passphrase_wo").len(), 1, "{diags:?}");
+    assert!(diags[0].detail.contains("previous_passphrase_wo"));
+    assert_eq!(agent.calls.lock().unwrap().len(), calls, "no agent asked");
 
     // With previous_passphrase_wo: an in-place rotation, old → new, fingerprint renewed.
     let rotated = config(NEW, Some(OLD));
@@ -282,10 +322,16 @@ async fn passphrase_wo_reaches_the_agent_and_never_the_plan_or_state_and_a_new_o
     );
     let refused = plan(&p, &after, &wrong, &[]).await;
     assert_eq!(
-        errors_on(&refused.diags, "previous_passphrase_wo").len(),
+        warnings_on(&refused.diags, "previous_passphrase_wo").len(),
         1,
         "{:?}",
         refused.diags
+    );
+    let diags = apply_refused(&p, &after, &refused, &wrong).await;
+    assert_eq!(
+        errors_on(&diags, "previous_passphrase_wo").len(),
+        1,
+        "{diags:?}"
     );
 }
 

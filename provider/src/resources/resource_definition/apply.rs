@@ -55,6 +55,15 @@ pub async fn apply(
     if planned.is_null() {
         return delete(cluster, prior, private).await;
     }
+    // Read once for this call: the refusal check and the request use the same secrets.
+    let secrets = Passphrases::read(config);
+    if !prior.is_null() {
+        // Plan only warned about these (see `plan::update_refusals`); no agent is asked.
+        let refused = super::plan::update_refusals(prior, config, &secrets);
+        if refused.has_errors() {
+            return fail(prior, private, refused);
+        }
+    }
     // Plan decided no agent has anything to do (e.g. only `description` changed).
     if planned.is_wholly_known() {
         return Applied {
@@ -65,7 +74,12 @@ pub async fn apply(
     }
     let op = if prior.is_null() { "create" } else { "update" };
     let limit = timeout(config, op);
-    match tokio::time::timeout(limit, converge(cluster, prior, planned, config, private)).await {
+    match tokio::time::timeout(
+        limit,
+        converge(cluster, prior, planned, config, private, &secrets),
+    )
+    .await
+    {
         Ok(applied) => applied,
         Err(_) => {
             let mut diags = Diagnostics::default();
@@ -113,11 +127,11 @@ async fn converge(
     planned: &Value,
     config: &Value,
     private: &[u8],
+    secrets: &Passphrases,
 ) -> Applied {
     let mut diags = Diagnostics::default();
-    let secrets = Passphrases::read(config);
-    let eff = resolve::effective(config, &secrets);
-    let request = match Request::of(prior, config, &eff, &secrets) {
+    let eff = resolve::effective(config, secrets);
+    let request = match Request::of(prior, config, &eff, secrets) {
         Ok(r) => r,
         Err(Invalid::NameOrStack) => {
             diags.error_global(

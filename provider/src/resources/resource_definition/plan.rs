@@ -4,11 +4,13 @@
 //! volume growth, props and drift are in-place (replicas become unknown: the agents converge);
 //! a new passphrase is a rotation, in place; a new name, effective stack, node set or pool
 //! requires replacement; shrinking a
-//! volume is an error on that volume.
+//! volume, or rotating without the old passphrase, is refused: a warning at plan, an error at
+//! apply ([`update_refusals`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use blockstor_proto::tfplugin6 as tf;
 use blockstor_proto::wire::Passphrase;
 use blockstor_proto::{Layer, NodeName, Size};
 
@@ -90,6 +92,7 @@ pub fn plan(
         plan_create(planned, &eff, has_luks);
         out.private = Vec::new();
     } else {
+        let mut refused = Diagnostics::default();
         plan_update(
             prior,
             planned,
@@ -97,11 +100,51 @@ pub fn plan(
             secrets,
             &eff,
             &mut out.requires_replace,
-            &mut out.diags,
+            &mut refused,
         );
+        out.diags.extend(as_warnings(refused));
     }
     plan_steps(prior, planned);
     out
+}
+
+/// What refuses to change the existing object `prior` into `config` (a rotation without the
+/// old passphrase, a shrink): errors, enforced by apply before it asks any agent.
+///
+/// Plan reports them only as warnings: since Terraform 1.3, `terraform destroy` first runs a
+/// normal plan, which cannot be told from any other (the request carries no flag), and an
+/// error there would stop a user who only wants to delete.
+pub fn update_refusals(prior: &Value, config: &Value, secrets: &Passphrases) -> Diagnostics {
+    let mut refused = Diagnostics::default();
+    let eff = resolve::effective(config, secrets);
+    let mut scratch = config.clone();
+    plan_update(
+        prior,
+        &mut scratch,
+        config,
+        secrets,
+        &eff,
+        &mut Vec::new(),
+        &mut refused,
+    );
+    refused
+}
+
+/// The refusals of an update, as plan shows them: the apply will fail on them.
+fn as_warnings(refused: Diagnostics) -> Diagnostics {
+    let warning = tf::diagnostic::Severity::Warning as i32;
+    Diagnostics(
+        refused
+            .0
+            .into_iter()
+            .map(|d| tf::Diagnostic {
+                severity: warning,
+                summary: format!("Apply will fail: {}", d.summary),
+                detail: format!("{} (A warning here so that `terraform destroy`, which plans first, is not stopped by it; the apply of this change stops with this error before it touches any node.)", d.detail),
+                ..d
+            })
+            .collect(),
+    )
 }
 
 /// `planned_steps`: unknown when the agents will run something ([`super::preview`] asks

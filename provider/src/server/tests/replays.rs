@@ -162,3 +162,118 @@ async fn taint_plans_a_create_whose_steps_the_destroy_cannot_change() {
     replan_after_destroy_and_create(&p, &saved, &cfg).await;
     assert_eq!(agent.resources.lock().unwrap().len(), 1, "created again");
 }
+
+/// PlanResourceChange of a destroy: proposed and config null, as Terraform's `planDestroy`
+/// sends it.
+async fn plan_destroy(p: &BlockstorProvider, prior: &Value, private: &[u8]) -> Planned {
+    let s = rd_schema();
+    let r = p
+        .plan_resource_change(Request::new(tf::plan_resource_change::Request {
+            type_name: RESOURCE_DEFINITION.into(),
+            prior_state: dv(prior, s),
+            proposed_new_state: dv(&Value::Null, s),
+            config: dv(&Value::Null, s),
+            prior_private: private.to_vec(),
+            provider_meta: None,
+            client_capabilities: super::tf_1_11(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    Planned {
+        state: r.planned_state.map_or(Value::Null, |v| undv(Some(v), s)),
+        private: r.planned_private,
+        diags: r.diagnostics,
+    }
+}
+
+fn sized(mut cfg: Value, size: &str) -> Value {
+    cfg.set(
+        "volume",
+        Value::List(vec![Value::object([
+            ("number", Value::int(0)),
+            ("size", Value::string(size)),
+        ])]),
+    );
+    cfg
+}
+
+/// `terraform destroy` (≥ 1.3) with a configuration that changes what cannot change: first a
+/// normal plan (ReadResource, PlanResourceChange with the configuration) whose errors would
+/// stop the destroy, then the destroy plan and apply.
+async fn destroy_is_not_stopped_by(changed: Value) {
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let p = BlockstorProvider::with_cluster(FakeAgent::cluster_of([agent.clone()]));
+    let cfg = sized(config(OLD, None), "128MiB");
+    let created = plan(&p, &Value::Null, &cfg, &[]).await;
+    let (state, private) = apply(&p, &Value::Null, &created, &cfg).await;
+
+    let state = read(&p, &state, &private).await;
+    let refresh = plan(&p, &state, &changed, &private).await;
+    let errors: Vec<_> = refresh.diags.iter().filter(|d| d.severity == 1).collect();
+    assert!(errors.is_empty(), "the pre-destroy plan fails: {errors:?}");
+    assert!(
+        refresh
+            .diags
+            .iter()
+            .any(|d| d.severity == 2 && d.summary.starts_with("Apply will fail")),
+        "plan still says the change cannot be applied: {:?}",
+        refresh.diags
+    );
+
+    let planned = plan_destroy(&p, &state, &private).await;
+    assert!(planned.diags.is_empty(), "{:?}", planned.diags);
+    assert!(planned.state.is_null());
+    let diags = destroy(&p, &state, &planned.private).await;
+    assert!(diags.is_empty(), "{diags:?}");
+    assert!(agent
+        .calls
+        .lock()
+        .unwrap()
+        .contains(&"delete db".to_owned()));
+    assert!(agent.resources.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn destroy_is_not_stopped_by_a_rotation_without_the_old_passphrase() {
+    destroy_is_not_stopped_by(sized(config(super::NEW, None), "128MiB")).await;
+}
+
+#[tokio::test]
+async fn destroy_is_not_stopped_by_a_shrink() {
+    destroy_is_not_stopped_by(sized(config(OLD, None), "64MiB")).await;
+}
+
+/// The same changes applied as an update: refused with the error, before any agent call.
+#[tokio::test]
+async fn an_update_that_cannot_be_applied_fails_at_apply_before_any_agent_call() {
+    for (changed, attr) in [
+        (sized(config(super::NEW, None), "128MiB"), "passphrase_wo"),
+        (sized(config(OLD, None), "64MiB"), "volume"),
+    ] {
+        let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+        let p = BlockstorProvider::with_cluster(FakeAgent::cluster_of([agent.clone()]));
+        let cfg = sized(config(OLD, None), "128MiB");
+        let created = plan(&p, &Value::Null, &cfg, &[]).await;
+        let (state, private) = apply(&p, &Value::Null, &created, &cfg).await;
+        let state = read(&p, &state, &private).await;
+        let planned = plan(&p, &state, &changed, &private).await;
+        let calls = agent.calls.lock().unwrap().clone();
+        let diags = super::apply_refused(&p, &state, &planned, &changed).await;
+        let errors: Vec<_> = diags.iter().filter(|d| d.severity == 1).collect();
+        assert_eq!(errors.len(), 1, "{attr}: {diags:?}");
+        let at = errors[0].attribute.as_ref().and_then(|a| a.steps.first());
+        assert_eq!(
+            at.and_then(|s| s.selector.clone()),
+            Some(tf::attribute_path::step::Selector::AttributeName(
+                attr.into()
+            )),
+            "{attr}: {errors:?}"
+        );
+        assert_eq!(
+            *agent.calls.lock().unwrap(),
+            calls,
+            "{attr}: no agent asked"
+        );
+    }
+}
