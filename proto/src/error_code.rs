@@ -57,6 +57,8 @@ error_codes! {
     UnknownPool = "unknown_pool",
     /// A `props` entry has a bad value.
     InvalidProp = "invalid_prop",
+    /// The storage pool has less free space than a new volume needs.
+    InsufficientSpace = "insufficient_space",
     // Against what exists.
     /// The layer stack differs from the one the resource was created with.
     LayerStackChanged = "layer_stack_changed",

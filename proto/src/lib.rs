@@ -5,12 +5,15 @@
 //! * [`wire`]: the JSON documents exchanged between provider and agent (docs/design.md §4);
 //!   [`contract`]: the table of operations both sides follow; [`error_code`]: the agent's
 //!   stable error codes.
+//! * [`secret_rules`]: what may not carry a secret (props, DRBD options the agent manages) and
+//!   what a new passphrase may not hold; both sides apply the same rules.
 //! * `tfplugin6`, `tfplugin5`, `goplugin` (feature `tfplugin`): the generated Terraform plugin protocol.
 
 pub mod contract;
 pub mod error_code;
 pub mod layer_stack;
 pub mod names;
+pub mod secret_rules;
 pub mod size;
 pub mod wire;
 
