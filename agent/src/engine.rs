@@ -74,7 +74,17 @@ impl Engine {
             self.store.put_lazy(&record)?;
         }
         let before = record.clone();
-        let walk = self.walk_apply(&d, &mut record, false).await?;
+        let walk = match self.walk_apply(&d, &mut record, false).await {
+            Ok(walk) => walk,
+            Err(e) => {
+                // A first apply refused before it made anything (no space, a passphrase a new
+                // header may not take) leaves no record: nothing of the resource exists here.
+                if before.volumes.is_empty() && record.volumes.is_empty() {
+                    self.store.remove(&d.name)?;
+                }
+                return Err(e);
+            }
+        };
         record.generation = d.generation;
         for v in &d.volumes {
             record.volume(v.number).adopted = true;
@@ -198,6 +208,11 @@ impl Engine {
         Ok(std::mem::take(&mut cx.steps))
     }
 
+    /// Where the DRBD layer writes its `.res` files.
+    pub fn drbd_res_dir(&self) -> std::path::PathBuf {
+        self.config.state_dir.join("drbd.d")
+    }
+
     /// A record for a resource first applied here: LINSTOR's when LINSTOR's marks of it are on
     /// the node (its `.res`, its dm-crypt name), so the adopted chain keeps LINSTOR's names.
     fn new_record(&self, spec: StoredSpec) -> ResourceRecord {
@@ -263,7 +278,7 @@ impl Engine {
                 })),
                 L::Luks => out.push(Box::new(luks::Luks)),
                 L::Drbd => out.push(Box::new(drbd::Drbd {
-                    res_dir: self.config.state_dir.join("drbd.d"),
+                    res_dir: self.drbd_res_dir(),
                     node: self.config.node_name.clone(),
                     linstor_res_dir: self.config.linstor_res_dir.clone(),
                 })),

@@ -8,6 +8,7 @@
 //!   loop devices the agent attaches itself ([`loopdev`]).
 //! * [`store`]: the redb store (records, journal) and per-resource locks. [`config`]: TOML.
 //! * [`linstor`]: recognising chains LINSTOR built (names, its `.res` files).
+//! * [`redact`]: the one point every error of a request passes through, which removes its secrets.
 
 pub mod api;
 pub mod backends;
@@ -21,6 +22,7 @@ pub mod inuse;
 pub mod layers;
 pub mod linstor;
 pub mod loopdev;
+pub mod redact;
 pub mod runner;
 pub mod step;
 pub mod store;

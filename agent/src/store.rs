@@ -85,7 +85,13 @@ impl StoredSpec {
             layer_stack: d.layer_stack.clone(),
             volumes: d.volumes.clone(),
             pool: d.storage.pool.clone(),
-            props: d.props.clone(),
+            // Validation refuses secret-looking props; never store one whatever the caller.
+            props: d
+                .props
+                .iter()
+                .filter(|(k, _)| !blockstor_proto::secret_rules::is_secret_prop(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             drbd: d.drbd.as_ref().map(|x| StoredDrbd {
                 node_id: x.node_id,
                 port: x.port,

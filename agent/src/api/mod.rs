@@ -10,6 +10,7 @@ use blockstor_proto::wire::{
 
 use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Kind, Result};
+use crate::redact::RequestSecrets;
 
 /// Parses a request body, naming the offending field (`volumes[0].size_kib`) on failure.
 pub fn parse_desired(body: &[u8]) -> Result<DesiredResource> {
@@ -67,8 +68,15 @@ fn known_path(path: &serde_path_to_error::Path) -> Option<String> {
 }
 
 /// Runs one request of the contract ([`blockstor_proto::contract`]), whichever front end
-/// it came through; the answer serialises to the same JSON over HTTP and stdio.
+/// it came through; the answer serialises to the same JSON over HTTP and stdio. Its error has
+/// passed through the redaction point ([`RequestSecrets`]): the front ends answer and log it
+/// as it is.
 pub async fn handle(engine: &Engine, req: StdioRequest) -> Result<Answer> {
+    let secrets = RequestSecrets::of(&req, &engine.drbd_res_dir());
+    run(engine, req).await.map_err(|e| secrets.redact(e))
+}
+
+async fn run(engine: &Engine, req: StdioRequest) -> Result<Answer> {
     Ok(match req {
         StdioRequest::Node => Answer::Node(engine.node().await?),
         StdioRequest::Apply { resource } => Answer::Resource(engine.apply(resource).await?),

@@ -26,7 +26,7 @@ pub(super) fn engine() -> (tempfile::TempDir, Engine, Arc<RecordingRunner>) {
     .unwrap();
     let runner = Arc::new(RecordingRunner::new());
     let mut host = FakeHost::with_loop_device("/dev/loop3");
-    host.space_kib = (100, 200);
+    host.space_kib = (1 << 30, 1 << 31);
     let engine = Engine::new(
         config,
         runner.clone(),
@@ -119,7 +119,7 @@ async fn resources_round_trip_over_http() {
 
     let (s, b) = call(&e, Method::GET, "/v1/node", Some(TOKEN), "").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(b["pools"][0]["free_kib"], 100);
+    assert_eq!(b["pools"][0]["free_kib"], 1u64 << 30);
     assert_eq!(b["pools"][0]["backend"], "loopfile");
 
     let (s, b) = call(&e, Method::DELETE, "/v1/resources/db", Some(TOKEN), "").await;

@@ -46,6 +46,11 @@ pub trait Backend: Send + Sync {
     async fn remove(&self, cx: &mut StepCx<'_>, vol: u32, current: Option<Backing>) -> Result<()>;
     /// `(free_kib, total_kib)` of the pool.
     async fn space(&self, cx: &StepCx<'_>) -> Result<(u64, u64)>;
+    /// Whether a volume takes its whole size from the pool's free space when created or
+    /// grown, so the agent checks the free space first. A thin pool over-provisions by design.
+    fn takes_space_up_front(&self) -> bool {
+        true
+    }
     /// Names of every volume in the pool (blockstor's are `<rd>_<vol:05>`). Read-only.
     async fn volume_names(&self, cx: &StepCx<'_>) -> Result<Vec<String>>;
     /// Volume numbers of `cx.rd` present in the pool, for a resource the store does not know

@@ -32,6 +32,10 @@ impl Backend for Lvm {
         }
     }
 
+    fn takes_space_up_front(&self) -> bool {
+        self.thin_pool.is_none()
+    }
+
     async fn observe(&self, cx: &mut StepCx<'_>, vol: u32) -> Result<Option<Backing>> {
         let lv = self.lv(cx, vol);
         let out = cx

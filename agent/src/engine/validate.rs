@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use blockstor_proto::secret_rules::{refused_drbd_option, refused_prop};
 use blockstor_proto::wire::{DesiredResource, MAX_VOLUME_NUMBER};
 use blockstor_proto::Layer as L;
 
@@ -18,6 +19,7 @@ impl Engine {
         if self.config.pool(&d.storage.pool).is_none() {
             return Err(unknown_pool(&d.storage.pool, &self.config));
         }
+        refuse_secret_carriers(d)?;
         if d.volumes.is_empty() {
             return Err(Error::invalid(
                 ErrorCode::InvalidVolumes,
@@ -227,4 +229,36 @@ impl Engine {
         )
         .field("layer_stack"))
     }
+}
+
+/// Refuses a props key that looks like a secret and a DRBD option the agent writes itself
+/// (the rules of [`blockstor_proto::secret_rules`], which the provider applies at plan): a
+/// secret prop would be stored and shown in clear, and a second `shared-secret` makes drbdadm
+/// quote both secrets in its error.
+fn refuse_secret_carriers(d: &DesiredResource) -> Result<()> {
+    if let Some((key, why)) = d
+        .props
+        .keys()
+        .find_map(|k| refused_prop(k).map(|why| (k, why)))
+    {
+        return Err(Error::invalid(
+            ErrorCode::InvalidProp,
+            format!("props[\"{key}\"]"),
+            why,
+        ));
+    }
+    if let Some(x) = &d.drbd {
+        if let Some((key, why)) = x
+            .options
+            .keys()
+            .find_map(|k| refused_drbd_option(k).map(|why| (k, why)))
+        {
+            return Err(Error::invalid(
+                ErrorCode::InvalidDrbd,
+                format!("drbd.options[\"{key}\"]"),
+                why,
+            ));
+        }
+    }
+    Ok(())
 }

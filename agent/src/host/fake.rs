@@ -50,6 +50,8 @@ impl FakeHost {
         FakeHost {
             device_mapper: true,
             loop_device: "/dev/loop7".into(),
+            // Plenty (1 PiB), so only a test about free space meets the limit.
+            space_kib: (1 << 40, 1 << 40),
             ..Default::default()
         }
     }

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use blockstor_proto::secret_rules::new_passphrase_problem;
 use blockstor_proto::wire::{Origin, Passphrase};
 use blockstor_proto::Layer as L;
 
@@ -390,6 +391,9 @@ impl Layer for Luks {
                         ),
                     )
                     .field(format!("volumes[{i}]")));
+                }
+                if let Some(why) = new_passphrase_problem(pass.expose()) {
+                    return Err(Error::invalid(ErrorCode::InvalidRequest, "passphrase", why));
                 }
                 let uuid = new_uuid();
                 cx.act(L::Luks, &Self::format_cmd(cx, &dev, &uuid, &pass))

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 
 use super::{Cx, Layer, Vol};
 use crate::backends::Backend;
-use crate::error::{Error, ErrorCode, Result};
+use blockstor_proto::secret_rules::new_passphrase_problem;
+
+use crate::error::{Error, ErrorCode, Kind, Result};
 
 /// The bottom layer.
 pub struct Storage {
@@ -38,6 +40,55 @@ impl Storage {
         }
         Ok(())
     }
+
+    /// Refusals that must come before any volume is made, so a refused request leaves
+    /// nothing behind (not even an empty file): a passphrase a new LUKS header may not take,
+    /// and a pool without the free space the new and grown volumes need.
+    async fn check_before_making(&self, cx: &mut Cx<'_>, vols: &[Vol]) -> Result<()> {
+        let needs = |v: &Vol| match &v.backing {
+            None => v.size_kib,
+            Some(b) => v.size_kib.saturating_sub(b.size_kib),
+        };
+        if vols.iter().all(|v| needs(v) == 0) {
+            return Ok(());
+        }
+        if self.luks_above && vols.iter().any(|v| v.backing.is_none()) {
+            // The first format of these volumes comes next, with this passphrase.
+            if let Some(why) = cx
+                .luks
+                .and_then(|l| new_passphrase_problem(l.passphrase.expose()))
+            {
+                return Err(Error::invalid(ErrorCode::InvalidRequest, "passphrase", why));
+            }
+        }
+        if !self.backend.takes_space_up_front() {
+            return Ok(());
+        }
+        // Space unknown: the create or grow itself then reports the tool's own error.
+        let Ok((free_kib, _)) = self.backend.space(cx).await else {
+            return Ok(());
+        };
+        let mut need_kib = 0u64;
+        for (i, v) in vols.iter().enumerate() {
+            need_kib = need_kib.saturating_add(needs(v));
+            if need_kib > free_kib {
+                return Err(Error::new(
+                    Kind::Unprocessable,
+                    ErrorCode::InsufficientSpace,
+                    format!(
+                        "volume {} needs {} KiB more (with the volumes before it, {need_kib} \
+                         KiB) but the {} pool has {free_kib} KiB free; use a smaller size, \
+                         free space in the pool or use another pool",
+                        v.number,
+                        needs(v),
+                        self.backend.kind()
+                    ),
+                )
+                .field(format!("volumes[{i}].size_kib")));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -55,6 +106,7 @@ impl Layer for Storage {
     }
 
     async fn apply(&self, cx: &mut Cx<'_>, vols: &mut [Vol]) -> Result<()> {
+        self.check_before_making(cx, vols).await?;
         self.record_before_creating(cx, vols)?;
         for (i, v) in vols.iter_mut().enumerate() {
             let backing = match v.backing.take() {

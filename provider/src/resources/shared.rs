@@ -8,7 +8,7 @@ use crate::controller::secret::{Family, Level};
 use crate::values::Value;
 
 /// The props key that must never hold a passphrase: it would sit in clear in state and logs.
-pub const PASSPHRASE_PROP: &str = "DrbdOptions/Encryption/passphrase";
+pub use blockstor_proto::secret_rules::PASSPHRASE_PROP;
 
 /// Passphrases shorter than this many characters get a warning (not an error: the user may
 /// have reasons, and LUKS accepts them).
@@ -96,14 +96,23 @@ pub fn check_place_count(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
     }
 }
 
-/// `props`: no passphrase hidden in a property.
+/// `props`: no passphrase or other secret hidden in a property, and no DRBD option the agent
+/// manages (the shared secret among them): the rules of
+/// [`blockstor_proto::secret_rules::refused_prop`], which the agent applies too.
 pub fn check_props(v: &Value, path: &AttrPath, diags: &mut Diagnostics) {
-    if let Some(map) = v.as_map() {
-        if map.contains_key(PASSPHRASE_PROP) {
+    let Some(map) = v.as_map() else { return };
+    for key in map.keys() {
+        if key == PASSPHRASE_PROP {
             diags.error(
                 path,
                 format!("props must not contain {PASSPHRASE_PROP}"),
                 format!("Remove the key {PASSPHRASE_PROP:?} from props and set the `passphrase` attribute instead: it is sensitive, is never logged, and reaches cryptsetup only on stdin."),
+            );
+        } else if let Some(why) = blockstor_proto::secret_rules::refused_prop(key) {
+            diags.error(
+                path,
+                format!("props must not contain {key}"),
+                format!("{why}."),
             );
         }
     }

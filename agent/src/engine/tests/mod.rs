@@ -21,6 +21,8 @@ mod drbd_resize;
 mod grow;
 mod luks;
 mod observe;
+mod secrets;
+mod space;
 
 const PASS: &str = "correct horse battery staple";
 const LOOP: &str = "/dev/loop7";

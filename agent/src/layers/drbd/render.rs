@@ -8,6 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::net::IpAddr;
 
+#[cfg(doc)]
+use blockstor_proto::secret_rules::MANAGED_DRBD_OPTIONS;
+use blockstor_proto::secret_rules::{drbd_option_key, managed_drbd_option};
 use blockstor_proto::wire::{DesiredResource, DrbdSpec};
 use blockstor_proto::{NodeName, ResourceName};
 
@@ -25,6 +28,9 @@ const PEER_DISK: &str = "/dev/drbd/this/is/not/used";
 
 /// What a diskless replica has instead of a disk, in the `.res` of every node.
 const NO_DISK: &str = "none";
+
+/// The `options` the renderer adds on DRBD 9 with three or more nodes, unless set by the user.
+const QUORUM_DEFAULTS: [(&str, &str); 2] = [("quorum", "majority"), ("on-no-quorum", "io-error")];
 
 /// One volume of the local node: number, minor and backing disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,18 +155,13 @@ fn endpoint(a: &str, port: u16) -> String {
 
 /// DRBD options by `(section, name)`: `props` keys `DrbdOptions/<Section>/<name>`, then
 /// `drbd.options` keys `<Section>/<name>` (which win). Sections: `Net`, `Disk`, `Resource`.
+/// Options the renderer writes itself ([`MANAGED_DRBD_OPTIONS`]) are left out: validation
+/// refuses them, except the protocol prop, which is `drbd.protocol`'s source.
 pub fn options(d: &DesiredResource) -> BTreeMap<(String, String), String> {
     let mut out = BTreeMap::new();
     let mut add = |key: &str, v: &String| {
-        if let Some((section, name)) = key.split_once('/') {
-            let section = match section.to_ascii_lowercase().as_str() {
-                "net" => "net",
-                "disk" => "disk",
-                "resource" | "options" => "options",
-                _ => return,
-            };
-            // The protocol has its own field.
-            if !(section == "net" && name == "protocol") {
+        if let Some((section, name)) = drbd_option_key(key) {
+            if managed_drbd_option(key).is_none() {
                 out.insert((section.to_owned(), name.to_owned()), v.clone());
             }
         }
@@ -235,8 +236,12 @@ pub fn render_with_diskless_peers(
     let mut resource_opts = section("options");
     if dialect == Dialect::V9 && x.peers.len() >= 2 {
         // Three or more replicas: only a majority may write, so a split never diverges.
-        resource_opts.insert(0, "quorum majority;".into());
-        resource_opts.insert(1, "on-no-quorum io-error;".into());
+        // Defaults only: an option the user set is written once, with the user's value.
+        for (at, (name, value)) in QUORUM_DEFAULTS.iter().enumerate() {
+            if !opts.contains_key(&("options".to_owned(), (*name).to_owned())) {
+                resource_opts.insert(at, format!("{name} {value};"));
+            }
+        }
     }
     if !resource_opts.is_empty() {
         block(w, 1, "options", &resource_opts);
@@ -403,6 +408,67 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code, "drbd_version_unsupported");
+    }
+
+    /// `(section, name)` of every option line in the resource-level `net`, `disk` and
+    /// `options` blocks of a rendered file.
+    fn option_lines(text: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut section = None;
+        for line in text.lines() {
+            match line.strip_prefix("    ").and_then(|l| l.strip_suffix(" {")) {
+                Some(s @ ("net" | "disk" | "options")) => section = Some(s.to_owned()),
+                _ if line == "    }" => section = None,
+                _ => {
+                    if let Some(s) = &section {
+                        let name = line.trim().split(' ').next().unwrap_or_default();
+                        out.push((s.clone(), name.to_owned()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_managed_option_list_is_exactly_what_the_renderer_writes_itself() {
+        use blockstor_proto::secret_rules::MANAGED_DRBD_OPTIONS;
+        let managed: BTreeSet<(String, String)> = MANAGED_DRBD_OPTIONS
+            .iter()
+            .map(|m| (m.section.to_owned(), m.name.to_owned()))
+            .collect();
+        let defaults: BTreeSet<(String, String)> = QUORUM_DEFAULTS
+            .iter()
+            .map(|(n, _)| ("options".to_owned(), (*n).to_owned()))
+            .collect();
+        for (peers, dialect) in [(1, Dialect::V84), (1, Dialect::V9), (2, Dialect::V9)] {
+            let mut d = desired(peers);
+            d.props.clear();
+            d.drbd.as_mut().unwrap().options.clear();
+            let text = render(&d, d.drbd.as_ref().unwrap(), &n1(), &vols(), dialect).unwrap();
+            let written: BTreeSet<(String, String)> = option_lines(&text)
+                .into_iter()
+                .filter(|o| !defaults.contains(o))
+                .collect();
+            assert_eq!(written, managed, "{dialect:?} with {peers} peers:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_quorum_the_user_sets_replaces_the_default_and_is_written_once() {
+        let mut d = desired(2);
+        d.props
+            .insert("DrbdOptions/Resource/quorum".into(), "2".into());
+        let text = render(&d, d.drbd.as_ref().unwrap(), &n1(), &vols(), Dialect::V9).unwrap();
+        let quorum: Vec<_> = option_lines(&text)
+            .into_iter()
+            .filter(|(_, n)| n == "quorum")
+            .collect();
+        assert_eq!(quorum.len(), 1, "{text}");
+        assert!(
+            text.contains("quorum 2;") && text.contains("on-no-quorum io-error;"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ use blockstor_proto::wire::Passphrase;
 use blockstor_proto::{Layer, NodeName, Size};
 
 use super::fingerprint;
-use super::validate::{check_references_readable, validate_resolved, warn_short_passphrase};
+use super::validate::{
+    check_new_passphrase, check_references_readable, validate_resolved, warn_short_passphrase,
+};
 use crate::controller::resolve::{self, Known};
 use crate::controller::secret::{self, Passphrases};
 use crate::resources::diag::{AttrPath, Diagnostics};
@@ -89,6 +91,7 @@ pub fn plan(
     warn_short_passphrase(secrets, &has_luks, &mut out.diags);
 
     if prior.is_null() {
+        check_new_passphrase(secrets, &has_luks, &mut out.diags);
         plan_create(planned, &eff, has_luks);
         out.private = Vec::new();
     } else {
@@ -240,6 +243,7 @@ fn plan_update(
         // then removes the old one (apply sends both); the data is never touched.
         Change::Rotated => {
             needs_apply = true;
+            check_new_passphrase(secrets, &has_luks, diags);
             check_previous(prior, prior_fp, config, secrets, diags);
         }
         // Imported (the passphrase was not readable) or newly set: apply verifies it against

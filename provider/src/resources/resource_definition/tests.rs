@@ -858,3 +858,52 @@ async fn debug_output_of_every_secret_holding_type_never_shows_the_secret() {
         assert!(text.to_lowercase().contains("redacted"), "{text}");
     }
 }
+
+/// The attribute paths of a plan's errors, each joined by dots.
+fn error_paths(diags: &Diagnostics) -> Vec<String> {
+    diags
+        .0
+        .iter()
+        .filter(|d| d.severity == 1)
+        .map(|d| {
+            use blockstor_proto::tfplugin6::attribute_path::step::Selector;
+            let steps = d.attribute.iter().flat_map(|a| &a.steps);
+            let names: Vec<String> = steps
+                .filter_map(|s| match s.selector.as_ref()? {
+                    Selector::AttributeName(n) | Selector::ElementKeyString(n) => Some(n.clone()),
+                    Selector::ElementKeyInt(i) => Some(i.to_string()),
+                })
+                .collect();
+            names.join(".")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_passphrase_with_a_line_break_or_nul_is_refused_at_plan_on_create_and_on_rotation() {
+    for bad in ["two\nlines", "cr\rreturn", "nul\0byte"] {
+        let cfg = config(&["LUKS", "STORAGE"], Some(bad), "64MiB");
+        let p = plan::plan(&Value::Null, &proposed(&Value::Null, &cfg), &cfg, &[], None);
+        assert_eq!(error_paths(&p.diags), ["passphrase"], "{:?}", p.diags);
+        assert!(
+            p.diags.0.iter().all(|d| !d.detail.contains(bad)),
+            "never shows the passphrase"
+        );
+    }
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let cfg = config(
+        &["LUKS", "STORAGE"],
+        Some("single line passphrase"),
+        "64MiB",
+    );
+    let (state, private) = create(&cluster, &cfg).await;
+    let changed = config(&["LUKS", "STORAGE"], Some("new\npassphrase"), "64MiB");
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &changed),
+        &changed,
+        &private,
+        None,
+    );
+    assert_eq!(error_paths(&p.diags), ["passphrase"], "{:?}", p.diags);
+}

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use blockstor_proto::layer_stack::VALID_STACKS_TEXT;
+use blockstor_proto::secret_rules::new_passphrase_problem;
 use blockstor_proto::wire::MAX_VOLUME_NUMBER;
 use blockstor_proto::{Layer, NodeName, Size};
 
@@ -120,6 +121,45 @@ pub fn warn_short_passphrase(
 ) {
     if *has_luks != Known::Some(false) {
         shared::warn_short(&secrets.own, &secret::CURRENT, diags);
+    }
+}
+
+/// At plan, when the effective passphrase goes into a new LUKS header (a create or a
+/// rotation): it may not hold a line break or NUL ([`new_passphrase_problem`], the agent's rule
+/// too), which cryptsetup could never rotate away from. The error is on the attribute that set
+/// it and never shows it.
+pub fn check_new_passphrase(
+    secrets: &Passphrases,
+    has_luks: &Known<bool>,
+    diags: &mut Diagnostics,
+) {
+    if *has_luks == Known::Some(false) {
+        return;
+    }
+    let (level, family, base) = match secrets.own {
+        Level::Null => (&secrets.group, secret::GROUP, Some("resource_group")),
+        _ => (&secrets.own, secret::CURRENT, None),
+    };
+    let Level::Read {
+        source,
+        value: Ok(passphrase),
+    } = level
+    else {
+        return;
+    };
+    if let Some(why) = new_passphrase_problem(passphrase.expose()) {
+        let attr = source.attribute(&family);
+        let path = match base {
+            Some(b) => AttrPath::attr(b).then(attr),
+            None => AttrPath::attr(attr),
+        };
+        diags.error(
+            &path,
+            format!("Invalid passphrase in {attr}"),
+            format!(
+                "The LUKS passphrase given by {attr} cannot be used for a new LUKS header: {why}."
+            ),
+        );
     }
 }
 
@@ -454,6 +494,33 @@ mod tests {
         let errs = errors(&validate(&c));
         assert_eq!(errs[0].0, ["props"]);
         assert!(errs[0].1.contains("`passphrase`"));
+    }
+
+    #[test]
+    fn secret_props_and_managed_drbd_options_are_rejected_on_props_naming_the_key() {
+        for key in [
+            "DrbdOptions/Net/shared-secret",
+            "DrbdOptions/Net/cram-hmac-alg",
+            "DrbdOptions/Net/verify-alg",
+            "Aux/admin-password",
+        ] {
+            let mut c = config(Value::strings(["STORAGE"]), Value::Null);
+            c.set("props", Value::object([(key, Value::string("sha1"))]));
+            let errs = errors(&validate(&c));
+            assert_eq!(errs.len(), 1, "{key}: {errs:?}");
+            assert_eq!(errs[0].0, ["props"]);
+            assert!(errs[0].1.contains(key), "{errs:?}");
+            assert!(!errs[0].1.contains("sha1"), "never the value: {errs:?}");
+        }
+        let mut c = config(Value::strings(["STORAGE"]), Value::Null);
+        c.set(
+            "props",
+            Value::object([
+                ("DrbdOptions/Net/protocol", Value::string("A")),
+                ("DrbdOptions/Net/max-buffers", Value::string("8000")),
+            ]),
+        );
+        assert!(errors(&validate(&c)).is_empty());
     }
 
     #[test]
