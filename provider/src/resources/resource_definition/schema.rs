@@ -126,9 +126,8 @@ pub fn schema() -> Schema {
                 Attribute::nested_single(
                     "resource_group",
                     resource_group_attributes(),
-                    "The group to inherit from: assign a `blockstor_resource_group` resource, or `{ name = \"...\" }`. Sensitive as a whole, because it may carry the group's passphrase.",
-                )
-                .sensitive(),
+                    "The group to inherit from: assign a `blockstor_resource_group` resource, or `{ name = \"...\" }`. Only its `passphrase` is sensitive, so `terraform plan -generate-config-out` writes the other fields.",
+                ),
                 Attribute::optional(
                     "layer_stack",
                     Ty::list(Ty::String),
@@ -247,5 +246,28 @@ mod tests {
         }
         assert!(matches!(attrs["volume"], Ty::List(_)));
         assert!(matches!(attrs["timeouts"], Ty::Object(_)));
+    }
+
+    /// Terraform's config generation writes a sensitive nested attribute as `{}` (an import
+    /// then plans a change); only the secret inside is sensitive.
+    #[test]
+    fn only_the_group_passphrase_is_sensitive_in_resource_group() {
+        let schema = schema();
+        let group = schema
+            .block
+            .attributes
+            .iter()
+            .find(|a| a.name == "resource_group")
+            .unwrap();
+        assert!(!group.sensitive);
+        let crate::schema::AttrType::NestedSingle(inner) = &group.ty else {
+            panic!("nested")
+        };
+        let sensitive: Vec<_> = inner
+            .iter()
+            .filter(|a| a.sensitive)
+            .map(|a| a.name)
+            .collect();
+        assert_eq!(sensitive, ["passphrase"]);
     }
 }

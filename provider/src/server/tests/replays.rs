@@ -277,3 +277,69 @@ async fn an_update_that_cannot_be_applied_fails_at_apply_before_any_agent_call()
         );
     }
 }
+
+/// The configuration `terraform plan -generate-config-out` writes from imported state
+/// (internal/genconfig): computed-only attributes left out, sensitive ones `null`, a sensitive
+/// nested attribute `{}` (every field null), else the state's values.
+fn generated_config(state: &Value) -> Value {
+    use crate::schema::{AttrType, Mode};
+    let mut cfg = state.clone();
+    for a in &rd_schema().block.attributes {
+        let generated = match (&a.ty, a.mode) {
+            (_, Mode::Computed) => Value::Null,
+            _ if a.sensitive => match &a.ty {
+                AttrType::NestedSingle(inner) => {
+                    Value::object(inner.iter().map(|i| (i.name, Value::Null)))
+                }
+                AttrType::Plain(_) => Value::Null,
+            },
+            (AttrType::NestedSingle(inner), _) if !state.get(a.name).is_null() => {
+                let mut nested = state.get(a.name).clone();
+                for i in inner.iter().filter(|i| i.sensitive) {
+                    nested.set(i.name, Value::Null);
+                }
+                nested
+            }
+            _ => state.get(a.name).clone(),
+        };
+        cfg.set(a.name, generated);
+    }
+    crate::values::conform(cfg, rd_schema().ty())
+}
+
+/// An `import {}` block with `-generate-config-out`: ImportResourceState, ReadResource, then
+/// the plan of the generated configuration must be a clean import (no change).
+#[tokio::test]
+async fn generated_config_of_an_import_plans_no_change() {
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let p = BlockstorProvider::with_cluster(FakeAgent::cluster_of([agent.clone()]));
+    let mut cfg = sized(config(OLD, None), "64MiB");
+    cfg.set("passphrase_wo", Value::Null);
+    cfg.set("layer_stack", Value::strings(["STORAGE"]));
+    let created = plan(&p, &Value::Null, &cfg, &[]).await;
+    apply(&p, &Value::Null, &created, &cfg).await;
+
+    let s = rd_schema();
+    let imported = p
+        .import_resource_state(Request::new(tf::import_resource_state::Request {
+            type_name: RESOURCE_DEFINITION.into(),
+            id: "db".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        imported.diagnostics.is_empty(),
+        "{:?}",
+        imported.diagnostics
+    );
+    let resource = imported.imported_resources.into_iter().next().unwrap();
+    let state = undv(resource.state, s);
+    let state = read(&p, &state, &resource.private).await;
+
+    let generated = generated_config(&state);
+    let planned = plan(&p, &state, &generated, &resource.private).await;
+    assert!(planned.diags.is_empty(), "{:?}", planned.diags);
+    assert_eq!(planned.state, state, "a clean import plans no change");
+}
