@@ -897,6 +897,8 @@ async fn a_passphrase_with_a_line_break_or_nul_is_refused_at_plan_on_create_and_
         "64MiB",
     );
     let (state, private) = create(&cluster, &cfg).await;
+    // A rotation to it: plan warns (so `terraform destroy` is not stopped), apply refuses
+    // on the attribute before any agent is asked.
     let changed = config(&["LUKS", "STORAGE"], Some("new\npassphrase"), "64MiB");
     let p = plan::plan(
         &state,
@@ -905,5 +907,18 @@ async fn a_passphrase_with_a_line_break_or_nul_is_refused_at_plan_on_create_and_
         &private,
         None,
     );
-    assert_eq!(error_paths(&p.diags), ["passphrase"], "{:?}", p.diags);
+    assert!(
+        p.diags
+            .0
+            .iter()
+            .any(|d| d.detail.contains("cannot be used for a new LUKS header")),
+        "{:?}",
+        p.diags
+    );
+    let a = apply::apply(&cluster, &state, &p.state, &changed, &p.private).await;
+    assert_eq!(error_paths(&a.diags), ["passphrase"], "{:?}", a.diags);
+    assert_eq!(
+        a.state.get("passphrase").as_str(),
+        Some("single line passphrase")
+    );
 }
