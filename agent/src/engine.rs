@@ -20,6 +20,7 @@ use crate::store::{Locks, ResourceRecord, Store, StoredSpec};
 
 mod discover;
 mod node_info;
+mod teardown_guard;
 mod validate;
 mod versions;
 
@@ -63,7 +64,7 @@ impl Engine {
         let mut record = existing.unwrap_or_else(|| self.new_record(spec.clone()));
         let dropped = dropped_volumes(&record, &d)?;
         if !dropped.is_empty() {
-            self.teardown(&mut record, dropped, false).await?;
+            self.teardown(&mut record, dropped, false, None).await?;
             // Durably: the record no longer names what is gone.
             self.store.put(&record)?;
         }
@@ -109,7 +110,7 @@ impl Engine {
         let mut steps = if dropped.is_empty() {
             Vec::new()
         } else {
-            self.teardown(&mut record, dropped, true).await?
+            self.teardown(&mut record, dropped, true, None).await?
         };
         steps.extend(self.walk_apply(&d, &mut record, true).await?.steps);
         Ok(PlannedSteps { steps })
@@ -169,7 +170,7 @@ impl Engine {
     pub async fn delete_with(
         &self,
         name: &ResourceName,
-        _options: &DeleteOptions,
+        options: &DeleteOptions,
     ) -> Result<Deleted> {
         let _guard = self.locks.lock(name).await;
         let Some(mut record) = self.store.get(name)? else {
@@ -179,7 +180,8 @@ impl Engine {
             });
         };
         let vols = recorded_vols(&record);
-        self.teardown(&mut record, vols, false).await?;
+        self.teardown(&mut record, vols, false, Some(options))
+            .await?;
         self.store.remove(name)?;
         Ok(Deleted {
             name: name.clone(),
@@ -189,18 +191,36 @@ impl Engine {
 
     /// Tears `vols` down top-down through the record's stack (planning only, when `dry_run`)
     /// and returns the steps. Delete passes every volume the record knows; apply those the
-    /// desired document dropped.
+    /// desired document dropped. A delete passes its `options`: the in-use guard (unless
+    /// `force`) and the wait for a remaining replica run before anything is torn down.
     async fn teardown(
         &self,
         record: &mut ResourceRecord,
         mut vols: Vec<Vol>,
         dry_run: bool,
+        delete: Option<&DeleteOptions>,
     ) -> Result<Vec<blockstor_proto::wire::PlannedStep>> {
         let layers = self.layers(&record.spec.layer_stack, &record.spec.pool, None)?;
         let mut cx = self.cx(record, None, dry_run);
+        // Every layer's device, bottom-up, for the in-use guard.
+        let mut devices: Vec<String> = Vec::new();
         for layer in &layers {
             layer.observe(&mut cx, &mut vols).await?;
             layer.prepare_teardown(&mut cx, &mut vols).await?;
+            for top in vols.iter().filter_map(|v| v.top.clone()) {
+                if !devices.contains(&top) {
+                    devices.push(top);
+                }
+            }
+        }
+        if let Some(options) = delete.filter(|_| !dry_run) {
+            if !options.force {
+                let topmost: Vec<String> = vols.iter().filter_map(|v| v.top.clone()).collect();
+                self.refuse_in_use(&cx, &devices, &topmost).await?;
+            }
+            if !options.remaining.is_empty() {
+                self.leave_replica_set(&mut cx, options).await?;
+            }
         }
         for layer in layers.iter().rev() {
             layer.teardown(&mut cx, &mut vols).await?;

@@ -54,6 +54,11 @@ pub trait Host: Send + Sync {
     fn drbd_available(&self) -> bool {
         self.exists(Path::new("/proc/drbd")) || self.exists(Path::new("/sys/module/drbd"))
     }
+    /// Who uses the block device `device` (mounted, open, held; see [`crate::inuse`]);
+    /// `None` when nobody does or it does not exist.
+    fn device_users(&self, device: &Path) -> io::Result<Option<crate::inuse::InUse>> {
+        crate::inuse::Probe::default().check(device)
+    }
 }
 
 /// The real node.

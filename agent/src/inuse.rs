@@ -62,7 +62,7 @@ impl InUse {
     pub fn error(&self, node: &NodeName) -> Error {
         Error::new(
             Kind::Conflict,
-            ErrorCode::InvalidRequest,
+            ErrorCode::DeviceInUse,
             format!(
                 "node {node}: {self}. Stop the user (unmount, close, make the replica \
                  Secondary) and apply again, or set force_destroy = true to tear it down anyway"

@@ -128,7 +128,7 @@ fn a_mounted_ext4_loop_device_is_found_with_its_mount_point() {
     let err = in_use.error(&n1());
     assert_eq!(
         (err.code.as_str(), err.field.as_deref()),
-        ("invalid_request", Some("force_destroy"))
+        ("device_in_use", Some("force_destroy"))
     );
     assert!(
         err.message.starts_with(&format!(

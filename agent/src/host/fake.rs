@@ -35,6 +35,8 @@ pub struct FakeHost {
     step_marks: Mutex<Vec<(usize, String)>>,
     /// Loop-device steps starting with this fail (after being recorded), like a killed agent.
     pub fail_step: Mutex<Option<String>>,
+    /// What `device_users` answers per device (absent: not in use).
+    pub in_use: Mutex<BTreeMap<PathBuf, crate::inuse::InUse>>,
 }
 
 /// One file or device of a [`FakeHost`].
@@ -201,5 +203,9 @@ impl Host for FakeHost {
 
     fn drbd_available(&self) -> bool {
         self.drbd
+    }
+
+    fn device_users(&self, device: &Path) -> io::Result<Option<crate::inuse::InUse>> {
+        Ok(self.in_use.lock().unwrap().get(device).cloned())
     }
 }

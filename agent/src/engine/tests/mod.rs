@@ -21,6 +21,7 @@ mod drbd_resize;
 mod grow;
 mod luks;
 mod observe;
+mod replicas;
 mod secrets;
 mod space;
 

@@ -11,7 +11,7 @@ pub mod version;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use blockstor_proto::wire::ObservedDrbd;
+use blockstor_proto::wire::{DrbdJoin, DrbdSpec, ObservedDrbd};
 use blockstor_proto::{Layer as L, NodeName};
 
 use super::{Cx, Layer, Vol};
@@ -27,6 +27,10 @@ const MAX_PEERS: u32 = 7;
 const NO_PRIMARY_REFUSAL: &str = "Need one Primary node to resize";
 /// What `drbdadm resize` prints while a resync runs.
 const RESYNC_REFUSAL: &str = "Resize not allowed during resync";
+/// Bound on a DRBD wait when the request gives no `wait_seconds`.
+pub const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often a DRBD wait reads the replication state.
+pub const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a resize waits for a resync to finish, and how often it tries again.
 const RESYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 const RESYNC_POLL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -177,6 +181,60 @@ impl Drbd {
         cx.persist_journal()
     }
 
+    /// A node added to a resource whose peers hold the data: metadata where none exists, up,
+    /// then a bounded wait until it is the sync target of an UpToDate peer ([`peers::run`]).
+    /// Never the initial-sync branch: no `primary`, no `--overwrite-data-of-peer`, and any
+    /// initial-sync mark left here is dropped.
+    #[allow(clippy::too_many_arguments)]
+    async fn join(
+        &self,
+        cx: &mut Cx<'_>,
+        x: &DrbdSpec,
+        join: &DrbdJoin,
+        res: &Path,
+        res_text: String,
+        locals: &[LocalVolume],
+        dialect: Dialect,
+    ) -> Result<()> {
+        if !cx.dry_run && !cx.host.drbd_available() {
+            return Err(Self::no_module(&format!(
+                "lower devices and {} written",
+                res.display()
+            )));
+        }
+        let local = peers::Local {
+            node: &self.node,
+            res_file: res,
+            dialect,
+            minors: &x.minors,
+        };
+        let bound = x
+            .wait_seconds
+            .map_or(DEFAULT_WAIT, std::time::Duration::from_secs);
+        let wait = peers::Wait {
+            deadline: tokio::time::Instant::now() + bound,
+            poll: WAIT_POLL,
+        };
+        let step = peers::NodeStep::Added {
+            res_text,
+            volumes: locals.to_vec(),
+            peers: x.peers.iter().map(|p| p.name.clone()).collect(),
+            until_up_to_date: join.until_up_to_date,
+        };
+        peers::run(cx, &local, &step, wait).await?;
+        let marked: Vec<u32> = locals.iter().map(|l| l.number).collect();
+        let mut changed = false;
+        for number in marked {
+            if let Some(v) = cx.record.volumes.get_mut(&number) {
+                changed |= std::mem::take(&mut v.awaiting_initial_sync);
+            }
+        }
+        if changed {
+            cx.persist()?;
+        }
+        Ok(())
+    }
+
     fn no_module(done: &str) -> Error {
         Error::new(
             Kind::Unprocessable,
@@ -259,6 +317,7 @@ impl Layer for Drbd {
             .host
             .read_to_string(&res)
             .map_err(|e| Error::internal(format!("cannot read {}: {e}", res.display())))?;
+        let joined_text = text.clone();
         if current.as_deref() != Some(text.as_str()) {
             // The content holds the shared secret: the plan and journal show only the path.
             let path = res.clone();
@@ -269,81 +328,86 @@ impl Layer for Drbd {
             )?;
         }
         let res_arg = Self::res_arg(&res);
-        let up = !cx.dry_run
-            && cx.host.drbd_available()
-            && self.is_up(cx, &res, self.node.as_str()).await?;
-        if !up {
-            for (v, l) in vols.iter().zip(&locals) {
-                let fresh = v.created_now && cx.dry_run;
-                let Some(disk) = l.disk.as_deref() else {
-                    continue;
-                };
-                if fresh || !Self::has_metadata(cx, l.minor, disk, dialect).await? {
-                    let target = format!("{}/{}", cx.rd, l.number);
-                    let mut args = vec!["-c".to_owned(), res_arg.clone()];
-                    if dialect == Dialect::V9 {
-                        args.push(format!("--max-peers={MAX_PEERS}"));
+        if let Some(join) = x.join.clone() {
+            self.join(cx, &x, &join, &res, joined_text, &locals, dialect)
+                .await?;
+        } else {
+            let up = !cx.dry_run
+                && cx.host.drbd_available()
+                && self.is_up(cx, &res, self.node.as_str()).await?;
+            if !up {
+                for (v, l) in vols.iter().zip(&locals) {
+                    let fresh = v.created_now && cx.dry_run;
+                    let Some(disk) = l.disk.as_deref() else {
+                        continue;
+                    };
+                    if fresh || !Self::has_metadata(cx, l.minor, disk, dialect).await? {
+                        let target = format!("{}/{}", cx.rd, l.number);
+                        let mut args = vec!["-c".to_owned(), res_arg.clone()];
+                        if dialect == Dialect::V9 {
+                            args.push(format!("--max-peers={MAX_PEERS}"));
+                        }
+                        args.extend([
+                            "--".to_owned(),
+                            "--force".into(),
+                            "create-md".into(),
+                            target,
+                        ]);
+                        cx.act(L::Drbd, &Self::drbdadm(&self.node, args)).await?;
+                        cx.record.volume(v.number).awaiting_initial_sync = true;
+                        cx.persist()?;
                     }
-                    args.extend([
-                        "--".to_owned(),
-                        "--force".into(),
-                        "create-md".into(),
-                        target,
-                    ]);
-                    cx.act(L::Drbd, &Self::drbdadm(&self.node, args)).await?;
-                    cx.record.volume(v.number).awaiting_initial_sync = true;
-                    cx.persist()?;
+                }
+                if !cx.dry_run && !cx.host.drbd_available() {
+                    return Err(Self::no_module(&format!(
+                        "lower devices, {} written, DRBD metadata present",
+                        res.display()
+                    )));
                 }
             }
-            if !cx.dry_run && !cx.host.drbd_available() {
-                return Err(Self::no_module(&format!(
-                    "lower devices, {} written, DRBD metadata present",
-                    res.display()
-                )));
+            cx.act(
+                L::Drbd,
+                &Self::drbdadm(
+                    &self.node,
+                    ["-c", res_arg.as_str(), "adjust", cx.rd.as_str()],
+                ),
+            )
+            .await?;
+            let lowest = x.peers.iter().all(|p| p.node_id > x.node_id);
+            let awaiting = vols.iter().any(|v| {
+                cx.record
+                    .volumes
+                    .get(&v.number)
+                    .is_some_and(|r| r.awaiting_initial_sync)
+            });
+            if awaiting {
+                if lowest {
+                    let force: Vec<String> = match dialect {
+                        Dialect::V9 => vec!["primary".into(), "--force".into(), cx.rd.to_string()],
+                        Dialect::V84 => vec![
+                            "--".into(),
+                            "--overwrite-data-of-peer".into(),
+                            "primary".into(),
+                            cx.rd.to_string(),
+                        ],
+                    };
+                    let mut args = vec!["-c".to_owned(), res_arg.clone()];
+                    args.extend(force);
+                    cx.act(L::Drbd, &Self::drbdadm(&self.node, args)).await?;
+                    cx.act(
+                        L::Drbd,
+                        &Self::drbdadm(
+                            &self.node,
+                            ["-c", res_arg.as_str(), "secondary", cx.rd.as_str()],
+                        ),
+                    )
+                    .await?;
+                }
+                for v in vols.iter() {
+                    cx.record.volume(v.number).awaiting_initial_sync = false;
+                }
+                cx.persist()?;
             }
-        }
-        cx.act(
-            L::Drbd,
-            &Self::drbdadm(
-                &self.node,
-                ["-c", res_arg.as_str(), "adjust", cx.rd.as_str()],
-            ),
-        )
-        .await?;
-        let lowest = x.peers.iter().all(|p| p.node_id > x.node_id);
-        let awaiting = vols.iter().any(|v| {
-            cx.record
-                .volumes
-                .get(&v.number)
-                .is_some_and(|r| r.awaiting_initial_sync)
-        });
-        if awaiting {
-            if lowest {
-                let force: Vec<String> = match dialect {
-                    Dialect::V9 => vec!["primary".into(), "--force".into(), cx.rd.to_string()],
-                    Dialect::V84 => vec![
-                        "--".into(),
-                        "--overwrite-data-of-peer".into(),
-                        "primary".into(),
-                        cx.rd.to_string(),
-                    ],
-                };
-                let mut args = vec!["-c".to_owned(), res_arg.clone()];
-                args.extend(force);
-                cx.act(L::Drbd, &Self::drbdadm(&self.node, args)).await?;
-                cx.act(
-                    L::Drbd,
-                    &Self::drbdadm(
-                        &self.node,
-                        ["-c", res_arg.as_str(), "secondary", cx.rd.as_str()],
-                    ),
-                )
-                .await?;
-            }
-            for v in vols.iter() {
-                cx.record.volume(v.number).awaiting_initial_sync = false;
-            }
-            cx.persist()?;
         }
         for v in vols.iter() {
             let pending = cx

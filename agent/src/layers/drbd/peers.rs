@@ -363,7 +363,7 @@ async fn wait_for(
         if now >= wait.deadline {
             return Err(Error::new(
                 Kind::Unprocessable,
-                ErrorCode::ToolTimeout,
+                ErrorCode::DrbdSyncTimeout,
                 format!(
                     "node {}: waited {} s to {}; last seen: {snap}",
                     local.node,

@@ -492,7 +492,7 @@ async fn removal_fails_at_the_deadline_naming_the_node_and_the_states_it_saw() {
             remaining: set(&["n1"]),
         };
         let err = run(&mut c, &local, &step, wait_ms(30)).await.unwrap_err();
-        assert_eq!(err.code, "tool_timeout", "{dialect:?}");
+        assert_eq!(err.code, "drbd_sync_timeout", "{dialect:?}");
         let want_state = match dialect {
             Dialect::V9 => "n1 Connected disk Inconsistent (45.0% in sync)",
             Dialect::V84 => "n1 SyncSource disk Inconsistent (45.0% in sync)",
