@@ -49,6 +49,10 @@ pub struct Config {
     /// file is still there.
     #[serde(default = "default_linstor_res_dir")]
     pub linstor_res_dir: PathBuf,
+    /// The Unix socket on which `serve` answers `stdio` requests from the same node, so both
+    /// transports work at once (default `<state_dir>/agent.sock`, mode 0600).
+    #[serde(default)]
+    service_socket: Option<PathBuf>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -227,6 +231,16 @@ impl Config {
                 crate::linstor::DEFAULT_RES_DIR
             )));
         }
+        if self
+            .service_socket
+            .as_ref()
+            .is_some_and(|p| !p.is_absolute())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "service_socket {:?} must be an absolute path",
+                self.service_socket
+            )));
+        }
         let http = &self.http;
         if http.tls_cert.is_some() != http.tls_key.is_some() {
             return Err(ConfigError::Invalid(
@@ -262,6 +276,13 @@ impl Config {
             validate_backend(&pool.name, &pool.backend)?;
         }
         Ok(())
+    }
+
+    /// Where `serve` answers, and `stdio` first tries, local requests.
+    pub fn service_socket(&self) -> PathBuf {
+        self.service_socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("agent.sock"))
     }
 
     /// The pool called `name`, if configured.
@@ -438,6 +459,24 @@ dataset = "tank/blockstor"
         let zero = EXAMPLE.replace("token_file =", "max_connections = 0\ntoken_file =");
         let err = Config::parse(&zero).unwrap_err().to_string();
         assert!(err.contains("http.max_connections"), "{err}");
+    }
+
+    #[test]
+    fn service_socket_defaults_under_the_state_dir_and_is_settable() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(
+            c.service_socket(),
+            Path::new("/var/lib/blockstor/agent.sock")
+        );
+        let set = EXAMPLE.replace(
+            "state_dir =",
+            "service_socket = \"/run/blockstor/agent.sock\"\nstate_dir =",
+        );
+        let c = Config::parse(&set).unwrap();
+        assert_eq!(c.service_socket(), Path::new("/run/blockstor/agent.sock"));
+        let relative = EXAMPLE.replace("state_dir =", "service_socket = \"a.sock\"\nstate_dir =");
+        let err = Config::parse(&relative).unwrap_err().to_string();
+        assert!(err.contains("service_socket"), "{err}");
     }
 
     #[test]

@@ -10,11 +10,12 @@ use blockstor_agent::config::Config;
 use blockstor_agent::engine::Engine;
 use blockstor_agent::host::RealHost;
 use blockstor_agent::runner::SystemRunner;
-use blockstor_agent::store::Store;
+use blockstor_agent::store::{Store, StoreError};
 use blockstor_agent::{api, check};
 use clap::{Parser, Subcommand};
 
-/// How long a `stdio` request waits for another agent process to release the store.
+/// How long a `stdio` request waits for another `stdio` process to release the store (when
+/// the service runs, requests go to it and do not wait).
 const STDIO_STORE_WAIT: Duration = Duration::from_secs(30 * 60);
 
 #[derive(Parser)]
@@ -50,8 +51,9 @@ enum Cmd {
     },
     /// Answer one JSON request line from stdin on stdout (the provider's `ssh {}` transport).
     ///
-    /// The provider runs this over SSH as its agent_command; no port opens. Concurrent
-    /// invocations take turns on the store.
+    /// The provider runs this over SSH as its agent_command; no port opens. When the agent
+    /// service (`serve`) runs with the same config, the request goes to it over its local
+    /// socket (service_socket); otherwise concurrent invocations take turns on the store.
     Stdio {
         /// Path of the agent's TOML config, e.g. /etc/blockstor/agent.toml.
         #[arg(long, value_name = "FILE")]
@@ -100,22 +102,80 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .clone()
                 .zip(config.http.tls_key.clone());
             let limits = config.http.limits();
-            let engine = engine(config, Duration::ZERO)?;
-            api::http::serve(engine, token, listen, tls, limits).await?;
+            let socket = config.service_socket();
+            let store = Store::open(&config.state_dir)?;
+            let engine = engine(config, store)?;
+            // `stdio` on this node hands its requests here instead of waiting for the store.
+            api::local::listen(engine.clone(), &socket)?;
+            let served = api::http::serve(engine, token, listen, tls, limits).await;
+            let _ = std::fs::remove_file(&socket);
+            served?;
             Ok(())
         }
         Cmd::Stdio { config } => {
-            // Concurrent SSH requests each start a process; they take turns on the store.
-            let engine = engine(Config::load(&config)?, STDIO_STORE_WAIT)?;
-            api::stdio::serve_one(&engine, tokio::io::stdin(), tokio::io::stdout()).await?;
+            let config = Config::load(&config)?;
+            let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+            match reach(&config).await? {
+                Reach::Service(service) => api::local::relay(service, stdin, stdout).await?,
+                Reach::Store(store) => {
+                    let engine = engine(config, store)?;
+                    api::stdio::serve_one(&engine, stdin, stdout).await?;
+                }
+            }
             Ok(())
         }
     }
 }
 
-/// Opens the store, reports steps a previous run left unfinished, and builds the engine.
-fn engine(config: Config, wait: Duration) -> Result<Engine, Box<dyn std::error::Error>> {
-    let store = Store::open_waiting(&config.state_dir, wait)?;
+/// Where a `stdio` request is answered.
+enum Reach {
+    /// The agent service on this node, through its local socket.
+    Service(tokio::net::UnixStream),
+    /// This process, with the store to itself.
+    Store(Store),
+}
+
+/// The service if one answers on the local socket, else the store. While another process
+/// holds the store and no service answers (another `stdio` request in flight), waits for
+/// either, at most [`STDIO_STORE_WAIT`], saying on stderr what it waits for.
+async fn reach(config: &Config) -> Result<Reach, Box<dyn std::error::Error>> {
+    let socket = config.service_socket();
+    let start = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        if let Some(service) = api::local::connect(&socket).await {
+            return Ok(Reach::Service(service));
+        }
+        match Store::open(&config.state_dir) {
+            Ok(store) => return Ok(Reach::Store(store)),
+            Err(StoreError::Db(e)) if matches!(*e, redb::Error::DatabaseAlreadyOpen) => {
+                if start.elapsed() >= STDIO_STORE_WAIT {
+                    return Err(format!(
+                        "the store in {} stayed held by another blockstor-agent process for {} s \
+                         and no agent service answered on {}: a long request over SSH may still \
+                         run, or a service runs with another service_socket",
+                        config.state_dir.display(),
+                        STDIO_STORE_WAIT.as_secs(),
+                        socket.display()
+                    )
+                    .into());
+                }
+                if !said {
+                    tracing::warn!(store = %config.state_dir.display(), socket = %socket.display(),
+                        wait_secs = STDIO_STORE_WAIT.as_secs(),
+                        "waiting for the store, held by another blockstor-agent process \
+                         (no agent service answers on the socket)");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reports steps a previous run left unfinished, and builds the engine on `store`.
+fn engine(config: Config, store: Store) -> Result<Engine, Box<dyn std::error::Error>> {
     for (rd, entry) in store.reconcile()? {
         tracing::warn!(%rd, layer = %entry.layer, action = %entry.action,
             "step interrupted by a restart; the next apply re-observes and converges");

@@ -237,6 +237,82 @@ fn stdio_mode_answers_one_line_through_the_binary() {
     assert_eq!(err["error"]["code"], "not_found");
 }
 
+/// Issue 16, defect 11: with the service running on a config, `stdio` on the same config is
+/// answered at once (through the service's local socket) instead of waiting for the store the
+/// service holds; after the service stops, `stdio` opens the store itself.
+#[test]
+fn stdio_is_answered_while_the_service_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(
+        &cfg,
+        config_text(dir.path(), &format!("listen = \"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
+    let stdio = |line: &str| -> Option<String> {
+        let mut child = Proc::new(env!("CARGO_BIN_EXE_blockstor-agent"))
+            .args(["stdio", "--config"])
+            .arg(&cfg)
+            .env("BLOCKSTOR_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        let start = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        Some(String::from_utf8(out.stdout).unwrap())
+    };
+    let mut server = Server(
+        Proc::new(env!("CARGO_BIN_EXE_blockstor-agent"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("BLOCKSTOR_AGENT_TOKEN", "svc-token")
+            .env("BLOCKSTOR_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_listening(port);
+    let socket = dir.path().join("state/agent.sock");
+    let mode = std::fs::metadata(&socket)
+        .expect("the service's local socket")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let node = stdio("{\"op\":\"node\"}\n").expect("stdio answered while the service runs");
+    assert!(node.contains("\"name\":\"n1\""), "{node}");
+    let twice = stdio("{\"op\":\"list\",\"op\":\"node\"}\n").unwrap();
+    assert!(twice.contains("invalid_request"), "{twice}");
+
+    // SIGTERM: the service stops and removes its socket; stdio then opens the store itself.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.0.id() as i32, libc::SIGTERM) };
+    server.0.wait().unwrap();
+    assert!(
+        !socket.exists(),
+        "the service removes its socket when it stops"
+    );
+    let list = stdio("{\"op\":\"list\"}\n").expect("stdio answered without the service");
+    assert_eq!(list.trim(), "[]");
+}
+
 /// `systemctl stop` sends SIGTERM: the server stops accepting and exits cleanly.
 #[test]
 fn serve_stops_cleanly_on_sigterm() {

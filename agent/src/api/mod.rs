@@ -2,6 +2,7 @@
 
 mod connections;
 pub mod http;
+pub mod local;
 pub mod stdio;
 
 use blockstor_proto::wire::{

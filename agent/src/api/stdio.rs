@@ -10,7 +10,7 @@ use crate::engine::Engine;
 use crate::error::{Error, ErrorCode, Kind};
 
 /// Largest request line accepted (a DesiredResource is a few KiB).
-const MAX_LINE: u64 = 1024 * 1024;
+pub(crate) const MAX_LINE: u64 = 1024 * 1024;
 
 /// Serves one request from `input` to `output`.
 pub async fn serve_one<R, W>(engine: &Engine, input: R, mut output: W) -> std::io::Result<()>
