@@ -51,6 +51,8 @@ struct Plugin {
     address: SocketAddr,
     server_cert: Option<Vec<u8>>,
     stderr: mpsc::Receiver<String>,
+    /// Receives once our end of the plugin's stdout pipe reads EOF.
+    stdout_eof: mpsc::Receiver<()>,
 }
 
 impl Plugin {
@@ -71,6 +73,7 @@ impl Plugin {
 
         let stdout = child.stdout.take().unwrap();
         let (line_tx, line_rx) = mpsc::channel();
+        let (eof_tx, eof_rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut line = String::new();
@@ -79,6 +82,7 @@ impl Plugin {
             // Anything after the handshake line is a bug: report it through the test below.
             let mut rest = String::new();
             let _ = reader.read_to_string(&mut rest);
+            let _ = eof_tx.send(());
             assert!(rest.is_empty(), "the plugin wrote more to stdout: {rest:?}");
         });
         let mut stderr = child.stderr.take().unwrap();
@@ -120,6 +124,7 @@ impl Plugin {
             address,
             server_cert,
             stderr: err_rx,
+            stdout_eof: eof_rx,
         }
     }
 
@@ -300,6 +305,26 @@ async fn with_tls_disabled_it_serves_plaintext_and_prints_an_empty_cert() {
         .await
         .expect("plaintext connection");
     schema_then_shutdown(&mut plugin, channel).await;
+}
+
+/// go-plugin 1.6.0 (Terraform ≤ 1.11) scans the plugin's stdout in one goroutine and reaps the
+/// process in another; when the process exits while the scan still waits, the reaper closes the
+/// pipe under it: "error encountered while scanning stdout: read |0: file already closed"
+/// (hashicorp/go-plugin#298). The scan must end at EOF right after the handshake line, while the
+/// plugin still runs.
+#[test]
+fn stdout_reaches_eof_after_the_handshake_while_the_plugin_runs() {
+    let mut plugin = Plugin::start(None);
+    plugin
+        .stdout_eof
+        .recv_timeout(Duration::from_secs(2))
+        .expect("stdout at EOF within 2 s of the handshake line");
+    assert!(
+        plugin.child.try_wait().unwrap().is_none(),
+        "the plugin still runs"
+    );
+    let fd1 = std::fs::read_link(format!("/proc/{}/fd/1", plugin.child.id())).unwrap();
+    assert_eq!(fd1, std::path::Path::new("/dev/null"));
 }
 
 #[test]

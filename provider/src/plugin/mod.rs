@@ -153,7 +153,8 @@ async fn router<P: Provider>(
         .add_service(health_service)
 }
 
-/// Prints the handshake line: the first and only thing this process writes to stdout.
+/// Prints the handshake line: the first and only thing this process writes to stdout, which
+/// then points at /dev/null ([`close_stdout_pipe`]).
 fn announce(
     protocol: ProtocolVersion,
     address: SocketAddr,
@@ -167,8 +168,28 @@ fn announce(
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())
+        .and_then(|()| close_stdout_pipe())
         .map_err(ServeError::Stdout)?;
     tracing::debug!(address = %address, protocol = protocol.number(), "plugin server listening");
+    Ok(())
+}
+
+/// Points fd 1 at /dev/null once the handshake line is out, so Terraform's end of our stdout
+/// pipe reads EOF now, while we run, and never again waits on it.
+///
+/// go-plugin 1.6.0 (Terraform up to 1.11 at least) scans that pipe in one goroutine and reaps
+/// the process in another; when the process exits while the scan still waits, the reaper closes
+/// the pipe under the scan, which logs "error encountered while scanning stdout: read |0: file
+/// already closed" (hashicorp/go-plugin#298). Nothing is written to stdout after the line (logs
+/// go to stderr), so this loses nothing. Called with the stdout lock held and flushed.
+fn close_stdout_pipe() -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    // SAFETY: dup2 only renumbers open descriptors: `null` is open for the whole call and fd 1
+    // is replaced atomically; Rust's stdout handle holds no buffered bytes (just flushed).
+    if unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
 }
 
