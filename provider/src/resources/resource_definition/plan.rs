@@ -368,7 +368,7 @@ fn check_previous(
         Known::Null => diags.error(
             &AttrPath::attr(attr),
             "The passphrase changed: the rotation needs the old one",
-            format!("The passphrase {attr} gives no longer matches passphrase_fingerprint in state, so this apply rotates every replica to it, which needs the passphrase the LUKS headers hold now. State does not keep it: give it once with previous_passphrase_wo, previous_passphrase_file or previous_passphrase_env, apply, then remove that attribute. (If the change was a mistake, restore the old secret.)"),
+            format!("The passphrase {attr} gives no longer matches passphrase_fingerprint in state, so this apply rotates every replica to it, which needs the passphrase the LUKS headers hold now. State does not keep it: give it with previous_passphrase_wo, previous_passphrase_file or previous_passphrase_env and keep that set until an apply succeeds (after a failed one, state still holds the old passphrase_fingerprint and the next apply needs the old passphrase again); remove it after that. (If the change was a mistake, restore the old secret.)"),
         ),
         Known::Some(Ok(old)) if prior_fp.is_some_and(|fp| !fingerprint::matches(fp, old.expose())) => {
             let at = ["previous_passphrase_wo", "previous_passphrase_env"]

@@ -160,14 +160,14 @@ pub fn schema() -> Schema {
                 Attribute::optional(
                     "previous_passphrase_wo",
                     Ty::String,
-                    "While rotating away from a passphrase given by `passphrase_wo` (or a file or variable): the old passphrase as a write-only value (Terraform 1.11 or later), checked against `passphrase_fingerprint` at plan. Remove it after the rotation.",
+                    "While rotating away from a passphrase given by `passphrase_wo` (or a file or variable): the old passphrase as a write-only value (Terraform 1.11 or later), checked against `passphrase_fingerprint` at plan. Keep it set until an apply succeeds (after a failed one, state still holds the old `passphrase_fingerprint`), then remove it.",
                 )
                 .sensitive()
                 .write_only(),
                 Attribute::optional(
                     "previous_passphrase_file",
                     Ty::String,
-                    "While rotating away from a passphrase given by `passphrase_file`/`passphrase_env`: a file holding the old one, checked against `passphrase_fingerprint` at plan. Remove it after the rotation.",
+                    "While rotating away from a passphrase given by `passphrase_file`/`passphrase_env`: a file holding the old one, checked against `passphrase_fingerprint` at plan. Keep it set until an apply succeeds (after a failed one, state still holds the old `passphrase_fingerprint`), then remove it.",
                 ),
                 Attribute::optional(
                     "previous_passphrase_env",

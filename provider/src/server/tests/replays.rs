@@ -343,3 +343,65 @@ async fn generated_config_of_an_import_plans_no_change() {
     assert!(planned.diags.is_empty(), "{:?}", planned.diags);
     assert_eq!(planned.state, state, "a clean import plans no change");
 }
+
+/// A rotation whose apply fails part-way: state keeps the old fingerprint, so the old
+/// passphrase is still needed, and the message says to keep it until an apply succeeds.
+#[tokio::test]
+async fn after_a_failed_rotation_state_and_message_both_still_need_the_old_passphrase() {
+    let agent = FakeAgent::new("n1", &[("files", 1 << 20)]);
+    let p = BlockstorProvider::with_cluster(FakeAgent::cluster_of([agent.clone()]));
+    let cfg = config(OLD, None);
+    let created = plan(&p, &Value::Null, &cfg, &[]).await;
+    let (state, private) = apply(&p, &Value::Null, &created, &cfg).await;
+    let state = read(&p, &state, &private).await;
+
+    let rotating = config(super::NEW, Some(OLD));
+    let planned = plan(&p, &state, &rotating, &private).await;
+    assert!(planned.diags.is_empty(), "{:?}", planned.diags);
+    *agent.fail_apply.lock().unwrap() = Some("luks_rotation_failed");
+    let s = rd_schema();
+    let r = p
+        .apply_resource_change(Request::new(tf::apply_resource_change::Request {
+            type_name: RESOURCE_DEFINITION.into(),
+            prior_state: dv(&state, s),
+            planned_state: dv(&planned.state, s),
+            config: dv(&rotating, s),
+            planned_private: planned.private.clone(),
+            provider_meta: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.diagnostics.iter().any(|d| d.severity == 1));
+    let after = undv(r.new_state, s);
+    assert_eq!(
+        after.get("passphrase_fingerprint"),
+        state.get("passphrase_fingerprint"),
+        "state keeps the old fingerprint"
+    );
+    *agent.fail_apply.lock().unwrap() = None;
+
+    // Removing previous_passphrase_wo now is refused, and the message says why.
+    let removed = plan(&p, &after, &config(super::NEW, None), &r.private).await;
+    let warning = removed
+        .diags
+        .iter()
+        .find(|d| d.severity == 2 && d.summary.contains("rotation needs the old one"))
+        .expect("the rotation still needs the old passphrase");
+    assert!(
+        warning.detail.contains("until an apply succeeds"),
+        "{}",
+        warning.detail
+    );
+    assert!(!warning.detail.contains("apply, then remove"));
+
+    // Keeping it set, the next apply finishes the rotation.
+    let again = plan(&p, &after, &rotating, &r.private).await;
+    assert!(again.diags.is_empty(), "{:?}", again.diags);
+    let (done, _) = apply(&p, &after, &again, &rotating).await;
+    let fp = done.get("passphrase_fingerprint").as_str().unwrap();
+    assert!(crate::resources::resource_definition::fingerprint::matches(
+        fp,
+        super::NEW
+    ));
+}
