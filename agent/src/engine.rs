@@ -313,7 +313,11 @@ impl Engine {
         record: &mut ResourceRecord,
         dry_run: bool,
     ) -> Result<Walk> {
-        let layers = self.layers(&d.layer_stack, &d.storage.pool, None)?;
+        let mut layers = self.layers(&d.layer_stack, &d.storage.pool, None)?;
+        if d.drbd.as_ref().is_some_and(|x| x.diskless) {
+            // A diskless DRBD client: no backing volume and no LUKS on this node.
+            layers.retain(|l| l.kind() == L::Drbd);
+        }
         let mut vols: Vec<Vol> = d
             .volumes
             .iter()

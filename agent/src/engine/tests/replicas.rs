@@ -330,3 +330,78 @@ async fn without_join_the_lowest_node_still_forces_the_initial_sync() {
         &format!("drbdadm -c {res} primary --force db"),
     );
 }
+
+#[tokio::test]
+async fn observe_reports_the_role_and_the_worst_disk_state() {
+    let r = drbd_resource(V84, "Secondary/Primary\n").await;
+    r.runner.on(
+        &["drbdadm", "-c", &res_path(&r), "dstate"],
+        Output::ok("UpToDate/UpToDate\nOutdated/UpToDate\n"),
+    );
+    let o = r.engine.get(&rd()).await.unwrap();
+    let drbd = o.drbd.unwrap();
+    assert_eq!(
+        (drbd.up, drbd.role.as_deref(), drbd.disk_state.as_deref()),
+        (true, Some("Secondary"), Some("Outdated"))
+    );
+    assert!(!drbd.diskless);
+}
+
+#[tokio::test]
+async fn a_diskless_replica_runs_no_storage_or_luks_command_and_renders_disk_none() {
+    let r = drbd_rig_of(V9);
+    let res = res_path(&r);
+    r.runner.on(
+        &["drbdadm", "-c", res.as_str(), "role"],
+        Output::fail(10, "'db' not defined"),
+    );
+    r.runner.on(
+        &["drbdadm", "-c", res.as_str(), "dstate"],
+        Output::ok("Diskless\n"),
+    );
+    let mut d = drbd_desired(0, 1);
+    d.layer_stack = blockstor_proto::LayerStack::parse(&["DRBD", "LUKS", "STORAGE"]).unwrap();
+    d.luks = Some(serde_json::from_str(&format!(r#"{{"passphrase":"{PASS}"}}"#)).unwrap());
+    d.drbd.as_mut().unwrap().diskless = true;
+    let o = r.engine.apply(d).await.unwrap();
+    let cmds = r.runner.commands();
+    assert!(
+        cmds.iter().all(|c| !c.starts_with("losetup")
+            && !c.starts_with("cryptsetup")
+            && !c.starts_with("lvcreate")
+            && !c.starts_with("drbdmeta")
+            && !c.contains("create-md")
+            && !c.contains("primary")),
+        "{cmds:#?}"
+    );
+    assert!(r.host.steps.lock().unwrap().is_empty(), "no loop file");
+    position(&cmds, &format!("drbdadm -c {res} adjust db"));
+    let text = r.host.texts.lock().unwrap()[&r.state.join("drbd.d/db.res")].clone();
+    assert!(
+        text.contains("disk none;") && !text.contains(LOOP),
+        "{text}"
+    );
+    let drbd = o.drbd.unwrap();
+    assert!(drbd.diskless);
+    assert_eq!(drbd.disk_state.as_deref(), Some("Diskless"));
+    assert_eq!(o.volumes[0].device_path.as_deref(), Some("/dev/drbd1000"));
+}
+
+#[tokio::test]
+async fn a_diskless_peer_is_rendered_with_disk_none_in_its_section() {
+    let r = drbd_rig_of(V9);
+    let res = res_path(&r);
+    r.runner.on(
+        &["drbdadm", "-c", res.as_str(), "role"],
+        Output::ok("Secondary"),
+    );
+    r.runner.on(&["drbdmeta"], Output::ok(""));
+    let mut d = drbd_desired(1, 0);
+    d.drbd.as_mut().unwrap().peers[0].diskless = true;
+    r.engine.apply(d).await.unwrap();
+    let text = r.host.texts.lock().unwrap()[&r.state.join("drbd.d/db.res")].clone();
+    let peer = &text[text.find("on \"n2\" {").expect("n2's section")..];
+    let peer = &peer[..peer.find('}').unwrap_or(peer.len())];
+    assert!(peer.contains("disk none;"), "{text}");
+    assert!(text.contains(&format!("disk {LOOP};")), "{text}");
+}

@@ -95,8 +95,13 @@ impl Drbd {
     /// Whether the resource is up: `drbdadm role` answers for 8.4 and 9 alike (drbdadm
     /// dispatches to the utils matching the kernel; drbdsetup 8.4 has no `status`).
     async fn is_up(&self, cx: &Cx<'_>, res: &Path, host: &str) -> Result<bool> {
+        Ok(self.role(cx, res, host).await?.is_some())
+    }
+
+    /// This replica's role (`Primary`, `Secondary`, `Unknown`) when the resource is up here.
+    async fn role(&self, cx: &Cx<'_>, res: &Path, host: &str) -> Result<Option<String>> {
         if !cx.host.exists(res) {
-            return Ok(false);
+            return Ok(None);
         }
         let out = cx
             .observe(&Self::drbdadm_as(
@@ -104,7 +109,29 @@ impl Drbd {
                 ["-c", Self::res_arg(res).as_str(), "role", cx.rd.as_str()],
             ))
             .await?;
-        Ok(out.success())
+        if !out.success() {
+            return Ok(None);
+        }
+        // DRBD 8.4 prints `Local/Peer`; 9 prints the local role.
+        let role = out.stdout.lines().next().unwrap_or("").split('/').next();
+        Ok(Some(role.unwrap_or("").trim().to_owned()).map(|r| {
+            if r.is_empty() {
+                "Unknown".to_owned()
+            } else {
+                r
+            }
+        }))
+    }
+
+    /// This replica's disk state, the worst over its volumes, from `drbdadm dstate` (8.4:
+    /// `Local/Peer` per volume; 9: the local state per volume). `None` when DRBD does not say.
+    async fn disk_state(&self, cx: &Cx<'_>, res: &Path, host: &str) -> Option<String> {
+        let cmd = Self::drbdadm_as(
+            host,
+            ["-c", Self::res_arg(res).as_str(), "dstate", cx.rd.as_str()],
+        );
+        let out = cx.observe(&cmd).await.ok().filter(|o| o.success())?;
+        worst_disk_state(&out.stdout)
     }
 
     /// Whether `disk` carries DRBD metadata (`drbdmeta … dump-md` exits 0).
@@ -249,6 +276,32 @@ impl Drbd {
     }
 }
 
+/// DRBD's disk state of a replica without a local disk.
+const DISKLESS: &str = "Diskless";
+
+/// The worst local disk state in `drbdadm dstate` output (one line per volume, `Local/Peer`
+/// on 8.4), ordered by how far it is from holding the current data.
+fn worst_disk_state(dstate: &str) -> Option<String> {
+    const ORDER: [&str; 9] = [
+        "Diskless",
+        "Failed",
+        "Detaching",
+        "Attaching",
+        "Negotiating",
+        "Inconsistent",
+        "Outdated",
+        "Consistent",
+        "UpToDate",
+    ];
+    let rank = |s: &str| ORDER.iter().position(|o| *o == s).unwrap_or(0);
+    dstate
+        .lines()
+        .filter_map(|l| l.trim().split('/').next())
+        .filter(|s| !s.is_empty())
+        .min_by_key(|s| rank(s))
+        .map(str::to_owned)
+}
+
 #[async_trait]
 impl Layer for Drbd {
     fn kind(&self) -> L {
@@ -263,10 +316,15 @@ impl Layer for Drbd {
             return Ok(());
         };
         let (res, host) = self.observed_res(cx);
-        let up = if cx.host.exists(&res) || cx.host.drbd_available() {
-            self.is_up(cx, &res, &host).await?
+        let role = if cx.host.exists(&res) || cx.host.drbd_available() {
+            self.role(cx, &res, &host).await?
         } else {
-            false
+            None
+        };
+        let up = role.is_some();
+        let disk_state = match up {
+            true => self.disk_state(cx, &res, &host).await,
+            false => None,
         };
         for (v, minor) in vols.iter_mut().zip(&spec.minors) {
             v.top = up.then(|| format!("/dev/drbd{minor}"));
@@ -277,9 +335,9 @@ impl Layer for Drbd {
             minors: spec.minors.clone(),
             res_file: Self::res_arg(&res),
             up,
-            role: None,
-            disk_state: None,
-            diskless: false,
+            role,
+            diskless: disk_state.as_deref() == Some(DISKLESS),
+            disk_state,
         });
         Ok(())
     }
@@ -301,13 +359,17 @@ impl Layer for Drbd {
             .iter()
             .zip(&x.minors)
             .map(|(v, minor)| {
-                let disk = v.below_drbd.clone().ok_or_else(|| {
-                    Error::internal(format!("volume {} has no lower device", v.number))
-                })?;
+                // A diskless client has no lower device: `disk none;`.
+                let disk = match x.diskless {
+                    true => None,
+                    false => Some(v.below_drbd.clone().ok_or_else(|| {
+                        Error::internal(format!("volume {} has no lower device", v.number))
+                    })?),
+                };
                 Ok(LocalVolume {
                     number: v.number,
                     minor: *minor,
-                    disk: Some(disk),
+                    disk,
                 })
             })
             .collect::<Result<_>>()?;
@@ -409,6 +471,15 @@ impl Layer for Drbd {
                 cx.persist()?;
             }
         }
+        // What the kernel says once up, so the caller can warn about a replica not UpToDate
+        // (read before a resize, which changes no state, so a resize stays the last step).
+        let (role, disk_state) = match cx.dry_run {
+            true => (None, None),
+            false => (
+                self.role(cx, &res, self.node.as_str()).await?,
+                self.disk_state(cx, &res, self.node.as_str()).await,
+            ),
+        };
         for v in vols.iter() {
             let pending = cx
                 .record
@@ -428,9 +499,9 @@ impl Layer for Drbd {
             minors: x.minors.clone(),
             res_file: res_arg,
             up: true,
-            role: None,
-            disk_state: None,
-            diskless: false,
+            role,
+            disk_state,
+            diskless: x.diskless,
         });
         Ok(())
     }

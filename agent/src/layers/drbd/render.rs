@@ -179,7 +179,8 @@ pub fn options(d: &DesiredResource) -> BTreeMap<(String, String), String> {
     out
 }
 
-/// The `.res` text with every peer diskful. `d` must have passed [`validate`].
+/// The `.res` text; peers flagged `diskless` get `disk none;`. `d` must have passed
+/// [`validate`].
 pub fn render(
     d: &DesiredResource,
     x: &DrbdSpec,
@@ -187,7 +188,13 @@ pub fn render(
     vols: &[LocalVolume],
     dialect: Dialect,
 ) -> Result<String> {
-    render_with_diskless_peers(d, x, local, vols, dialect, &BTreeSet::new())
+    let diskless: BTreeSet<NodeName> = x
+        .peers
+        .iter()
+        .filter(|p| p.diskless)
+        .map(|p| p.name.clone())
+        .collect();
+    render_with_diskless_peers(d, x, local, vols, dialect, &diskless)
 }
 
 /// [`render`] where the peers in `diskless_peers` are DRBD clients without a local disk (the
