@@ -2,7 +2,7 @@
 //! sshd on a loopback port, a pinned host key (known_hosts), and `blockstor-agent stdio` as the
 //! remote command, so no agent port is open at all.
 
-use acceptance_tests::agent::{free_loopback_addr, write_config};
+use acceptance_tests::agent::{free_loopback_addr, write_config, AgentProcess};
 use acceptance_tests::sshd::SshServer;
 use acceptance_tests::{binaries, host, loops, require, AgentConfig, Requirement, Workspace};
 
@@ -149,4 +149,60 @@ fn unknown_ssh_host_key_is_refused() {
         loops::files_under(&agent_dir.join("pools/files")).is_empty(),
         "nothing may be created through an unverified host"
     );
+}
+
+/// Issue 16, defect 11: the node runs the agent as its service (`serve`) and is also reached
+/// over SSH (`stdio`, the same config). Before, every SSH request waited (up to 30 min, without
+/// a word) for the store the service holds; now `stdio` hands it to the service over its local
+/// socket. The whole lifecycle runs over SSH, and the service sees what SSH built.
+#[test]
+fn storage_rd_over_ssh_while_the_agent_service_runs_on_the_same_config() {
+    let mut needs = host::USER_SEAT.to_vec();
+    needs.push(Requirement::Sshd);
+    if !require(&needs) {
+        return;
+    }
+    let ws = Workspace::new();
+    ws.write("main.tf", CONFIG);
+    let agent_dir = ws.path().join("agent");
+    let service = AgentProcess::start(&agent_dir, AgentConfig::default());
+    let pool_dir = service.pool_dir();
+    let sshd = SshServer::start(&ws.path().join("sshd"));
+
+    let mut tf = ws.terraform();
+    tf.var("ssh_port", sshd.port().to_string())
+        .var("ssh_private_key", sshd.client_private_key())
+        .var("known_hosts", sshd.known_hosts())
+        .var(
+            "agent_command",
+            format!(
+                "{} stdio --config {}",
+                binaries::agent().display(),
+                agent_dir.join("agent.toml").display()
+            ),
+        );
+
+    tf.init().assert_success();
+    let started = std::time::Instant::now();
+    let apply = tf.apply();
+    assert!(
+        apply.status.success(),
+        "apply over SSH beside the service failed:\n{apply}\n--- agent log ---\n{}",
+        service.log()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "apply took {:?}: stdio waited for the service's store",
+        started.elapsed()
+    );
+    assert_eq!(loops::attached_under(&pool_dir).len(), 1);
+    let (status, body) = service.get("/v1/resources/acc-ssh").unwrap();
+    assert_eq!(
+        status, 200,
+        "the service answers for what SSH built: {body}"
+    );
+    tf.plan().assert_code(0).assert_contains("No changes.");
+    tf.destroy().assert_success();
+    assert!(loops::attached_under(&pool_dir).is_empty());
+    assert!(loops::files_under(&pool_dir).is_empty());
 }
