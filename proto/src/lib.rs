@@ -2,6 +2,8 @@
 //!
 //! * [`names`], [`size`], [`layer_stack`]: validated value types. A value that exists is valid
 //!   (parse, don't validate), so an unchecked name can never reach a path, a device name or argv.
+//! * [`drbd_stages`]: the order of a DRBD replica-set change, driven by the provider and run
+//!   node by node by the agents.
 //! * [`wire`]: the JSON documents exchanged between provider and agent (docs/design.md §4);
 //!   [`contract`]: the table of operations both sides follow; [`error_code`]: the agent's
 //!   stable error codes.
@@ -10,6 +12,7 @@
 //! * `tfplugin6`, `tfplugin5`, `goplugin` (feature `tfplugin`): the generated Terraform plugin protocol.
 
 pub mod contract;
+pub mod drbd_stages;
 pub mod error_code;
 pub mod layer_stack;
 pub mod names;

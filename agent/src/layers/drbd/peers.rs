@@ -28,119 +28,22 @@ use super::{Drbd, MAX_PEERS};
 use crate::error::{Error, Kind, Result};
 use crate::layers::Cx;
 
-/// A node's part in a change of the replica set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// In the old and the new set: re-render and `adjust`.
-    Staying,
-    /// Only in the new set: metadata, up, sync target of an UpToDate peer.
-    Added,
-    /// Only in the old set: wait for an UpToDate replica that stays, then down.
-    Removed,
-}
-
-impl Role {
-    /// `node`'s role when the replica set goes from `old` to `new`; `None` when in neither.
-    pub fn of(node: &NodeName, old: &BTreeSet<NodeName>, new: &BTreeSet<NodeName>) -> Option<Role> {
-        match (old.contains(node), new.contains(node)) {
-            (true, true) => Some(Role::Staying),
-            (false, true) => Some(Role::Added),
-            (true, false) => Some(Role::Removed),
-            (false, false) => None,
-        }
-    }
-}
-
-/// One node's step of a change, in the order [`stages`] returns them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stage {
-    pub node: NodeName,
-    pub role: Role,
-    /// The replicas this node's `.res` lists for this step (itself included). For a removed
-    /// node: the replicas that stay, one of which must be UpToDate before it goes down.
-    pub replicas: BTreeSet<NodeName>,
-    /// An added node waits until its own disk is UpToDate before the next stage runs (a move on
-    /// DRBD 9, where removal follows).
-    pub until_up_to_date: bool,
-}
+use blockstor_proto::drbd_stages::{self, DrbdVersion};
+pub use blockstor_proto::drbd_stages::{names, Role, Stage};
 
 /// The ordered steps that take a resource from replica set `old` to `new`, for nodes running
-/// `dialect`. Staying nodes may appear twice (once per re-render). Errors when DRBD 8.4 cannot
-/// hold the new set, when a move on 8.4 would leave no copy, or when `new` is empty.
+/// `dialect`: [`blockstor_proto::drbd_stages::stages`], shared with the provider, which drives
+/// them across the nodes.
 pub fn stages(
     old: &BTreeSet<NodeName>,
     new: &BTreeSet<NodeName>,
     dialect: Dialect,
 ) -> Result<Vec<Stage>> {
-    if new.is_empty() {
-        return Err(Error::invalid(
-            ErrorCode::InvalidDrbd,
-            "nodes",
-            "the change would remove every replica; deleting the resource is a destroy, not a change",
-        ));
-    }
-    let added: BTreeSet<NodeName> = new.difference(old).cloned().collect();
-    let removed: BTreeSet<NodeName> = old.difference(new).cloned().collect();
-    let staying: BTreeSet<NodeName> = old.intersection(new).cloned().collect();
-    let stage = |node: &NodeName, role, replicas: &BTreeSet<NodeName>, until_up_to_date| Stage {
-        node: node.clone(),
-        role,
-        replicas: replicas.clone(),
-        until_up_to_date,
+    let version = match dialect {
+        Dialect::V84 => DrbdVersion::V84,
+        Dialect::V9 => DrbdVersion::V9,
     };
-    let mut out = Vec::new();
-    match dialect {
-        Dialect::V9 => {
-            let union: BTreeSet<NodeName> = old.union(new).cloned().collect();
-            if !added.is_empty() {
-                out.extend(old.iter().map(|n| stage(n, Role::Staying, &union, false)));
-                let wait = !removed.is_empty();
-                out.extend(added.iter().map(|n| stage(n, Role::Added, &union, wait)));
-            }
-            if !removed.is_empty() {
-                out.extend(removed.iter().map(|n| stage(n, Role::Removed, new, false)));
-                out.extend(new.iter().map(|n| stage(n, Role::Staying, new, false)));
-            }
-        }
-        Dialect::V84 => {
-            if new.len() > 2 {
-                return Err(Error::invalid(
-                    ErrorCode::DrbdVersionUnsupported,
-                    "nodes",
-                    format!(
-                        "DRBD 8.4 replicates between two nodes; {} were requested. Install \
-                         DRBD 9 or keep two nodes",
-                        new.len()
-                    ),
-                ));
-            }
-            if staying.is_empty() && !removed.is_empty() {
-                return Err(Error::invalid(
-                    ErrorCode::DrbdVersionUnsupported,
-                    "nodes",
-                    format!(
-                        "DRBD 8.4 removes a replica before adding one, and no node of {} stays, \
-                         so no copy would be left. Move one replica at a time",
-                        names(old)
-                    ),
-                ));
-            }
-            if added.is_empty() && removed.is_empty() {
-                return Ok(out);
-            }
-            out.extend(removed.iter().map(|n| stage(n, Role::Removed, new, false)));
-            out.extend(staying.iter().map(|n| stage(n, Role::Staying, new, false)));
-            out.extend(added.iter().map(|n| stage(n, Role::Added, new, false)));
-        }
-    }
-    Ok(out)
-}
-
-fn names(set: &BTreeSet<NodeName>) -> String {
-    set.iter()
-        .map(NodeName::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    drbd_stages::stages(old, new, version).map_err(|e| Error::invalid(e.code, e.field, e.message))
 }
 
 /// How long and how often a step waits for DRBD.
