@@ -1,6 +1,6 @@
 //! The per-node `DesiredResource` built from one resolved, placed definition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use blockstor_proto::wire::{
@@ -25,6 +25,22 @@ pub struct DrbdAllocation {
     /// `shared-secret` of the `.res` file: random, generated once. Serialised as the plain
     /// string it always was, so private state written before it had a type still loads.
     pub shared_secret: Passphrase,
+    /// Minors of replicas added after creation where `minors` were taken on their node
+    /// (absent: the node uses `minors`). Left out of the JSON when empty, so private state
+    /// keeps its earlier form.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_minors: BTreeMap<NodeName, Vec<u32>>,
+    /// Node ids of replicas removed before: never handed out again, since the remaining
+    /// peers' metadata still holds a bitmap slot for them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub retired_ids: BTreeSet<u32>,
+}
+
+impl DrbdAllocation {
+    /// The minors `node` uses, one per volume.
+    pub fn minors_of(&self, node: &NodeName) -> &[u32] {
+        self.node_minors.get(node).unwrap_or(&self.minors)
+    }
 }
 
 impl fmt::Debug for DrbdAllocation {
@@ -33,6 +49,8 @@ impl fmt::Debug for DrbdAllocation {
             .field("port", &self.port)
             .field("minors", &self.minors)
             .field("node_ids", &self.node_ids)
+            .field("node_minors", &self.node_minors)
+            .field("retired_ids", &self.retired_ids)
             .field("shared_secret", &format_args!("[redacted]"))
             .finish()
     }
@@ -43,6 +61,8 @@ impl PartialEq for DrbdAllocation {
         self.port == other.port
             && self.minors == other.minors
             && self.node_ids == other.node_ids
+            && self.node_minors == other.node_minors
+            && self.retired_ids == other.retired_ids
             && self.shared_secret.expose() == other.shared_secret.expose()
     }
 }
@@ -140,7 +160,7 @@ impl Spec {
         DrbdSpec {
             node_id: alloc.node_ids.get(node).copied().unwrap_or_default(),
             port: alloc.port,
-            minors: alloc.minors.clone(),
+            minors: alloc.minors_of(node).to_vec(),
             peers,
             protocol: self
                 .props
@@ -194,6 +214,8 @@ mod tests {
                 minors: vec![1000],
                 node_ids: node_ids(&nodes),
                 shared_secret: Passphrase::new("s"),
+                node_minors: BTreeMap::new(),
+                retired_ids: BTreeSet::new(),
             }),
             nodes,
         }

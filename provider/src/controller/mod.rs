@@ -6,6 +6,7 @@
 //! * [`resolve`]: the effective stack, passphrase, place count, pool and props of a definition.
 //! * [`place`]: which nodes get a replica, and which pool backs it.
 //! * [`allocate`]: DRBD node ids, minors and ports.
+//! * [`members`]: DRBD numbers kept across a change of the replica set.
 //! * [`desired`]: the per-node `DesiredResource`.
 //!
 //! There is no controller database: everything the controller needs is in the Terraform
@@ -16,6 +17,7 @@ pub mod desired;
 #[cfg(test)]
 pub mod fake;
 pub mod known;
+pub mod members;
 pub mod place;
 pub mod resolve;
 pub mod secret;

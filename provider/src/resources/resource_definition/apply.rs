@@ -12,7 +12,7 @@ use super::private::Private;
 use super::request::{Invalid, Request};
 use super::state::{replica, unknown_as_null};
 use super::validate::timeout;
-use super::{fingerprint, progress};
+use super::{fingerprint, guard, progress};
 use crate::controller::desired::{node_ids, random_secret, DrbdAllocation};
 use crate::controller::place::{choose_pool, place};
 use crate::controller::resolve;
@@ -53,6 +53,12 @@ pub async fn apply(
     private: &[u8],
 ) -> Applied {
     if planned.is_null() {
+        let mut diags = Diagnostics::default();
+        if guard::refuse_destroy(prior, &mut diags) {
+            // Before any agent call: the destroy (or the destroy half of a replacement)
+            // touches nothing.
+            return fail(prior, private, diags);
+        }
         return delete(cluster, prior, private).await;
     }
     // Read once for this call: the refusal check and the request use the same secrets.
@@ -336,6 +342,8 @@ fn drbd_allocation(
             minors: reserved.minors(infos, &[], volumes),
             node_ids: node_ids(nodes),
             shared_secret: random_secret(),
+            node_minors: Default::default(),
+            retired_ids: Default::default(),
         },
     }
 }

@@ -2,6 +2,7 @@
 //! agents build on each chosen node.
 //!
 //! * [`validate`]: configuration checks, tolerant of unknowns.
+//! * [`guard`]: `deletion_protection`, checked at plan and at apply.
 //! * [`plan`]: computed values, in-place updates, replacements, shrink errors.
 //! * [`preview`]: `planned_steps`, the commands each agent will run, asked at plan time.
 //! * [`request`]: the request document, one builder for the preview and the apply.
@@ -18,6 +19,7 @@
 
 pub mod apply;
 pub mod fingerprint;
+pub mod guard;
 pub mod plan;
 pub mod preview;
 mod private;

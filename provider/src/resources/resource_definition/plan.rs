@@ -14,10 +14,10 @@ use blockstor_proto::tfplugin6 as tf;
 use blockstor_proto::wire::Passphrase;
 use blockstor_proto::{Layer, NodeName, Size};
 
-use super::fingerprint;
 use super::validate::{
     check_new_passphrase, check_references_readable, validate_resolved, warn_short_passphrase,
 };
+use super::{fingerprint, guard};
 use crate::controller::resolve::{self, Known};
 use crate::controller::secret::{self, Passphrases};
 use crate::resources::diag::{AttrPath, Diagnostics};
@@ -66,7 +66,9 @@ pub fn plan(
         ..Planned::default()
     };
     if proposed.is_null() {
-        return out; // destroy
+        // Destroy (planned by Terraform 1.3 and later; apply checks again).
+        guard::refuse_destroy(prior, &mut out.diags);
+        return out;
     }
     out.secrets = Passphrases::read(config);
     let secrets = &out.secrets;
@@ -106,6 +108,11 @@ pub fn plan(
             &mut refused,
         );
         out.diags.extend(as_warnings(refused));
+        if !out.requires_replace.is_empty() {
+            // An error even in the pre-destroy plan: a protected definition is not destroyed.
+            guard::refuse_replacement(prior, &out.requires_replace, &mut out.diags);
+            warn_replacement_destroys(prior, planned, &out.requires_replace, &mut out.diags);
+        }
     }
     plan_steps(prior, planned);
     out
@@ -321,6 +328,51 @@ fn plan_update(
     if needs_apply {
         planned.set("replicas", Value::Unknown);
     }
+}
+
+/// A replacement tears down every replica of `prior` before building empty ones: the plan says
+/// in words on which nodes the data is destroyed (a `-/+` alone is easy to miss).
+fn warn_replacement_destroys(
+    prior: &Value,
+    planned: &Value,
+    because: &[AttrPath],
+    diags: &mut Diagnostics,
+) {
+    let have = prior.get("nodes").as_string_list().unwrap_or_default();
+    if have.is_empty() {
+        return;
+    }
+    let name = prior.get("name").as_str().unwrap_or("?");
+    let kept: BTreeSet<String> = planned
+        .get("nodes")
+        .as_string_list()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let leaving: Vec<&str> = have
+        .iter()
+        .filter(|n| !kept.contains(*n))
+        .map(String::as_str)
+        .collect();
+    let stack = prior
+        .get("effective_layer_stack")
+        .as_string_list()
+        .unwrap_or_default();
+    let why = if stack.iter().any(|l| l == "DRBD") {
+        "It is a replacement, not an in-place change"
+    } else {
+        "The stack has no DRBD, so there is no replica to copy the data from"
+    };
+    let gone = if leaving.is_empty() {
+        String::new()
+    } else {
+        format!(" Nodes leaving the definition: {}.", leaving.join(", "))
+    };
+    diags.warning(
+        &because[0],
+        format!("Replacing {name} destroys its data on {}", have.join(", ")),
+        format!("{why}: apply tears down the replica on every one of {} (LUKS headers wiped, volumes removed) and builds empty volumes in their place.{gone} Back up the data first, or undo the change.", have.join(", ")),
+    );
 }
 
 /// How the effective passphrase compares with the one the replicas hold.

@@ -283,6 +283,13 @@ pub async fn import(cluster: &Cluster, id: &str) -> (Value, Vec<u8>, Diagnostics
                 .collect(),
             // The agents never reveal the secret; a new one is set on the next apply.
             shared_secret: random_secret(),
+            // A node whose minors differ keeps its own: an update never renumbers a device.
+            node_minors: observed
+                .iter()
+                .filter_map(|o| Some((o.node.clone(), o.drbd.as_ref()?.minors.clone())))
+                .filter(|(_, m)| *m != d.minors)
+                .collect(),
+            retired_ids: Default::default(),
         }),
     };
     (state, private.encode(), diags)

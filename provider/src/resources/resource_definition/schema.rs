@@ -47,6 +47,11 @@ fn resource_group_attributes() -> Vec<Attribute> {
             Ty::map(Ty::String),
             "Properties merged under the definition's own `props`.",
         ),
+        Attribute::optional(
+            "deletion_protection",
+            Ty::Bool,
+            "The group's `deletion_protection`, used when the definition sets none.",
+        ),
     ]
 }
 
@@ -181,6 +186,11 @@ pub fn schema() -> Schema {
                 )
                 .forces_replacement(),
                 Attribute::optional("description", Ty::String, "Free text for humans."),
+                Attribute::optional(
+                    "deletion_protection",
+                    Ty::Bool,
+                    "While true (here, else inherited from the group; default false), destroying the definition and any change that replaces it fail with an error naming this attribute: at plan where Terraform plans destroys (1.3 and later), and always at apply before any agent is asked. Set it to false and apply first to destroy.",
+                ),
                 Attribute::optional(
                     "props",
                     Ty::map(Ty::String),

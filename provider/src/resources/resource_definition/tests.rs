@@ -879,6 +879,13 @@ fn error_paths(diags: &Diagnostics) -> Vec<String> {
         .collect()
 }
 
+/// The severity of each diagnostic with its summary, for assertions.
+fn severities(d: &Diagnostics) -> Vec<(i32, String)> {
+    d.0.iter()
+        .map(|x| (x.severity, x.summary.clone()))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_passphrase_with_a_line_break_or_nul_is_refused_at_plan_on_create_and_on_rotation() {
     for bad in ["two\nlines", "cr\rreturn", "nul\0byte"] {
@@ -920,5 +927,119 @@ async fn a_passphrase_with_a_line_break_or_nul_is_refused_at_plan_on_create_and_
     assert_eq!(
         a.state.get("passphrase").as_str(),
         Some("single line passphrase")
+    );
+}
+
+#[tokio::test]
+async fn deletion_protection_stops_destroy_at_plan_and_at_apply_before_any_agent_call() {
+    let a = FakeAgent::new("n1", &[("files", 100)]);
+    let cluster = FakeAgent::cluster_of([a.clone()]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("deletion_protection", Value::Bool(true));
+    let (state, private) = create(&cluster, &cfg).await;
+
+    let p = plan::plan(&state, &Value::Null, &Value::Null, &private, None);
+    assert!(p.diags.has_errors(), "a planned destroy is refused");
+    assert!(p.diags.0[0].summary.contains("deletion_protection"));
+
+    a.calls.lock().unwrap().clear();
+    let d = apply::apply(&cluster, &state, &Value::Null, &Value::Null, &private).await;
+    assert!(d.diags.has_errors());
+    assert!(
+        d.diags.0[0].detail.contains("deletion_protection is true"),
+        "{:?}",
+        d.diags
+    );
+    assert_eq!(d.state, state, "the resource stays in state");
+    assert!(a.calls.lock().unwrap().is_empty(), "no agent was asked");
+    assert_eq!(
+        a.resources.lock().unwrap().len(),
+        1,
+        "the replica is intact"
+    );
+
+    // Turned off (an in-place change that asks no agent), the destroy goes through.
+    let mut off = cfg.clone();
+    off.set("deletion_protection", Value::Bool(false));
+    let p = plan::plan(&state, &proposed(&state, &off), &off, &private, None);
+    assert!(!p.diags.has_errors() && p.requires_replace.is_empty());
+    let u = apply::apply(&cluster, &state, &p.state, &off, &p.private).await;
+    assert!(!u.diags.has_errors());
+    let d = apply::apply(&cluster, &u.state, &Value::Null, &Value::Null, &u.private).await;
+    assert!(d.state.is_null() && !d.diags.has_errors());
+    assert!(a.resources.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn deletion_protection_from_the_group_stops_a_replacement_at_plan() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set(
+        "resource_group",
+        Value::object([("deletion_protection", Value::Bool(true))]),
+    );
+    let cfg = conformed(cfg);
+    let (state, private) = create(&cluster, &cfg).await;
+    let mut luks = config(&["LUKS", "STORAGE"], Some("pw"), "64MiB");
+    luks.set("resource_group", cfg.get("resource_group").clone());
+    let p = plan::plan(&state, &proposed(&state, &luks), &luks, &private, None);
+    assert_eq!(p.requires_replace, [AttrPath::attr("layer_stack")]);
+    let err = p
+        .diags
+        .0
+        .iter()
+        .find(|d| d.severity == 1)
+        .expect("an error");
+    assert_eq!(
+        err.attribute,
+        Some(
+            AttrPath::attr("resource_group")
+                .then("deletion_protection")
+                .to_proto()
+        )
+    );
+    assert!(err.detail.contains("layer_stack"), "{}", err.detail);
+    // An unprotected definition plans the same replacement without an error.
+    let plain = config(&["STORAGE"], None, "64MiB");
+    let (state, private) = create(&FakeAgent::cluster(&["n1"], &[]), &plain).await;
+    let luks = config(&["LUKS", "STORAGE"], Some("pw"), "64MiB");
+    let p = plan::plan(&state, &proposed(&state, &luks), &luks, &private, None);
+    assert!(!p.diags.has_errors(), "{:?}", p.diags);
+}
+
+#[tokio::test]
+async fn a_storage_only_node_change_replaces_with_a_warning_naming_the_nodes_whose_data_goes() {
+    let cluster = FakeAgent::cluster(&["n1", "n2", "n3"], &[]);
+    let mut cfg = config(&["STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+    let mut moved = cfg.clone();
+    moved.set("nodes", Value::strings(["n1", "n3"]));
+    let p = plan::plan(&state, &proposed(&state, &moved), &moved, &private, None);
+    assert_eq!(p.requires_replace, [AttrPath::attr("nodes")]);
+    assert!(!p.diags.has_errors());
+    let warn = p
+        .diags
+        .0
+        .iter()
+        .find(|d| d.severity == 2)
+        .expect("a warning");
+    assert!(
+        warn.summary.contains("destroys its data on n1, n2"),
+        "{}",
+        warn.summary
+    );
+    assert!(
+        warn.detail.contains("no DRBD") && warn.detail.contains("leaving the definition: n2"),
+        "{}",
+        warn.detail
+    );
+    assert_eq!(warn.attribute, Some(AttrPath::attr("nodes").to_proto()));
+    // No node change, no warning.
+    let p = plan::plan(&state, &proposed(&state, &cfg), &cfg, &private, None);
+    assert!(
+        severities(&p.diags).is_empty(),
+        "{:?}",
+        severities(&p.diags)
     );
 }

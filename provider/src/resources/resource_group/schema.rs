@@ -61,6 +61,11 @@ pub fn schema() -> Schema {
                     Ty::map(Ty::String),
                     "Properties inherited by definitions, e.g. `DrbdOptions/Net/protocol`.",
                 ),
+                Attribute::optional(
+                    "deletion_protection",
+                    Ty::Bool,
+                    "Inherited by definitions that set none: while true, destroying them or replacing them fails.",
+                ),
             ],
             blocks: vec![],
         },
