@@ -39,6 +39,7 @@ impl OurSeat {
                         pool: "files".into(),
                         token: token.clone(),
                         linstor_res_dir: None,
+                        drbd_standin: false,
                     },
                 )
             })
