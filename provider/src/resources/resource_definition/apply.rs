@@ -265,6 +265,7 @@ async fn converge(
         new_state.set("passphrase_fingerprint", fp);
     }
     observed.sort_by(|a, b| a.node.cmp(&b.node));
+    warn_not_up_to_date(&observed, &mut diags);
     new_state.set(
         "replicas",
         Value::List(observed.iter().map(replica).collect()),
@@ -283,6 +284,22 @@ async fn converge(
         },
         private: state.encode(),
         diags,
+    }
+}
+
+/// A DRBD replica with a disk that is not UpToDate after the apply (still syncing, or
+/// Outdated) holds no full copy yet: the warning names the node, so nobody fails over to it.
+pub(super) fn warn_not_up_to_date(observed: &[ObservedResource], diags: &mut Diagnostics) {
+    for obs in observed {
+        let Some(drbd) = &obs.drbd else { continue };
+        match drbd.disk_state.as_deref() {
+            Some(state) if !drbd.diskless && state != "UpToDate" => diags.warning(
+                &AttrPath::attr("replicas"),
+                format!("The replica on {} is {state}, not UpToDate", obs.node),
+                format!("After this apply the DRBD disk of {} is {state}: it does not hold a full copy yet (a new replica syncs from its peers in the background). Until it is UpToDate, do not fail over to {} and do not remove the other replicas; `terraform refresh` shows its disk_state.", obs.node, obs.node),
+            ),
+            _ => {}
+        }
     }
 }
 
@@ -384,11 +401,17 @@ async fn delete(cluster: &Cluster, prior: &Value, private: &[u8]) -> Applied {
     nodes.sort();
     nodes.dedup();
     let limit = timeout(prior, "delete");
+    // `force_destroy` is the one way past the agents' refusal to tear down a device in use.
+    let options = DeleteOptions {
+        force: prior.get("force_destroy").as_bool() == Some(true),
+        ..DeleteOptions::default()
+    };
     let work = cluster.fan_out(&nodes, |c| {
         let name = name.clone();
+        let options = options.clone();
         async move {
             let since = progress::deleting(c.node(), &name);
-            let result = c.delete(&name, &DeleteOptions::default()).await;
+            let result = c.delete(&name, &options).await;
             progress::deleted(c.node(), &name, since, &result);
             result
         }

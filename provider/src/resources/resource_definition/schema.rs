@@ -66,6 +66,18 @@ pub const REPLICA_FIELDS: &[(&str, &str)] = &[
     ("port", "DRBD TCP port; null without DRBD."),
     ("node_id", "DRBD node id; null without DRBD."),
     (
+        "diskless",
+        "Whether the replica is a diskless DRBD client (it reads and writes through its peers); null without DRBD.",
+    ),
+    (
+        "disk_state",
+        "This node's DRBD disk state as last seen (`UpToDate`, `Inconsistent`, `Outdated`, `Diskless`, ...; the worst over the volumes); null without DRBD or while it is down. A replica that is not UpToDate after an apply is a warning.",
+    ),
+    (
+        "role",
+        "This node's DRBD role as last seen (`Primary`, `Secondary`); null without DRBD or while it is down.",
+    ),
+    (
         "backing_device",
         "The STORAGE device of volume 0 (loop device, LV or zvol).",
     ),
@@ -80,6 +92,9 @@ pub fn replica_ty() -> Ty {
         ("port", Ty::Number),
         ("node_id", Ty::Number),
         ("backing_device", Ty::String),
+        ("diskless", Ty::Bool),
+        ("disk_state", Ty::String),
+        ("role", Ty::String),
     ])
 }
 
@@ -187,6 +202,11 @@ pub fn schema() -> Schema {
                 .forces_replacement(),
                 Attribute::optional("description", Ty::String, "Free text for humans."),
                 Attribute::optional(
+                    "force_destroy",
+                    Ty::Bool,
+                    "Default false: an agent refuses to tear down a device that is in use (mounted, opened by a process, held by another device, or DRBD Primary) and names the node, device and user, so the destroy fails there. True tears it down anyway (sent as the delete's `force`). Read from state at destroy, so set it and apply first.",
+                ),
+                Attribute::optional(
                     "deletion_protection",
                     Ty::Bool,
                     "While true (here, else inherited from the group; default false), destroying the definition and any change that replaces it fail with an error naming this attribute: at plan where Terraform plans destroys (1.3 and later), and always at apply before any agent is asked. Set it to false and apply first to destroy.",
@@ -219,7 +239,7 @@ pub fn schema() -> Schema {
                 Attribute::computed(
                     "replicas",
                     Ty::list(replica_ty()),
-                    "One entry per node: node, device_path, minor, port, node_id, backing_device (DRBD fields are null without DRBD).",
+                    "One entry per node: node, device_path, minor, port, node_id, backing_device, diskless, disk_state, role (DRBD fields are null without DRBD).",
                 )
                 .field_descriptions(REPLICA_FIELDS),
                 Attribute::computed(

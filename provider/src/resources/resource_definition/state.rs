@@ -37,6 +37,20 @@ pub fn replica(obs: &ObservedResource) -> Value {
                 .as_ref()
                 .map_or(Value::Null, |d| Value::int(i64::from(d.node_id))),
         ),
+        (
+            "diskless",
+            obs.drbd
+                .as_ref()
+                .map_or(Value::Null, |d| Value::Bool(d.diskless)),
+        ),
+        (
+            "disk_state",
+            opt_str(obs.drbd.as_ref().and_then(|d| d.disk_state.as_ref())),
+        ),
+        (
+            "role",
+            opt_str(obs.drbd.as_ref().and_then(|d| d.role.as_ref())),
+        ),
     ])
 }
 

@@ -1043,3 +1043,60 @@ async fn a_storage_only_node_change_replaces_with_a_warning_naming_the_nodes_who
         severities(&p.diags)
     );
 }
+
+#[tokio::test]
+async fn force_destroy_is_sent_as_the_delete_force_and_is_off_by_default() {
+    let a = FakeAgent::new("n1", &[("files", 100)]);
+    let cluster = FakeAgent::cluster_of([a.clone()]);
+    let cfg = config(&["STORAGE"], None, "64MiB");
+    let (state, private) = create(&cluster, &cfg).await;
+    let d = apply::apply(&cluster, &state, &Value::Null, &Value::Null, &private).await;
+    assert!(d.state.is_null() && !d.diags.has_errors());
+    assert_eq!(a.calls.lock().unwrap().last().unwrap(), "delete db");
+
+    let mut forced = cfg.clone();
+    forced.set("force_destroy", Value::Bool(true));
+    let (state, private) = create(&cluster, &forced).await;
+    let d = apply::apply(&cluster, &state, &Value::Null, &Value::Null, &private).await;
+    assert!(d.state.is_null() && !d.diags.has_errors());
+    assert_eq!(
+        a.calls.lock().unwrap().last().unwrap(),
+        r#"delete db {"force":true}"#
+    );
+}
+
+#[tokio::test]
+async fn drbd_replicas_show_diskless_disk_state_and_role_and_one_not_up_to_date_warns() {
+    let cluster = FakeAgent::cluster(&["n1", "n2"], &[]);
+    let (state, _) = create(&cluster, &config(&["DRBD", "STORAGE"], None, "64MiB")).await;
+    let first = state.get("replicas").get_index(0);
+    assert_eq!(first.get("disk_state").as_str(), Some("UpToDate"));
+    assert_eq!(first.get("role").as_str(), Some("Secondary"));
+    assert_eq!(first.get("diskless").as_bool(), Some(false));
+
+    let mut syncing = linstor_observed("n2", 1);
+    syncing.drbd.as_mut().unwrap().disk_state = Some("Inconsistent".into());
+    let mut client = linstor_observed("n3", 2);
+    let drbd = client.drbd.as_mut().unwrap();
+    drbd.diskless = true;
+    drbd.disk_state = Some("Diskless".into());
+    let mut diags = Diagnostics::default();
+    apply::warn_not_up_to_date(&[syncing, client], &mut diags);
+    assert_eq!(
+        diags.0.len(),
+        1,
+        "a diskless client is no warning: {diags:?}"
+    );
+    assert_eq!(diags.0[0].severity, 2);
+    assert!(diags.0[0].summary.contains("n2 is Inconsistent"));
+}
+
+#[tokio::test]
+async fn storage_replicas_have_null_drbd_fields() {
+    let cluster = FakeAgent::cluster(&["n1"], &[]);
+    let (state, _) = create(&cluster, &config(&["STORAGE"], None, "64MiB")).await;
+    let r = state.get("replicas").get_index(0);
+    for k in ["diskless", "disk_state", "role", "node_id"] {
+        assert!(r.get(k).is_null(), "{k}");
+    }
+}
