@@ -206,10 +206,20 @@ fn a_passphrase_file_stays_out_of_state_and_a_new_content_plans_a_rotation() {
 
     // New content: the plan sees it through the fingerprint and asks for the old one.
     std::fs::write(&key, format!("{NEW}\n")).unwrap();
+    // A warning at plan (destroy plans first since Terraform 1.3), an error at apply that
+    // touches nothing.
     let plan = s.tf.plan();
-    plan.assert_code(1)
+    plan.assert_code(2)
         .assert_contains("previous_passphrase_file")
         .assert_not_contains_secret(NEW);
+    s.tf.apply()
+        .assert_code(1)
+        .assert_contains("previous_passphrase_file")
+        .assert_not_contains_secret(NEW);
+    assert!(
+        luks::passphrase_unlocks(&dev, OLD),
+        "the refused apply left the header alone"
+    );
     let old_key = s.ws.path().join("luks.key.old");
     std::fs::write(&old_key, OLD).unwrap();
     s.tf.var("previous_key_file", old_key.to_str().unwrap());

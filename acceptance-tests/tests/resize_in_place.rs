@@ -22,7 +22,7 @@ resource "blockstor_resource_definition" "grow" {{
 }
 
 #[test]
-fn growing_is_in_place_and_shrinking_fails_at_plan() {
+fn growing_is_in_place_and_shrinking_is_refused_at_apply() {
     if !require(host::USER_SEAT) {
         return;
     }
@@ -56,11 +56,19 @@ fn growing_is_in_place_and_shrinking_fails_at_plan() {
         "main.tf",
         &format!("{}\n{}", acceptance_tests::PROVIDER_HCL, rd("64MiB")),
     );
+    // A warning at plan (an error would stop `terraform destroy`, which plans first since
+    // Terraform 1.3), an error at apply before the agent is asked.
     let plan = s.tf.plan();
-    plan.assert_code(1);
+    plan.assert_code(2);
     assert!(
         plan.combined().to_lowercase().contains("shrink"),
-        "shrinking should be refused at plan, naming it:\n{plan}"
+        "plan should warn that shrinking will be refused, naming it:\n{plan}"
+    );
+    let apply = s.tf.apply();
+    apply.assert_code(1);
+    assert!(
+        apply.combined().to_lowercase().contains("shrink"),
+        "shrinking should be refused at apply, naming it:\n{apply}"
     );
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 128 * MIB);
 
