@@ -545,7 +545,7 @@ fn forces_replacement_agrees_with_the_descriptions() {
             "blockstor_resource_group.name",
             "blockstor_resource_definition.name",
             "blockstor_resource_definition.layer_stack",
-            "blockstor_resource_definition.nodes",
+            // `nodes` replaces only without DRBD (plan decides); with DRBD it changes in place.
         ]
     );
 }

@@ -12,7 +12,7 @@ use super::private::Private;
 use super::request::{Invalid, Request};
 use super::state::{replica, unknown_as_null};
 use super::validate::timeout;
-use super::{fingerprint, guard, progress};
+use super::{fingerprint, guard, membership, progress};
 use crate::controller::desired::{node_ids, random_secret, DrbdAllocation};
 use crate::controller::place::{choose_pool, place};
 use crate::controller::resolve;
@@ -209,6 +209,22 @@ async fn converge(
 
     let mut state = Private::decode(private);
     state.generation += 1;
+    // A DRBD definition whose replica set changes: the stages run node by node, in place.
+    let moving = state.drbd.clone().filter(|alloc| {
+        stack.has(Layer::Drbd)
+            && !prior.is_null()
+            && !alloc.node_ids.keys().eq(sorted(&nodes).iter())
+    });
+    if let Some(alloc) = moving {
+        let spec = request.spec(pool.clone(), nodes.clone(), state.generation, None);
+        let wait = timeout(config, "update").as_secs();
+        let (alloc, obs) =
+            membership::change(cluster, &spec, alloc, &infos, wait, &mut diags).await;
+        state.drbd = Some(alloc);
+        return finish(
+            planned, prior, name, stack, &nodes, &pool, &spec, obs, state, diags,
+        );
+    }
     if stack.has(Layer::Drbd) {
         let chosen: Vec<&NodeInfo> = nodes.iter().filter_map(|n| infos.get(n)).collect();
         state.drbd = Some(drbd_allocation(
@@ -247,6 +263,25 @@ async fn converge(
         }
     }
 
+    finish(
+        planned, prior, name, stack, &nodes, &pool, &spec, observed, state, diags,
+    )
+}
+
+/// The state after the agents answered: planned values with the unknowns filled in.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    planned: &Value,
+    prior: &Value,
+    name: &ResourceName,
+    stack: &blockstor_proto::LayerStack,
+    nodes: &[NodeName],
+    pool: &StoragePoolName,
+    spec: &crate::controller::desired::Spec,
+    mut observed: Vec<ObservedResource>,
+    state: Private,
+    mut diags: Diagnostics,
+) -> Applied {
     let mut new_state = planned.clone();
     if new_state.get("planned_steps").is_unknown() {
         // Plan could not preview the steps (nodes or pool chosen only now); they ran.

@@ -20,6 +20,7 @@
 pub mod apply;
 pub mod fingerprint;
 pub mod guard;
+pub mod membership;
 pub mod plan;
 pub mod preview;
 mod private;

@@ -271,7 +271,15 @@ fn plan_update(
         (Known::Some(want), Some(have)) => {
             let want: BTreeSet<_> = want.into_iter().collect();
             let have: BTreeSet<_> = have.iter().cloned().collect();
-            if want != have {
+            // On DRBD the replicas change in place (apply drives the stages node by node);
+            // without DRBD there is nothing to copy from.
+            let drbd =
+                |stack: Option<Vec<String>>| stack.is_some_and(|s| s.iter().any(|l| l == "DRBD"));
+            let in_place = drbd(prior.get("effective_layer_stack").as_string_list())
+                && matches!(&eff.layer_stack, Known::Some(s) if s.has(Layer::Drbd));
+            if want != have && in_place {
+                needs_apply = true;
+            } else if want != have {
                 replace.push(AttrPath::attr("nodes"));
             }
         }

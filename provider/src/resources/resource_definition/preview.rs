@@ -52,6 +52,15 @@ pub async fn fill(
     if prior.is_null() && !holds_nothing(cluster, &spec, diags).await {
         return;
     }
+    // A change of the DRBD replica set runs in stages with ids allocated at apply
+    // (`membership`): one document per node cannot show it, so the steps stay unknown.
+    if let Some(alloc) = &spec.drbd {
+        let mut sorted = spec.nodes.clone();
+        sorted.sort();
+        if !alloc.node_ids.keys().eq(sorted.iter()) {
+            return;
+        }
+    }
     let results = cluster
         .fan_out(&spec.nodes, |client| {
             let desired = spec.desired_for(client.node(), cluster);

@@ -197,9 +197,8 @@ pub fn schema() -> Schema {
                 Attribute::optional_computed(
                     "nodes",
                     Ty::list(Ty::String),
-                    "Nodes (names from the provider's `node` blocks) to place replicas on; when unset, the group's place_count picks the nodes with most free space. Changing it replaces the resource.",
-                )
-                .forces_replacement(),
+                    "Nodes (names from the provider's `node` blocks) to place replicas on; when unset, the group's place_count picks the nodes with most free space. With DRBD in the stack a change is in place: added nodes join and sync from the others (never overwriting them), removed ones are torn down only once a staying replica is UpToDate; node ids, port and the staying nodes' minors are kept. Without DRBD there is nothing to copy from, so a change is a replacement, and the plan warns naming the nodes whose data it destroys.",
+                ),
                 Attribute::optional("description", Ty::String, "Free text for humans."),
                 Attribute::optional(
                     "force_destroy",

@@ -1100,3 +1100,93 @@ async fn storage_replicas_have_null_drbd_fields() {
         assert!(r.get(k).is_null(), "{k}");
     }
 }
+
+#[tokio::test]
+async fn a_drbd_node_added_then_removed_changes_in_place_keeping_ids_port_and_minors() {
+    let (n1, n2, n3) = (
+        FakeAgent::new("n1", &[("files", 100)]),
+        FakeAgent::new("n2", &[("files", 100)]),
+        FakeAgent::new("n3", &[("files", 100)]),
+    );
+    let cluster = FakeAgent::cluster_of([n1.clone(), n2.clone(), n3.clone()]);
+    let mut cfg = config(&["DRBD", "STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+    let before = super::private::Private::decode(&private).drbd.unwrap();
+
+    let mut three = cfg.clone();
+    three.set("nodes", Value::strings(["n1", "n2", "n3"]));
+    let mut p = plan::plan(&state, &proposed(&state, &three), &three, &private, None);
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    assert!(!p.diags.has_errors(), "{:?}", p.diags);
+    preview::fill(
+        &cluster,
+        &state,
+        &mut p.state,
+        &three,
+        &p.secrets,
+        &p.private,
+        &mut p.diags,
+    )
+    .await;
+    assert!(
+        p.state.get("planned_steps").is_unknown() && p.diags.0.is_empty(),
+        "a staged change is not previewed as one document: {:?}",
+        p.diags
+    );
+    for a in [&n1, &n2, &n3] {
+        a.calls.lock().unwrap().clear();
+    }
+    let a = apply::apply(&cluster, &state, &p.state, &three, &p.private).await;
+    assert!(!a.diags.has_errors(), "{:?}", a.diags);
+    assert_conforms(&p.state, &a.state);
+    let after = super::private::Private::decode(&a.private).drbd.unwrap();
+    assert_eq!(after.port, before.port);
+    assert_eq!(after.minors, before.minors);
+    assert_eq!(after.shared_secret.expose(), before.shared_secret.expose());
+    let id =
+        |al: &crate::controller::desired::DrbdAllocation, n: &str| al.node_ids[&n.parse().unwrap()];
+    assert_eq!(
+        (id(&after, "n1"), id(&after, "n2"), id(&after, "n3")),
+        (0, 1, 2)
+    );
+    // Staying nodes were re-rendered with the new peer, then n3 joined (never a fresh create).
+    let n3_res = n3.resources.lock().unwrap()
+        [&"db".parse::<blockstor_proto::ResourceName>().unwrap()]
+        .clone();
+    assert_eq!(n3_res.drbd.as_ref().unwrap().node_id, 2);
+    assert_eq!(n1.calls.lock().unwrap().as_slice(), ["node", "apply db"]);
+    assert_eq!(a.state.get("replicas").as_list().unwrap().len(), 3);
+
+    // Back to [n1, n3]: n2 is deleted with remaining = the staying nodes; ids stay.
+    let state = conformed(a.state);
+    let mut two = cfg.clone();
+    two.set("nodes", Value::strings(["n1", "n3"]));
+    let p = plan::plan(&state, &proposed(&state, &two), &two, &a.private, None);
+    assert!(p.requires_replace.is_empty());
+    let r = apply::apply(&cluster, &state, &p.state, &two, &p.private).await;
+    assert!(!r.diags.has_errors(), "{:?}", r.diags);
+    let last = n2.calls.lock().unwrap().last().unwrap().clone();
+    assert!(
+        last.starts_with(r#"delete db {"remaining":["n1","n3"],"wait_seconds":"#),
+        "{last}"
+    );
+    assert!(n2.resources.lock().unwrap().is_empty());
+    let after = super::private::Private::decode(&r.private).drbd.unwrap();
+    assert_eq!((id(&after, "n1"), id(&after, "n3")), (0, 2));
+    assert!(after.retired_ids.contains(&1));
+    assert_eq!(r.state.get("replicas").as_list().unwrap().len(), 2);
+}
+
+#[test]
+fn a_drbd_node_change_is_in_place_and_a_storage_one_replaces() {
+    let mut prior = config(&["DRBD", "STORAGE"], None, "64MiB");
+    prior.set("nodes", Value::strings(["n1", "n2"]));
+    prior.set("effective_layer_stack", Value::strings(["DRBD", "STORAGE"]));
+    let mut cfg = prior.clone();
+    cfg.set("effective_layer_stack", Value::Null);
+    cfg.set("nodes", Value::strings(["n1", "n2", "n3"]));
+    let p = plan::plan(&prior, &proposed(&prior, &cfg), &cfg, &[], None);
+    assert!(p.requires_replace.is_empty());
+    assert!(p.state.get("replicas").is_unknown());
+}
