@@ -19,6 +19,7 @@ use crate::step::StepCx;
 use crate::store::{Locks, ResourceRecord, Store, StoredSpec};
 
 mod discover;
+mod diskless;
 mod node_info;
 mod teardown_guard;
 mod validate;
@@ -87,8 +88,11 @@ impl Engine {
             }
         };
         record.generation = d.generation;
-        for v in &d.volumes {
-            record.volume(v.number).adopted = true;
+        // A diskless client holds no volume to adopt.
+        if !d.drbd.as_ref().is_some_and(|x| x.diskless) {
+            for v in &d.volumes {
+                record.volume(v.number).adopted = true;
+            }
         }
         // Also makes lazily written "done" marks durable; a no-op re-apply writes nothing.
         if record != before {
@@ -314,8 +318,11 @@ impl Engine {
         dry_run: bool,
     ) -> Result<Walk> {
         let mut layers = self.layers(&d.layer_stack, &d.storage.pool, None)?;
+        let mut dropped = Vec::new();
         if d.drbd.as_ref().is_some_and(|x| x.diskless) {
-            // A diskless DRBD client: no backing volume and no LUKS on this node.
+            // A diskless DRBD client: no backing volume and no LUKS on this node; a disk it
+            // still has (diskful before) is detached and torn down first.
+            dropped = self.drop_local_disk(record, dry_run).await?;
             layers.retain(|l| l.kind() == L::Drbd);
         }
         let mut vols: Vec<Vol> = d
@@ -328,6 +335,7 @@ impl Engine {
             })
             .collect();
         let mut cx = self.cx(record, Some(d), dry_run);
+        cx.steps = dropped;
         for layer in &layers {
             layer.observe(&mut cx, &mut vols).await?;
             layer.apply(&mut cx, &mut vols).await?;

@@ -405,3 +405,38 @@ async fn a_diskless_peer_is_rendered_with_disk_none_in_its_section() {
     assert!(peer.contains("disk none;"), "{text}");
     assert!(text.contains(&format!("disk {LOOP};")), "{text}");
 }
+
+/// diskful -> diskless in place: DRBD lets go of the disk before the storage goes, the `.res`
+/// then says `disk none;`, and a second apply has nothing left to drop.
+#[tokio::test]
+async fn a_diskful_replica_turned_diskless_detaches_before_its_storage_goes() {
+    let r = drbd_resource(V9, "Secondary\n").await;
+    let res = res_path(&r);
+    let mut d = drbd_desired(1, 0);
+    d.drbd.as_mut().unwrap().diskless = true;
+    let o = r.engine.apply(d.clone()).await.unwrap();
+    let cmds = r.runner.commands();
+    let detach = position(&cmds, &format!("drbdadm -c {res} detach db"));
+    let detached = r.host.after_commands("detach-loop").expect("loop detached");
+    assert!(detach < detached, "{cmds:#?}");
+    assert!(detach < position(&cmds, &format!("drbdadm -c {res} adjust db")));
+    assert!(
+        !r.host.exists(Path::new(&r.file())),
+        "backing volume removed"
+    );
+    let text = r.host.texts.lock().unwrap()[&r.state.join("drbd.d/db.res")].clone();
+    assert!(
+        text.contains("disk none;") && !text.contains(LOOP),
+        "{text}"
+    );
+    assert!(o.drbd.unwrap().diskless);
+
+    r.runner.clear();
+    r.engine.apply(d).await.unwrap();
+    let cmds = r.runner.commands();
+    assert!(
+        cmds.iter()
+            .all(|c| !c.contains(" detach ") && !c.starts_with("losetup")),
+        "{cmds:#?}"
+    );
+}

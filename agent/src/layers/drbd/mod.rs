@@ -61,6 +61,15 @@ impl Drbd {
         Self::drbdadm_as(node.as_str(), args)
     }
 
+    /// [`Drbd::drbdadm`], for the engine's own DRBD steps.
+    pub(crate) fn command<I, S>(node: &NodeName, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::drbdadm(node, args)
+    }
+
     /// [`Drbd::drbdadm`] for a host named `host` in the `.res` (LINSTOR writes `uname -n`).
     fn drbdadm_as<I, S>(host: &str, args: I) -> Command
     where
