@@ -126,6 +126,7 @@ resource "blockstor_resource_definition" "literal" {{
     place_count  = null
     storage_pool = null
     props        = null
+    deletion_protection = null
   }"#)
         ),
     );

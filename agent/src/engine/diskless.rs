@@ -7,7 +7,7 @@ use blockstor_proto::Layer as L;
 
 use super::{recorded_vols, Engine};
 use crate::error::Result;
-use crate::layers::drbd::Drbd;
+use crate::layers::drbd::tools;
 use crate::store::ResourceRecord;
 
 impl Engine {
@@ -45,10 +45,10 @@ impl Engine {
         if has_disk && self.host.exists(&res) && self.host.drbd_available() {
             let res_arg = res.display().to_string();
             let node = &self.config.node_name;
-            let role = Drbd::command(node, ["-c", res_arg.as_str(), "role", cx.rd.as_str()]);
+            let role = tools::drbdadm(node, ["-c", res_arg.as_str(), "role", cx.rd.as_str()]);
             if cx.observe(&role).await?.success() {
                 let detach =
-                    Drbd::command(node, ["-c", res_arg.as_str(), "detach", cx.rd.as_str()]);
+                    tools::drbdadm(node, ["-c", res_arg.as_str(), "detach", cx.rd.as_str()]);
                 cx.act(L::Drbd, &detach).await?;
             }
         }

@@ -6,6 +6,7 @@
 pub mod peers;
 pub mod render;
 pub mod status;
+pub(crate) mod tools;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -16,12 +17,7 @@ use blockstor_proto::{Layer as L, NodeName};
 
 use super::{Cx, Layer, Vol};
 use crate::error::{Error, ErrorCode, Kind, Result};
-use crate::runner::Command;
 use render::{Dialect, LocalVolume};
-
-/// Peers a DRBD 9 bitmap has room for; more than the product places, fewer than the default
-/// 31 so metadata stays small.
-const MAX_PEERS: u32 = 7;
 
 /// What `drbdadm resize` prints when DRBD 8.4 has no Primary among connected replicas.
 const NO_PRIMARY_REFUSAL: &str = "Need one Primary node to resize";
@@ -47,36 +43,6 @@ pub struct Drbd {
 impl Drbd {
     fn res_file(&self, cx: &Cx<'_>) -> PathBuf {
         self.res_dir.join(format!("{}.res", cx.rd))
-    }
-
-    /// `drbdadm <args>` acting as this node. The `.res` names hosts by node name, and
-    /// drbdadm picks "this host" by `uname -n` unless `__DRBD_NODE__` says otherwise; without
-    /// it every command fails with "not defined in your config (for this host)" wherever the
-    /// node name is not the hostname.
-    fn drbdadm<I, S>(node: &NodeName, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::drbdadm_as(node.as_str(), args)
-    }
-
-    /// [`Drbd::drbdadm`], for the engine's own DRBD steps.
-    pub(crate) fn command<I, S>(node: &NodeName, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Self::drbdadm(node, args)
-    }
-
-    /// [`Drbd::drbdadm`] for a host named `host` in the `.res` (LINSTOR writes `uname -n`).
-    fn drbdadm_as<I, S>(host: &str, args: I) -> Command
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        Command::new("drbdadm", args).with_env("__DRBD_NODE__", host)
     }
 
     /// The file to observe the resource through, and this node's host name in it: ours, or,
@@ -113,7 +79,7 @@ impl Drbd {
             return Ok(None);
         }
         let out = cx
-            .observe(&Self::drbdadm_as(
+            .observe(&tools::drbdadm_as(
                 host,
                 ["-c", Self::res_arg(res).as_str(), "role", cx.rd.as_str()],
             ))
@@ -135,44 +101,12 @@ impl Drbd {
     /// This replica's disk state, the worst over its volumes, from `drbdadm dstate` (8.4:
     /// `Local/Peer` per volume; 9: the local state per volume). `None` when DRBD does not say.
     async fn disk_state(&self, cx: &Cx<'_>, res: &Path, host: &str) -> Option<String> {
-        let cmd = Self::drbdadm_as(
+        let cmd = tools::drbdadm_as(
             host,
             ["-c", Self::res_arg(res).as_str(), "dstate", cx.rd.as_str()],
         );
         let out = cx.observe(&cmd).await.ok().filter(|o| o.success())?;
         worst_disk_state(&out.stdout)
-    }
-
-    /// Whether `disk` carries DRBD metadata (`drbdmeta … dump-md` exits 0).
-    async fn has_metadata(cx: &Cx<'_>, minor: u32, disk: &str, dialect: Dialect) -> Result<bool> {
-        let fmt = if dialect == Dialect::V9 { "v09" } else { "v08" };
-        let out = cx
-            .observe(&Command::new(
-                "drbdmeta",
-                [
-                    "--force".to_owned(),
-                    minor.to_string(),
-                    fmt.into(),
-                    disk.into(),
-                    "internal".into(),
-                    "dump-md".into(),
-                ],
-            ))
-            .await?;
-        if out.success() {
-            return Ok(true);
-        }
-        if out.stderr.contains("No valid meta data found") || out.status == 1 || out.status == 255 {
-            return Ok(false);
-        }
-        Err(Error::new(
-            Kind::Internal,
-            ErrorCode::ToolFailed,
-            format!(
-                "cannot tell whether {disk} has DRBD metadata: {}",
-                out.stderr.trim()
-            ),
-        ))
     }
 
     /// `drbdadm resize` of one volume, then the pending mark goes. Runs when the storage grew
@@ -184,7 +118,7 @@ impl Drbd {
     /// mark (written lazily) costs one harmless extra resize.
     async fn resize(&self, cx: &mut Cx<'_>, res_arg: &str, number: u32) -> Result<()> {
         let target = format!("{}/{}", cx.rd, number);
-        let cmd = Self::drbdadm(&self.node, ["-c", res_arg, "resize", target.as_str()]);
+        let cmd = tools::drbdadm(&self.node, ["-c", res_arg, "resize", target.as_str()]);
         let mut waited = std::time::Duration::ZERO;
         loop {
             match cx.act(L::Drbd, &cmd).await {
@@ -412,11 +346,11 @@ impl Layer for Drbd {
                     let Some(disk) = l.disk.as_deref() else {
                         continue;
                     };
-                    if fresh || !Self::has_metadata(cx, l.minor, disk, dialect).await? {
+                    if fresh || !tools::has_metadata(cx, l.minor, disk, dialect).await? {
                         let target = format!("{}/{}", cx.rd, l.number);
                         let mut args = vec!["-c".to_owned(), res_arg.clone()];
                         if dialect == Dialect::V9 {
-                            args.push(format!("--max-peers={MAX_PEERS}"));
+                            args.push(format!("--max-peers={}", tools::MAX_PEERS));
                         }
                         args.extend([
                             "--".to_owned(),
@@ -424,7 +358,7 @@ impl Layer for Drbd {
                             "create-md".into(),
                             target,
                         ]);
-                        cx.act(L::Drbd, &Self::drbdadm(&self.node, args)).await?;
+                        cx.act(L::Drbd, &tools::drbdadm(&self.node, args)).await?;
                         cx.record.volume(v.number).awaiting_initial_sync = true;
                         cx.persist()?;
                     }
@@ -438,7 +372,7 @@ impl Layer for Drbd {
             }
             cx.act(
                 L::Drbd,
-                &Self::drbdadm(
+                &tools::drbdadm(
                     &self.node,
                     ["-c", res_arg.as_str(), "adjust", cx.rd.as_str()],
                 ),
@@ -464,10 +398,10 @@ impl Layer for Drbd {
                     };
                     let mut args = vec!["-c".to_owned(), res_arg.clone()];
                     args.extend(force);
-                    cx.act(L::Drbd, &Self::drbdadm(&self.node, args)).await?;
+                    cx.act(L::Drbd, &tools::drbdadm(&self.node, args)).await?;
                     cx.act(
                         L::Drbd,
-                        &Self::drbdadm(
+                        &tools::drbdadm(
                             &self.node,
                             ["-c", res_arg.as_str(), "secondary", cx.rd.as_str()],
                         ),
@@ -521,7 +455,7 @@ impl Layer for Drbd {
             let res_arg = Self::res_arg(&res);
             cx.act(
                 L::Drbd,
-                &Self::drbdadm(&self.node, ["-c", res_arg.as_str(), "down", cx.rd.as_str()]),
+                &tools::drbdadm(&self.node, ["-c", res_arg.as_str(), "down", cx.rd.as_str()]),
             )
             .await?;
         }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::render::{Dialect, LocalVolume};
 use super::status::{self, Snapshot, Source};
-use super::{Drbd, MAX_PEERS};
+use super::tools::{self, MAX_PEERS};
 use crate::error::{Error, Kind, Result};
 use crate::layers::Cx;
 
@@ -104,7 +104,7 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
                 let Some(disk) = v.disk.as_deref() else {
                     continue;
                 };
-                if Drbd::has_metadata(cx, v.minor, disk, local.dialect).await? {
+                if tools::has_metadata(cx, v.minor, disk, local.dialect).await? {
                     continue;
                 }
                 let target = format!("{}/{}", cx.rd, v.number);
@@ -114,7 +114,7 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
                 }
                 // `--force` here only skips create-md's question; the data comes from a peer.
                 args.extend(["--".into(), "--force".into(), "create-md".into(), target]);
-                cx.act(L::Drbd, &Drbd::drbdadm(local.node, args)).await?;
+                cx.act(L::Drbd, &tools::drbdadm(local.node, args)).await?;
             }
             adjust(cx, local, &res).await?;
             let diskless = volumes.iter().all(|v| v.disk.is_none());
@@ -138,7 +138,7 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
                 // serves nothing, so removing it costs no redundancy; the teardown follows.
                 return Ok(());
             }
-            let down = Drbd::drbdadm(local.node, ["-c", res.as_str(), "down", cx.rd.as_str()]);
+            let down = tools::drbdadm(local.node, ["-c", res.as_str(), "down", cx.rd.as_str()]);
             cx.act(L::Drbd, &down).await?;
             Ok(())
         }
@@ -164,7 +164,7 @@ fn write_res(cx: &mut Cx<'_>, res_file: &Path, text: &str) -> Result<()> {
 }
 
 async fn adjust(cx: &mut Cx<'_>, local: &Local<'_>, res: &str) -> Result<()> {
-    let cmd = Drbd::drbdadm(local.node, ["-c", res, "adjust", cx.rd.as_str()]);
+    let cmd = tools::drbdadm(local.node, ["-c", res, "adjust", cx.rd.as_str()]);
     cx.act(L::Drbd, &cmd).await.map(|_| ())
 }
 

@@ -11,7 +11,7 @@ use blockstor_proto::{ErrorCode, NodeName};
 use serde::Deserialize;
 
 use super::render::Dialect;
-use super::Drbd;
+use super::tools;
 use crate::error::{Error, Kind, Result};
 use crate::layers::Cx;
 use crate::runner::Command;
@@ -126,7 +126,7 @@ pub async fn read(cx: &Cx<'_>, src: &Source<'_>) -> Result<Option<Snapshot>> {
         Dialect::V84 => {
             let res = src.res_file.display().to_string();
             let ask =
-                |what: &str| Drbd::drbdadm(src.node, ["-c", res.as_str(), what, cx.rd.as_str()]);
+                |what: &str| tools::drbdadm(src.node, ["-c", res.as_str(), what, cx.rd.as_str()]);
             let dstate = cx.observe(&ask("dstate")).await?;
             let cstate = cx.observe(&ask("cstate")).await?;
             if !dstate.success() || !cstate.success() {
