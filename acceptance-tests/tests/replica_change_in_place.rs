@@ -15,7 +15,9 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use acceptance_tests::drbd_res::{dump, facts, res_of, ResFacts};
-use acceptance_tests::{host, loops, require, AgentConfig, AgentProcess, Terraform, Workspace};
+use acceptance_tests::{
+    host, loops, require, AgentConfig, AgentProcess, Outcome, Terraform, Workspace,
+};
 
 /// `terraform`, `provider` with nodes n1..n3 (each over HTTP with its own endpoint and token)
 /// and the variables they read.
@@ -250,4 +252,265 @@ fn drbd_three_replicas_come_up_and_go_with_a_stand_in_drbd_module() {
             "{node} is still up"
         );
     }
+}
+
+/// The plan of an in-place replica change: one definition changes, nothing is destroyed or
+/// replaced.
+fn assert_planned_in_place(plan: &Outcome) {
+    plan.assert_code(2)
+        .assert_contains("blockstor_resource_definition.moving will be updated in-place")
+        .assert_contains("0 to add, 1 to change, 0 to destroy");
+    assert!(
+        !plan.combined().contains("must be replaced"),
+        "a replica change must not replace the definition:\n{plan}"
+    );
+}
+
+/// No node that joined a running resource was made the initial-sync source: `primary --force`
+/// ran on at most the node that created it.
+fn assert_forced_only_on(nodes: &Nodes, creator: &str) {
+    for agent in &nodes.agents {
+        let forced = agent
+            .drbd_standin()
+            .expect("stand-in")
+            .calls()
+            .iter()
+            .any(|c| c.contains("primary --force"));
+        if agent.node_name() != creator {
+            assert!(
+                !forced,
+                "{} joined with `primary --force`: it would overwrite its peers' data",
+                agent.node_name()
+            );
+        }
+    }
+}
+
+#[test]
+fn drbd_nodes_change_in_place_n1_n2_then_n1_n2_n3_then_n1_n3_with_a_stand_in_drbd_module() {
+    if !require(host::USER_SEAT) {
+        return;
+    }
+    let rd = "acc-move";
+    let nodes = Nodes::start(3, true);
+    nodes.config(&drbd_rd(rd, "", r#"nodes = ["n1", "n2"]"#));
+    nodes.tf.init().assert_success();
+    nodes.tf.apply().assert_success();
+    let two = assert_replicas(&nodes, rd, &set(&["n1", "n2"]), &ResFacts::default());
+
+    nodes.config(&drbd_rd(rd, "", r#"nodes = ["n1", "n2", "n3"]"#));
+    assert_planned_in_place(&nodes.tf.plan());
+    nodes.tf.apply().assert_success();
+    let three = assert_replicas(&nodes, rd, &set(&["n1", "n2", "n3"]), &two);
+    assert_forced_only_on(&nodes, "n1");
+    nodes.tf.plan().assert_code(0);
+
+    nodes.config(&drbd_rd(rd, "", r#"nodes = ["n1", "n3"]"#));
+    assert_planned_in_place(&nodes.tf.plan());
+    nodes.tf.apply().assert_success();
+    assert_replicas(&nodes, rd, &set(&["n1", "n3"]), &three);
+    assert!(
+        !nodes.agent("n2").drbd_standin().unwrap().is_up(rd),
+        "n2 left the replica set but is still up"
+    );
+    nodes.tf.plan().assert_code(0);
+    let state = nodes
+        .tf
+        .state_resource("blockstor_resource_definition.moving")
+        .expect("in state");
+    let replicas: BTreeSet<String> = state["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| r["node"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(replicas, set(&["n1", "n3"]), "state: {state}");
+}
+
+#[test]
+fn drbd_place_count_two_three_two_changes_in_place_with_a_stand_in_drbd_module() {
+    if !require(host::USER_SEAT) {
+        return;
+    }
+    let rd = "acc-count";
+    let nodes = Nodes::start(3, true);
+    nodes.config(&drbd_rd(rd, ", place_count = 2", ""));
+    nodes.tf.init().assert_success();
+    nodes.tf.apply().assert_success();
+    let placed = |nodes: &Nodes| -> BTreeSet<String> {
+        let state = nodes
+            .tf
+            .state_resource("blockstor_resource_definition.moving")
+            .expect("in state");
+        state["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| n.as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let first = placed(&nodes);
+    assert_eq!(first.len(), 2, "place_count 2 placed {first:?}");
+    let two = assert_replicas(&nodes, rd, &first, &ResFacts::default());
+
+    nodes.config(&drbd_rd(rd, ", place_count = 3", ""));
+    assert_planned_in_place(&nodes.tf.plan());
+    nodes.tf.apply().assert_success();
+    let all = placed(&nodes);
+    assert_eq!(all, nodes.names(), "place_count 3 on three nodes");
+    let three = assert_replicas(&nodes, rd, &all, &two);
+    nodes.tf.plan().assert_code(0);
+
+    nodes.config(&drbd_rd(rd, ", place_count = 2", ""));
+    assert_planned_in_place(&nodes.tf.plan());
+    nodes.tf.apply().assert_success();
+    let last = placed(&nodes);
+    assert_eq!(last.len(), 2, "place_count 2 kept {last:?}");
+    assert_replicas(&nodes, rd, &last, &three);
+    nodes.tf.plan().assert_code(0);
+}
+
+#[test]
+fn storage_only_node_change_plans_a_replacement_that_warns_whose_data_goes() {
+    if !require(host::USER_SEAT) {
+        return;
+    }
+    let nodes = Nodes::start(2, false);
+    let rd_on = |node: &str| {
+        format!(
+            r#"
+resource "blockstor_resource_definition" "local" {{
+  name           = "acc-local"
+  resource_group = {{ name = "acc-local-group", storage_pool = "files" }}
+  layer_stack    = ["STORAGE"]
+  nodes          = ["{node}"]
+  volume {{
+    number = 0
+    size   = "64MiB"
+  }}
+}}
+"#
+        )
+    };
+    nodes.config(&rd_on("n1"));
+    nodes.tf.init().assert_success();
+    nodes.tf.apply().assert_success();
+    let before = nodes.agent("n1").pool_files("acc-local");
+    assert_eq!(before.len(), 1, "n1 holds the volume");
+
+    nodes.config(&rd_on("n2"));
+    let plan = nodes.tf.plan();
+    plan.assert_code(2)
+        .assert_contains("must be replaced")
+        .assert_contains("1 to add, 0 to change, 1 to destroy");
+    let warnings = plan.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("destroys its data on n1") && w.contains("no DRBD")),
+        "the replacement must warn that n1's data is destroyed: {warnings:?}\n{plan}"
+    );
+    // The plan touched nothing.
+    assert_eq!(nodes.agent("n1").pool_files("acc-local"), before);
+}
+
+/// `nodes = ["n1"]`, a STORAGE-only definition with `extra` attributes.
+fn local_rd(rd: &str, extra: &str) -> String {
+    format!(
+        r#"
+resource "blockstor_resource_definition" "local" {{
+  name           = "{rd}"
+  resource_group = {{ name = "{rd}-group", storage_pool = "files" }}
+  layer_stack    = ["STORAGE"]
+  nodes          = ["n1"]
+  {extra}
+  volume {{
+    number = 0
+    size   = "64MiB"
+  }}
+}}
+"#
+    )
+}
+
+#[test]
+fn deletion_protection_stops_terraform_destroy_and_touches_nothing() {
+    if !require(host::USER_SEAT) {
+        return;
+    }
+    let rd = "acc-protected";
+    let nodes = Nodes::start(1, false);
+    nodes.config(&local_rd(rd, "deletion_protection = true"));
+    nodes.tf.init().assert_success();
+    nodes.tf.apply().assert_success();
+    let n1 = nodes.agent("n1");
+    let files = n1.pool_files(rd);
+    assert_eq!(files.len(), 1);
+    let (_, record_before) = n1.get(&format!("/v1/resources/{rd}")).expect("GET");
+
+    let destroy = nodes.tf.destroy();
+    destroy
+        .assert_failure()
+        .assert_contains("deletion_protection = true")
+        .assert_contains("nothing was touched");
+    assert_eq!(n1.pool_files(rd), files, "the volume must stay");
+    let (status, record_after) = n1.get(&format!("/v1/resources/{rd}")).expect("GET");
+    assert_eq!(status, 200, "the record must stay: {record_after}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&record_after).unwrap()["generation"],
+        serde_json::from_str::<serde_json::Value>(&record_before).unwrap()["generation"],
+        "nothing may be applied by a refused destroy"
+    );
+    assert!(
+        nodes
+            .tf
+            .state_resource("blockstor_resource_definition.local")
+            .is_some(),
+        "the definition must stay in state"
+    );
+
+    // Turning it off is an ordinary in-place change; then destroy goes through.
+    nodes.config(&local_rd(rd, "deletion_protection = false"));
+    nodes.tf.apply().assert_success();
+    nodes.tf.destroy().assert_success();
+    assert_holds_nothing(n1, rd);
+}
+
+#[test]
+fn a_storage_volume_held_open_is_not_torn_down_until_force_destroy() {
+    if !require(host::USER_SEAT) {
+        return;
+    }
+    let rd = "acc-in-use";
+    let nodes = Nodes::start(1, false);
+    nodes.config(&local_rd(rd, ""));
+    nodes.tf.init().assert_success();
+    nodes.tf.apply().assert_success();
+    let n1 = nodes.agent("n1");
+    let state = nodes
+        .tf
+        .state_resource("blockstor_resource_definition.local")
+        .expect("in state");
+    let device = state["replicas"][0]["device_path"]
+        .as_str()
+        .expect("device_path")
+        .to_owned();
+    // This test process is the device's user, as a database holding it open would be.
+    let holder = std::fs::File::open(&device).expect("open the device");
+
+    let destroy = nodes.tf.destroy();
+    destroy
+        .assert_failure()
+        .assert_contains(&device)
+        .assert_contains("n1")
+        .assert_contains("force_destroy");
+    assert_eq!(n1.pool_files(rd).len(), 1, "a device in use must not go");
+    let (status, _) = n1.get(&format!("/v1/resources/{rd}")).expect("GET");
+    assert_eq!(status, 200, "its record must stay");
+
+    nodes.config(&local_rd(rd, "force_destroy = true"));
+    nodes.tf.apply().assert_success();
+    nodes.tf.destroy().assert_success();
+    assert_holds_nothing(n1, rd);
+    drop(holder);
 }

@@ -47,7 +47,9 @@ impl Engine {
                 ));
             }
         }
-        if d.layer_stack.has(L::Luks) {
+        // A diskless DRBD client has no LUKS header here: it needs (and gets) no passphrase.
+        let diskless = d.drbd.as_ref().is_some_and(|x| x.diskless);
+        if d.layer_stack.has(L::Luks) && !diskless {
             if d.luks.as_ref().is_none_or(|l| l.passphrase.is_empty()) {
                 return Err(Error::invalid(
                     ErrorCode::LuksPassphraseMissing,

@@ -81,7 +81,10 @@ pub struct Spec {
     pub previous_passphrase: Option<Passphrase>,
     pub props: BTreeMap<String, String>,
     pub generation: u64,
+    /// Every replica, diskful and diskless.
     pub nodes: Vec<NodeName>,
+    /// The replicas of `nodes` that are diskless DRBD clients (no STORAGE, no LUKS there).
+    pub diskless: BTreeSet<NodeName>,
     pub drbd: Option<DrbdAllocation>,
 }
 
@@ -98,6 +101,7 @@ impl fmt::Debug for Spec {
             .field("props", &self.props)
             .field("generation", &self.generation)
             .field("nodes", &self.nodes)
+            .field("diskless", &self.diskless)
             .field("drbd", &self.drbd)
             .finish()
     }
@@ -106,7 +110,9 @@ impl fmt::Debug for Spec {
 impl Spec {
     /// The document sent to `node`'s agent.
     pub fn desired_for(&self, node: &NodeName, cluster: &Cluster) -> DesiredResource {
-        let luks = if self.layer_stack.has(Layer::Luks) {
+        let diskless = self.diskless.contains(node);
+        // A diskless client has no header to open: it never gets the passphrase.
+        let luks = if self.layer_stack.has(Layer::Luks) && !diskless {
             self.passphrase.clone().map(|passphrase| LuksSpec {
                 passphrase,
                 previous_passphrase: self.previous_passphrase.clone(),
@@ -148,7 +154,7 @@ impl Spec {
                 node_id: alloc.node_ids.get(n).copied().unwrap_or_default(),
                 address: address(n),
                 port: alloc.port,
-                diskless: false,
+                diskless: self.diskless.contains(n),
             })
             .collect();
         let options: BTreeMap<String, String> = self
@@ -170,7 +176,7 @@ impl Spec {
             shared_secret: alloc.shared_secret.clone(),
             options,
             address: address(node),
-            diskless: false,
+            diskless: self.diskless.contains(node),
             join: None,
             wait_seconds: None,
         }
@@ -209,6 +215,7 @@ mod tests {
             previous_passphrase: None,
             props: [("DrbdOptions/Net/protocol".to_owned(), "A".to_owned())].into(),
             generation: 1,
+            diskless: BTreeSet::new(),
             drbd: Some(DrbdAllocation {
                 port: 7000,
                 minors: vec![1000],
@@ -240,5 +247,19 @@ mod tests {
         assert_eq!(drbd.peers[0].name.as_str(), "n1");
         assert_eq!(drbd.peers[0].node_id, 0);
         assert!(d.luks.is_some());
+    }
+
+    #[test]
+    fn a_diskless_node_is_flagged_to_itself_and_its_peers_and_gets_no_passphrase() {
+        let cluster = FakeAgent::cluster(&["n1", "n2"], &[]);
+        let mut spec = spec(&["DRBD", "LUKS", "STORAGE"], &["n1", "n2"]);
+        spec.diskless = ["n2".parse().unwrap()].into();
+        let client = spec.desired_for(&"n2".parse().unwrap(), &cluster);
+        assert!(client.drbd.as_ref().unwrap().diskless);
+        assert!(client.luks.is_none());
+        let diskful = spec.desired_for(&"n1".parse().unwrap(), &cluster);
+        let drbd = diskful.drbd.unwrap();
+        assert!(!drbd.diskless && drbd.peers[0].diskless);
+        assert!(diskful.luks.is_some());
     }
 }

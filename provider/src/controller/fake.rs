@@ -155,7 +155,8 @@ impl AgentClient for FakeAgent {
                 },
             });
         }
-        if desired.layer_stack.has(Layer::Luks) && desired.luks.is_none() {
+        let diskless = desired.drbd.as_ref().is_some_and(|d| d.diskless);
+        if desired.layer_stack.has(Layer::Luks) && desired.luks.is_none() && !diskless {
             return Err(TransportError::Agent {
                 node: self.name.clone(),
                 error: AgentError {

@@ -111,6 +111,66 @@ pub fn place(
     Ok(chosen)
 }
 
+/// What placement needs to know of a replica it may remove: how much data is at risk there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub node: NodeName,
+    /// A diskless DRBD client holds no data.
+    pub diskless: bool,
+    /// Its disk was last seen UpToDate (a full copy).
+    pub up_to_date: bool,
+}
+
+/// A new replica count for a placed definition, in place: the replicas it keeps, plus the
+/// best new ones (as [`place`] picks them) when the count grows, minus the ones with the least
+/// data at risk when it shrinks: diskless first, then not UpToDate, then the last by name
+/// (the ones placement by name would have picked last). Returns the new set, sorted.
+pub fn recount(
+    infos: &[&NodeInfo],
+    pool: &StoragePoolName,
+    held: &[Held],
+    count: usize,
+) -> Result<Vec<NodeName>, PlaceError> {
+    let mut kept: Vec<&Held> = held.iter().collect();
+    if count < kept.len() {
+        // Sorted from the most to the least worth keeping; the tail goes.
+        kept.sort_by(|a, b| {
+            let risk = |h: &Held| (!h.diskless, h.up_to_date);
+            risk(b).cmp(&risk(a)).then_with(|| a.node.cmp(&b.node))
+        });
+        kept.truncate(count);
+    }
+    let mut nodes: Vec<NodeName> = kept.iter().map(|h| h.node.clone()).collect();
+    if count > nodes.len() {
+        let others: Vec<&NodeInfo> = infos
+            .iter()
+            .copied()
+            .filter(|i| !nodes.contains(&i.name))
+            .collect();
+        let more = place(&others, pool, count - nodes.len()).map_err(|_| PlaceError {
+            field: "place_count",
+            message: format!(
+                "place_count is {count}: {} hold replicas, and of the other reachable nodes only {} have storage pool {pool:?} ({}). Lower place_count, add nodes, or add the pool to their agents' config.",
+                join(&nodes),
+                others.iter().filter(|i| i.pools.iter().any(|p| &p.name == pool)).count(),
+                others.iter().map(|i| format!("{}: {}", i.name, pool_names(i))).collect::<Vec<_>>().join("; "),
+            ),
+        })?;
+        nodes.extend(more);
+    }
+    nodes.sort();
+    Ok(nodes)
+}
+
+fn join(nodes: &[NodeName]) -> String {
+    let names: Vec<&str> = nodes.iter().map(NodeName::as_str).collect();
+    if names.is_empty() {
+        "no nodes".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +208,68 @@ mod tests {
             ["a".parse::<NodeName>().unwrap(), "b".parse().unwrap()]
         );
         assert_eq!(place(&[&a, &b, &c], &pool, 1).unwrap()[0].as_str(), "a");
+    }
+
+    fn held(node: &str, diskless: bool, up_to_date: bool) -> Held {
+        Held {
+            node: node.parse().unwrap(),
+            diskless,
+            up_to_date,
+        }
+    }
+
+    fn names(nodes: &[NodeName]) -> Vec<&str> {
+        nodes.iter().map(NodeName::as_str).collect()
+    }
+
+    #[test]
+    fn a_higher_count_keeps_every_replica_and_adds_the_most_free_ones() {
+        let (a, b, c, d) = (
+            info("a", &[("files", 1)]),
+            info("b", &[("files", 1)]),
+            info("c", &[("files", 10)]),
+            info("d", &[("files", 50)]),
+        );
+        let pool = "files".parse().unwrap();
+        let kept = [held("a", false, true), held("b", false, true)];
+        let nodes = recount(&[&a, &b, &c, &d], &pool, &kept, 3).unwrap();
+        assert_eq!(names(&nodes), ["a", "b", "d"]);
+        let nodes = recount(&[&a, &b, &c, &d], &pool, &kept, 4).unwrap();
+        assert_eq!(names(&nodes), ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_lower_count_removes_diskless_then_not_up_to_date_then_the_last_by_name() {
+        let pool = "files".parse().unwrap();
+        let held3 = [
+            held("a", false, true),
+            held("b", true, false),
+            held("c", false, false),
+        ];
+        assert_eq!(names(&recount(&[], &pool, &held3, 2).unwrap()), ["a", "c"]);
+        assert_eq!(names(&recount(&[], &pool, &held3, 1).unwrap()), ["a"]);
+        let healthy = [
+            held("a", false, true),
+            held("b", false, true),
+            held("c", false, true),
+        ];
+        assert_eq!(
+            names(&recount(&[], &pool, &healthy, 2).unwrap()),
+            ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn a_count_no_node_can_meet_names_the_nodes_and_their_pools() {
+        let (a, b) = (info("a", &[("files", 1)]), info("b", &[("thin", 1)]));
+        let pool = "files".parse().unwrap();
+        let err = recount(&[&a, &b], &pool, &[held("a", false, true)], 2).unwrap_err();
+        assert_eq!(err.field, "place_count");
+        assert!(
+            err.message.contains("a hold replicas") && err.message.contains("b: thin"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -388,6 +388,34 @@ async fn a_diskless_replica_runs_no_storage_or_luks_command_and_renders_disk_non
 }
 
 #[tokio::test]
+async fn a_diskless_replica_of_a_luks_stack_needs_no_passphrase() {
+    let r = drbd_rig_of(V9);
+    let res = res_path(&r);
+    r.runner.on(
+        &["drbdadm", "-c", res.as_str(), "dstate"],
+        Output::ok("Diskless\n"),
+    );
+    let mut d = drbd_desired(0, 1);
+    d.layer_stack = blockstor_proto::LayerStack::parse(&["DRBD", "LUKS", "STORAGE"]).unwrap();
+    d.luks = None;
+    let mut diskful = d.clone();
+    d.drbd.as_mut().unwrap().diskless = true;
+    let o = r.engine.apply(d).await.unwrap();
+    assert!(o.drbd.unwrap().diskless);
+    assert!(
+        r.runner
+            .commands()
+            .iter()
+            .all(|c| !c.starts_with("cryptsetup")),
+        "a client opens no header"
+    );
+    // A diskful replica of the same stack still refuses to go without one.
+    diskful.name = "db2".parse().unwrap();
+    let err = r.engine.apply(diskful).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::LuksPassphraseMissing);
+}
+
+#[tokio::test]
 async fn a_diskless_peer_is_rendered_with_disk_none_in_its_section() {
     let r = drbd_rig_of(V9);
     let res = res_path(&r);

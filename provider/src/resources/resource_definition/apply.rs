@@ -14,7 +14,7 @@ use super::state::{replica, unknown_as_null};
 use super::validate::timeout;
 use super::{fingerprint, guard, membership, progress};
 use crate::controller::desired::{node_ids, random_secret, DrbdAllocation};
-use crate::controller::place::{choose_pool, place};
+use crate::controller::place::{choose_pool, place, recount, Held};
 use crate::controller::resolve;
 use crate::controller::secret::Passphrases;
 use crate::controller::{allocate, Cluster};
@@ -162,7 +162,17 @@ async fn converge(
         .get("nodes")
         .as_string_list()
         .map(|ns| ns.iter().filter_map(|n| n.parse().ok()).collect());
-    let ask = planned_nodes.clone().unwrap_or_else(|| cluster.names());
+    let diskless: Vec<NodeName> = planned
+        .get("diskless_nodes")
+        .as_string_list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let ask = match &planned_nodes {
+        Some(n) => sorted(&[n.as_slice(), &diskless].concat()),
+        None => cluster.names(),
+    };
     let mut infos: BTreeMap<NodeName, NodeInfo> = BTreeMap::new();
     for (node, result) in cluster
         .fan_out(&ask, |c| async move { c.node_info().await })
@@ -187,10 +197,16 @@ async fn converge(
         .as_str()
         .map(str::to_owned)
         .or(eff.storage_pool.clone().known());
-    // With open placement a named pool need only exist on the nodes chosen for it.
+    // With open placement a named pool need only exist on the nodes chosen for it; a
+    // diskless client needs none.
+    let diskful: Vec<&NodeInfo> = all
+        .iter()
+        .copied()
+        .filter(|i| !diskless.contains(&i.name))
+        .collect();
     let pool_check: &[&NodeInfo] = match (&planned_nodes, &wanted_pool) {
         (None, Some(_)) => &[],
-        _ => &all,
+        _ => &diskful,
     };
     let pool: StoragePoolName = match choose_pool(pool_check, wanted_pool.as_deref()) {
         Ok(p) => p,
@@ -200,23 +216,32 @@ async fn converge(
         Some(n) => n,
         None => {
             let count = eff.place_count.clone().known().unwrap_or(1).max(1) as usize;
-            match place(&all, &pool, count) {
+            // A placed DRBD definition whose count changes keeps its replicas (in place);
+            // anything else is placed afresh.
+            let held = held_replicas(prior);
+            let placed = if stack.has(Layer::Drbd) && !held.is_empty() {
+                recount(&diskful, &pool, &held, count)
+            } else {
+                place(&diskful, &pool, count)
+            };
+            match placed {
                 Ok(n) => n,
                 Err(e) => return placement_error(prior, private, diags, e),
             }
         }
     };
 
+    // Every replica: the diskful `nodes` and the diskless clients.
+    let replicas = sorted(&[nodes.as_slice(), &diskless].concat());
     let mut state = Private::decode(private);
     state.generation += 1;
     // A DRBD definition whose replica set changes: the stages run node by node, in place.
     let moving = state.drbd.clone().filter(|alloc| {
-        stack.has(Layer::Drbd)
-            && !prior.is_null()
-            && !alloc.node_ids.keys().eq(sorted(&nodes).iter())
+        stack.has(Layer::Drbd) && !prior.is_null() && !alloc.node_ids.keys().eq(replicas.iter())
     });
     if let Some(alloc) = moving {
-        let spec = request.spec(pool.clone(), nodes.clone(), state.generation, None);
+        let mut spec = request.spec(pool.clone(), replicas.clone(), state.generation, None);
+        spec.diskless = diskless.iter().cloned().collect();
         let wait = timeout(config, "update").as_secs();
         let (alloc, obs) =
             membership::change(cluster, &spec, alloc, &infos, wait, &mut diags).await;
@@ -226,26 +251,27 @@ async fn converge(
         );
     }
     if stack.has(Layer::Drbd) {
-        let chosen: Vec<&NodeInfo> = nodes.iter().filter_map(|n| infos.get(n)).collect();
+        let chosen: Vec<&NodeInfo> = replicas.iter().filter_map(|n| infos.get(n)).collect();
         state.drbd = Some(drbd_allocation(
             &mut cluster.reserved.lock().expect("allocation lock"),
             state.drbd.take(),
-            &nodes,
+            &replicas,
             &chosen,
             request.volumes.len(),
         ));
     } else {
         state.drbd = None;
     }
-    let spec = request.spec(
+    let mut spec = request.spec(
         pool.clone(),
-        nodes.clone(),
+        replicas.clone(),
         state.generation,
         state.drbd.clone(),
     );
+    spec.diskless = diskless.iter().cloned().collect();
 
     let results = cluster
-        .fan_out(&nodes, |client| {
+        .fan_out(&replicas, |client| {
             let desired = spec.desired_for(client.node(), cluster);
             async move {
                 let since = progress::started(client.node(), &desired);
@@ -400,6 +426,29 @@ fn drbd_allocation(
     }
 }
 
+/// The replicas `prior` state holds, with what its last read saw of their data (a node
+/// without a replica entry counts as not UpToDate).
+fn held_replicas(prior: &Value) -> Vec<Held> {
+    let replicas = prior.get("replicas").as_list().unwrap_or_default();
+    prior
+        .get("nodes")
+        .as_string_list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.parse::<NodeName>().ok())
+        .map(|node| {
+            let seen = replicas
+                .iter()
+                .find(|r| r.get("node").as_str() == Some(node.as_str()));
+            Held {
+                diskless: seen.is_some_and(|r| r.get("diskless").as_bool() == Some(true)),
+                up_to_date: seen.is_some_and(|r| r.get("disk_state").as_str() == Some("UpToDate")),
+                node,
+            }
+        })
+        .collect()
+}
+
 fn sorted(nodes: &[NodeName]) -> Vec<NodeName> {
     let mut v = nodes.to_vec();
     v.sort();
@@ -416,10 +465,10 @@ async fn delete(cluster: &Cluster, prior: &Value, private: &[u8]) -> Applied {
     else {
         return Applied::default();
     };
-    let mut nodes: Vec<NodeName> = prior
-        .get("nodes")
-        .as_string_list()
-        .unwrap_or_default()
+    let mut nodes: Vec<NodeName> = ["nodes", "diskless_nodes"]
+        .iter()
+        .flat_map(|attr| prior.get(attr).as_string_list().unwrap_or_default())
+        .collect::<Vec<_>>()
         .iter()
         .chain(
             prior

@@ -104,6 +104,7 @@ pub fn plan(
             config,
             secrets,
             &eff,
+            configured,
             &mut out.requires_replace,
             &mut refused,
         );
@@ -134,6 +135,8 @@ pub fn update_refusals(prior: &Value, config: &Value, secrets: &Passphrases) -> 
         config,
         secrets,
         &eff,
+        // The apply's placement checks the count against the nodes that answer.
+        None,
         &mut Vec::new(),
         &mut refused,
     );
@@ -200,12 +203,14 @@ fn fingerprint_plan(passphrase: &Known<Passphrase>, has_luks: Known<bool>) -> Va
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_update(
     prior: &Value,
     planned: &mut Value,
     config: &Value,
     secrets: &Passphrases,
     eff: &resolve::Effective,
+    configured: Option<&[NodeName]>,
     replace: &mut Vec<AttrPath>,
     diags: &mut Diagnostics,
 ) {
@@ -273,11 +278,7 @@ fn plan_update(
             let have: BTreeSet<_> = have.iter().cloned().collect();
             // On DRBD the replicas change in place (apply drives the stages node by node);
             // without DRBD there is nothing to copy from.
-            let drbd =
-                |stack: Option<Vec<String>>| stack.is_some_and(|s| s.iter().any(|l| l == "DRBD"));
-            let in_place = drbd(prior.get("effective_layer_stack").as_string_list())
-                && matches!(&eff.layer_stack, Known::Some(s) if s.has(Layer::Drbd));
-            if want != have && in_place {
+            if want != have && stays_drbd(prior, eff) {
                 needs_apply = true;
             } else if want != have {
                 replace.push(AttrPath::attr("nodes"));
@@ -288,7 +289,14 @@ fn plan_update(
                 if have.len() as i64 != count
                     && !config.get("resource_group").get("place_count").is_null()
                 {
-                    replace.push(AttrPath::attr("resource_group").then("place_count"));
+                    // On DRBD a new count adds or removes replicas in place (apply picks
+                    // which: `controller::place::recount`); without DRBD it moves the data.
+                    if stays_drbd(prior, eff) {
+                        check_count_reachable(count, configured, diags);
+                        needs_apply = true;
+                    } else {
+                        replace.push(AttrPath::attr("resource_group").then("place_count"));
+                    }
                     planned.set("nodes", Value::Unknown);
                 }
             }
@@ -301,6 +309,11 @@ fn plan_update(
         .as_list()
         .map_or(Value::Unknown, |n| Value::int(n.len() as i64));
     planned.set("effective_place_count", count);
+
+    // Diskless clients come and go, or trade places with diskful replicas, in place.
+    if diskless_set(config.get("diskless_nodes")) != diskless_set(prior.get("diskless_nodes")) {
+        needs_apply = true;
+    }
 
     let prior_pool = prior.get("effective_storage_pool").as_str();
     match (&eff.storage_pool, prior_pool) {
@@ -329,12 +342,41 @@ fn plan_update(
 
     // Drift found by read: a replica is missing, so the agents must converge again.
     let replicas = prior.get("replicas").as_list().map_or(0, <[Value]>::len);
-    if prior_nodes.is_none_or(|n| n.len() != replicas) {
+    let clients = diskless_set(prior.get("diskless_nodes")).len();
+    if prior_nodes.is_none_or(|n| n.len() + clients != replicas) {
         needs_apply = true;
     }
 
     if needs_apply {
         planned.set("replicas", Value::Unknown);
+    }
+}
+
+/// `diskless_nodes` as a set (null and empty alike).
+fn diskless_set(v: &Value) -> BTreeSet<String> {
+    v.as_string_list().unwrap_or_default().into_iter().collect()
+}
+
+/// Whether the definition had DRBD and keeps it: then its replica set changes in place.
+fn stays_drbd(prior: &Value, eff: &resolve::Effective) -> bool {
+    let had = prior
+        .get("effective_layer_stack")
+        .as_string_list()
+        .is_some_and(|s| s.iter().any(|l| l == "DRBD"));
+    had && matches!(&eff.layer_stack, Known::Some(s) if s.has(Layer::Drbd))
+}
+
+/// A replica count more than the provider has nodes for can never be met: say so at plan,
+/// naming the nodes (their pools are checked at apply, where the agents are asked).
+fn check_count_reachable(count: i64, configured: Option<&[NodeName]>, diags: &mut Diagnostics) {
+    let Some(configured) = configured else { return };
+    if count > configured.len() as i64 {
+        let names: Vec<&str> = configured.iter().map(NodeName::as_str).collect();
+        diags.error(
+            &AttrPath::attr("resource_group").then("place_count"),
+            "place_count cannot be met",
+            format!("place_count is {count} but the provider has only {} node(s): {}. Lower place_count or add node blocks to the provider.", names.len(), names.join(", ")),
+        );
     }
 }
 
@@ -503,18 +545,23 @@ fn check_nodes_configured(
     configured: Option<&[NodeName]>,
     diags: &mut Diagnostics,
 ) {
-    let (Some(configured), Some(items)) = (configured, config.get("nodes").as_list()) else {
+    let Some(configured) = configured else {
         return;
     };
-    for (i, n) in items.iter().enumerate() {
-        let Some(name) = n.as_str() else { continue };
-        if !configured.iter().any(|c| c.as_str() == name) {
-            let known: Vec<&str> = configured.iter().map(NodeName::as_str).collect();
-            diags.error(
-                &AttrPath::attr("nodes").index(i),
-                format!("Unknown node {name}"),
-                format!("nodes[{i}] is {name:?}, but the provider has no `node \"{name}\"` block. Configured nodes: {}.", if known.is_empty() { "(none)".to_owned() } else { known.join(", ") }),
-            );
+    for attr in ["nodes", "diskless_nodes"] {
+        let Some(items) = config.get(attr).as_list() else {
+            continue;
+        };
+        for (i, n) in items.iter().enumerate() {
+            let Some(name) = n.as_str() else { continue };
+            if !configured.iter().any(|c| c.as_str() == name) {
+                let known: Vec<&str> = configured.iter().map(NodeName::as_str).collect();
+                diags.error(
+                    &AttrPath::attr(attr).index(i),
+                    format!("Unknown node {name}"),
+                    format!("{attr}[{i}] is {name:?}, but the provider has no `node \"{name}\"` block. Configured nodes: {}.", if known.is_empty() { "(none)".to_owned() } else { known.join(", ") }),
+                );
+            }
         }
     }
 }

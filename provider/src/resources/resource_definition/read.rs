@@ -28,13 +28,14 @@ pub async fn read(cluster: &Cluster, state: &Value) -> (Value, Diagnostics) {
     else {
         return (state.clone(), diags);
     };
-    let nodes: Vec<NodeName> = state
-        .get("nodes")
-        .as_string_list()
-        .unwrap_or_default()
+    // Diskful replicas and diskless clients alike.
+    let mut nodes: Vec<NodeName> = ["nodes", "diskless_nodes"]
         .iter()
+        .flat_map(|attr| state.get(attr).as_string_list().unwrap_or_default())
         .filter_map(|n| n.parse().ok())
         .collect();
+    nodes.sort();
+    nodes.dedup();
     let results = cluster
         .fan_out(&nodes, |c| {
             let name = name.clone();

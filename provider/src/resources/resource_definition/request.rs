@@ -100,6 +100,7 @@ impl Request {
             props: self.props.clone().known().unwrap_or_default(),
             generation,
             nodes,
+            diskless: Default::default(),
             drbd,
         }
     }

@@ -199,6 +199,11 @@ pub fn schema() -> Schema {
                     Ty::list(Ty::String),
                     "Nodes (names from the provider's `node` blocks) to place replicas on; when unset, the group's place_count picks the nodes with most free space. With DRBD in the stack a change is in place: added nodes join and sync from the others (never overwriting them), removed ones are torn down only once a staying replica is UpToDate; node ids, port and the staying nodes' minors are kept. Without DRBD there is nothing to copy from, so a change is a replacement, and the plan warns naming the nodes whose data it destroys.",
                 ),
+                Attribute::optional(
+                    "diskless_nodes",
+                    Ty::list(Ty::String),
+                    "DRBD stacks only: nodes (not in `nodes`) that get a diskless DRBD client: no STORAGE or LUKS there, the device reads and writes through the diskful replicas. Counted apart from `nodes` and place_count. Adding or removing one, or moving a node between `nodes` and `diskless_nodes` (diskful to diskless and back), is a change in place.",
+                ),
                 Attribute::optional("description", Ty::String, "Free text for humans."),
                 Attribute::optional(
                     "force_destroy",

@@ -1,7 +1,7 @@
 //! Plan → apply → read → plan cycles against fake agents, checking Terraform's rules: applied
 //! values equal planned known values, and a re-plan after apply changes nothing.
 
-use super::{apply, plan, preview, read};
+use super::{apply, plan, preview, read, validate};
 use crate::controller::fake::FakeAgent;
 use crate::controller::Cluster;
 use crate::resources::diag::AttrPath;
@@ -1189,4 +1189,151 @@ fn a_drbd_node_change_is_in_place_and_a_storage_one_replaces() {
     let p = plan::plan(&prior, &proposed(&prior, &cfg), &cfg, &[], None);
     assert!(p.requires_replace.is_empty());
     assert!(p.state.get("replicas").is_unknown());
+}
+
+#[tokio::test]
+async fn a_drbd_place_count_change_adds_and_removes_replicas_in_place() {
+    let agents = [
+        FakeAgent::new("n1", &[("files", 300)]),
+        FakeAgent::new("n2", &[("files", 200)]),
+        FakeAgent::new("n3", &[("files", 100)]),
+    ];
+    let cluster = FakeAgent::cluster_of(agents.clone());
+    let with_count = |count: i64| {
+        let mut cfg = config(&["DRBD", "STORAGE"], None, "64MiB");
+        cfg.set(
+            "resource_group",
+            Value::object([
+                ("name", Value::string("gr")),
+                ("place_count", Value::int(count)),
+            ]),
+        );
+        conformed(cfg)
+    };
+    let two = with_count(2);
+    let (state, private) = create(&cluster, &two).await;
+    assert_eq!(state.get("nodes"), &Value::strings(["n1", "n2"]));
+    let before = super::private::Private::decode(&private).drbd.unwrap();
+
+    let three = with_count(3);
+    let names = cluster.names();
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &three),
+        &three,
+        &private,
+        Some(&names),
+    );
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    assert!(p.diags.0.is_empty(), "{:?}", p.diags);
+    assert!(p.state.get("nodes").is_unknown());
+    let a = apply::apply(&cluster, &state, &p.state, &three, &p.private).await;
+    assert!(!a.diags.has_errors(), "{:?}", a.diags);
+    assert_conforms(&p.state, &a.state);
+    assert_eq!(a.state.get("nodes"), &Value::strings(["n1", "n2", "n3"]));
+    let after = super::private::Private::decode(&a.private).drbd.unwrap();
+    assert_eq!((after.port, &after.minors), (before.port, &before.minors));
+    assert_eq!(after.node_ids.len(), 3);
+
+    // Back to two: no replica is at less risk than another, so the last by name (n3) goes.
+    let state = conformed(a.state);
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &two),
+        &two,
+        &a.private,
+        Some(&names),
+    );
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    let r = apply::apply(&cluster, &state, &p.state, &two, &p.private).await;
+    assert!(!r.diags.has_errors(), "{:?}", r.diags);
+    assert_eq!(r.state.get("nodes"), &Value::strings(["n1", "n2"]));
+    assert!(agents[2].resources.lock().unwrap().is_empty());
+
+    // More replicas than the provider has nodes: refused, naming them.
+    let four = with_count(4);
+    let state = conformed(r.state);
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &four),
+        &four,
+        &r.private,
+        Some(&names),
+    );
+    let text = format!("{:?}", p.diags);
+    assert!(
+        text.contains("n1, n2, n3") && text.contains("place_count"),
+        "{text}"
+    );
+}
+
+#[test]
+fn diskless_nodes_must_be_apart_from_nodes_and_need_drbd() {
+    let mut both = config(&["DRBD", "STORAGE"], None, "64MiB");
+    both.set("nodes", Value::strings(["n1", "n2"]));
+    both.set("diskless_nodes", Value::strings(["n2"]));
+    let text = format!("{:?}", validate::validate(&both));
+    assert!(
+        text.contains("n2 is in both nodes and diskless_nodes"),
+        "{text}"
+    );
+
+    let mut no_drbd = config(&["STORAGE"], None, "64MiB");
+    no_drbd.set("nodes", Value::strings(["n1"]));
+    no_drbd.set("diskless_nodes", Value::strings(["n2"]));
+    let text = format!("{:?}", validate::validate(&no_drbd));
+    assert!(text.contains("diskless_nodes needs DRBD"), "{text}");
+}
+
+#[tokio::test]
+async fn a_diskless_client_joins_in_place_and_is_read_back_without_drift() {
+    let agents = [
+        FakeAgent::new("n1", &[("files", 100)]),
+        FakeAgent::new("n2", &[("files", 100)]),
+        FakeAgent::new("n3", &[]),
+    ];
+    let cluster = FakeAgent::cluster_of(agents.clone());
+    let mut cfg = config(&["DRBD", "STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+
+    let mut with_client = cfg.clone();
+    with_client.set("diskless_nodes", Value::strings(["n3"]));
+    let names = cluster.names();
+    let p = plan::plan(
+        &state,
+        &proposed(&state, &with_client),
+        &with_client,
+        &private,
+        Some(&names),
+    );
+    assert!(p.requires_replace.is_empty(), "{:?}", p.requires_replace);
+    assert!(!p.diags.has_errors(), "{:?}", p.diags);
+    let a = apply::apply(&cluster, &state, &p.state, &with_client, &p.private).await;
+    assert!(!a.diags.has_errors(), "{:?}", a.diags);
+    assert_eq!(a.state.get("nodes"), &Value::strings(["n1", "n2"]));
+    let n3 = agents[2].resources.lock().unwrap()
+        [&"db".parse::<blockstor_proto::ResourceName>().unwrap()]
+        .clone();
+    assert_eq!(
+        n3.drbd.as_ref().unwrap().disk_state.as_deref(),
+        Some("Diskless"),
+        "n3 was sent a diskless client"
+    );
+
+    // Refresh asks the client too, and the next plan has nothing to do.
+    let (read_back, diags) = read::read(&cluster, &conformed(a.state)).await;
+    assert!(!diags.has_errors(), "{diags:?}");
+    assert_eq!(read_back.get("replicas").as_list().unwrap().len(), 3);
+    let p = plan::plan(
+        &read_back,
+        &proposed(&read_back, &with_client),
+        &with_client,
+        &a.private,
+        Some(&names),
+    );
+    assert!(
+        !p.state.get("replicas").is_unknown(),
+        "a diskless client is no drift"
+    );
 }

@@ -57,6 +57,7 @@ pub fn validate_resolved(config: &Value, secrets: &Passphrases) -> Diagnostics {
 
     check_volumes(config.get("volume"), &mut diags);
     check_nodes(config.get("nodes"), &mut diags);
+    check_diskless_nodes(config, &mut diags);
     check_timeouts(config.get("timeouts"), &mut diags);
 
     // The passphrase rules need the effective stack; an unknown RG or stack skips them.
@@ -100,6 +101,14 @@ pub fn validate_resolved(config: &Value, secrets: &Passphrases) -> Diagnostics {
                 }
             }
             _ => {}
+        }
+        let diskless = config.get("diskless_nodes").as_list().unwrap_or_default();
+        if !diskless.is_empty() && !stack.has(Layer::Drbd) {
+            diags.error(
+                &AttrPath::attr("diskless_nodes"),
+                "diskless_nodes needs DRBD",
+                format!("A diskless replica reads and writes through DRBD peers, but the effective layer_stack {stack} has no DRBD. Remove diskless_nodes, or use a stack with DRBD (valid stacks: {VALID_STACKS_TEXT})."),
+            );
         }
     }
     diags
@@ -251,6 +260,39 @@ fn check_nodes(nodes: &Value, diags: &mut Diagnostics) {
             "nodes must not be empty",
             "List at least one node, or remove nodes to let place_count choose.",
         );
+    }
+}
+
+/// `diskless_nodes`: valid names, each once, none of them also a diskful replica in `nodes`.
+/// (That the stack has DRBD is checked where the effective stack is known.)
+fn check_diskless_nodes(config: &Value, diags: &mut Diagnostics) {
+    let Some(items) = config.get("diskless_nodes").as_list() else {
+        return;
+    };
+    let diskful = config.get("nodes").as_string_list().unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, n) in items.iter().enumerate() {
+        let Some(name) = n.as_str() else { continue };
+        let path = AttrPath::attr("diskless_nodes").index(i);
+        if let Err(e) = name.parse::<NodeName>() {
+            diags.error(
+                &path,
+                "Invalid node name",
+                format!("diskless_nodes[{i}]: {e}"),
+            );
+        } else if !seen.insert(name.to_owned()) {
+            diags.error(
+                &path,
+                format!("Node {name} listed twice"),
+                "List each node once in diskless_nodes.",
+            );
+        } else if diskful.iter().any(|d| d == name) {
+            diags.error(
+                &path,
+                format!("Node {name} is in both nodes and diskless_nodes"),
+                format!("A replica has a disk or has none: keep {name} in nodes (a diskful replica) or in diskless_nodes (a diskless client), not both."),
+            );
+        }
     }
 }
 
