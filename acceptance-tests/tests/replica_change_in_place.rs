@@ -2,9 +2,11 @@
 //! terraform 1.0.3 and three real agents on loopback (n1, n2, n3 over HTTP). The replica set
 //! starts here: three DRBD replicas come up with one consistent `.res` (which `drbdadm -c FILE
 //! dump` accepts), exactly one of them starts the initial sync, and destroy leaves no `.res`,
-//! volume or record on any node. The in-place changes of `nodes` and `place_count`, the
-//! replacement warning of a STORAGE-only node change, `deletion_protection` and the in-use
-//! guard with `force_destroy` join this file as the provider and agent gain them.
+//! volume or record on any node. Then the in-place changes of `nodes` ([n1,n2] -> [n1,n2,n3]
+//! -> [n1,n3]) and of `place_count` (2 -> 3 -> 2), each planned as an update in place with node
+//! ids, port and minors kept; the replacement warning of a STORAGE-only node change;
+//! `deletion_protection` stopping `terraform destroy`; and the in-use guard, which only
+//! `force_destroy` passes.
 //!
 //! This host's kernel has no DRBD module, so the DRBD tests run their agents with the DRBD
 //! stand-in (`acceptance_tests::drbd_standin`, hence "with a stand-in DRBD module" in their

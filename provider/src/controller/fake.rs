@@ -26,6 +26,8 @@ pub struct FakeAgent {
     pub passphrases: Mutex<Vec<String>>,
     /// When set, every call fails as if the agent could not be reached (node down).
     pub unreachable: Mutex<bool>,
+    /// The DRBD kernel module version `node_info` reports (none: no module).
+    pub drbd_kernel: Mutex<Option<String>>,
 }
 
 impl FakeAgent {
@@ -38,6 +40,7 @@ impl FakeAgent {
             fail_apply: Mutex::default(),
             passphrases: Mutex::default(),
             unreachable: Mutex::default(),
+            drbd_kernel: Mutex::default(),
         })
     }
 
@@ -101,6 +104,7 @@ impl AgentClient for FakeAgent {
             name: self.name.clone(),
             versions: Versions {
                 agent: "fake".into(),
+                drbd_kernel: self.drbd_kernel.lock().unwrap().clone(),
                 ..Versions::default()
             },
             pools: self

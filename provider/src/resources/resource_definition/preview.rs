@@ -8,8 +8,9 @@
 //! numbers not allocated yet) or an agent does not answer, the value stays unknown: the plan
 //! still succeeds, with a warning for the agent that failed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use blockstor_proto::drbd_stages::DrbdVersion;
 use blockstor_proto::wire::{NodeInfo, PlannedSteps};
 use blockstor_proto::{Layer, NodeName, StoragePoolName};
 
@@ -45,10 +46,12 @@ pub async fn fill(
         Some(p) => p.parse().ok(),
         None => sole_pool(cluster, &nodes, diags).await,
     };
+    let diskless = planned_diskless(planned);
     let Some(spec) = pool.and_then(|pool| spec(prior, config, secrets, private, nodes, pool))
     else {
         return;
     };
+    let spec = with_diskless(spec, &diskless);
     if prior.is_null() && !holds_nothing(cluster, &spec, diags).await {
         return;
     }
@@ -58,6 +61,8 @@ pub async fn fill(
         let mut sorted = spec.nodes.clone();
         sorted.sort();
         if !alloc.node_ids.keys().eq(sorted.iter()) {
+            let old: BTreeSet<NodeName> = alloc.node_ids.keys().cloned().collect();
+            warn_if_a_move_drops_redundancy(cluster, &old, &sorted, diags).await;
             return;
         }
     }
@@ -105,6 +110,61 @@ async fn holds_nothing(cluster: &Cluster, spec: &Spec, diags: &mut Diagnostics) 
         }
     }
     true
+}
+
+/// The planned diskless clients (none when unset or not known yet).
+fn planned_diskless(planned: &Value) -> Vec<NodeName> {
+    planned
+        .get("diskless_nodes")
+        .as_string_list()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// `spec` with the diskless clients among its replicas, as the apply builds it.
+fn with_diskless(mut spec: Spec, diskless: &[NodeName]) -> Spec {
+    for n in diskless {
+        if !spec.nodes.contains(n) {
+            spec.nodes.push(n.clone());
+        }
+    }
+    spec.diskless = diskless.iter().cloned().collect();
+    spec
+}
+
+/// DRBD 8.4 holds two replicas, so a move (one node out, one in) removes first: until the
+/// new replica has synced, the data has one copy. The plan says so, naming the nodes.
+async fn warn_if_a_move_drops_redundancy(
+    cluster: &Cluster,
+    old: &BTreeSet<NodeName>,
+    new: &[NodeName],
+    diags: &mut Diagnostics,
+) {
+    let new: BTreeSet<NodeName> = new.iter().cloned().collect();
+    let leaving: Vec<&str> = old.difference(&new).map(NodeName::as_str).collect();
+    let joining: Vec<&str> = new.difference(old).map(NodeName::as_str).collect();
+    if leaving.is_empty() || joining.is_empty() {
+        return;
+    }
+    let union: Vec<NodeName> = old.union(&new).cloned().collect();
+    let mut infos = BTreeMap::new();
+    for (node, info) in union
+        .iter()
+        .zip(futures::future::join_all(union.iter().map(|n| cluster.pools_of(n))).await)
+    {
+        if let Ok(info) = info {
+            infos.insert(node.clone(), info);
+        }
+    }
+    if super::membership::version(&infos) == DrbdVersion::V84 {
+        diags.warning(
+            &AttrPath::attr("nodes"),
+            "Redundancy drops to one copy during this move",
+            format!("DRBD 8.4 holds at most two replicas, so {leave} is torn down before {join} joins: until {join} is UpToDate (it syncs from {stay}), the data exists as a single copy on {stay}. Check that {stay} is UpToDate (replicas[].disk_state) and back up first if one copy is too few; on DRBD 9 a move adds first and keeps two copies throughout.", leave = leaving.join(", "), join = joining.join(", "), stay = old.intersection(&new).map(NodeName::as_str).collect::<Vec<_>>().join(", ")),
+        );
+    }
 }
 
 /// The planned nodes, when known.

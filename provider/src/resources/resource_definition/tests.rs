@@ -1337,3 +1337,50 @@ async fn a_diskless_client_joins_in_place_and_is_read_back_without_drift() {
         "a diskless client is no drift"
     );
 }
+
+#[tokio::test]
+async fn a_move_on_drbd_8_4_warns_at_plan_that_one_copy_is_left_until_the_sync_ends() {
+    let agents = [
+        FakeAgent::new("n1", &[("files", 100)]),
+        FakeAgent::new("n2", &[("files", 100)]),
+        FakeAgent::new("n3", &[("files", 100)]),
+    ];
+    let cluster = FakeAgent::cluster_of(agents.clone());
+    let mut cfg = config(&["DRBD", "STORAGE"], None, "64MiB");
+    cfg.set("nodes", Value::strings(["n1", "n2"]));
+    let (state, private) = create(&cluster, &cfg).await;
+    let mut moved = cfg.clone();
+    moved.set("nodes", Value::strings(["n1", "n3"]));
+    let planned = |cluster: Cluster| {
+        let (state, moved, private) = (state.clone(), moved.clone(), private.clone());
+        async move {
+            let mut p = plan::plan(&state, &proposed(&state, &moved), &moved, &private, None);
+            preview::fill(
+                &cluster,
+                &state,
+                &mut p.state,
+                &moved,
+                &p.secrets,
+                &p.private,
+                &mut p.diags,
+            )
+            .await;
+            format!("{:?}", p.diags)
+        }
+    };
+    let on_9 = planned(FakeAgent::cluster_of(agents.clone())).await;
+    assert!(
+        !on_9.contains("Redundancy drops"),
+        "DRBD 9 adds first: {on_9}"
+    );
+    for a in &agents {
+        *a.drbd_kernel.lock().unwrap() = Some("8.4.11".into());
+    }
+    let on_84 = planned(FakeAgent::cluster_of(agents.clone())).await;
+    assert!(
+        on_84.contains("Redundancy drops to one copy")
+            && on_84.contains("n2 is torn down before n3 joins")
+            && on_84.contains("single copy on n1"),
+        "{on_84}"
+    );
+}
