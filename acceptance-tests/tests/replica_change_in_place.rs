@@ -516,3 +516,90 @@ fn a_storage_volume_held_open_is_not_torn_down_until_force_destroy() {
     assert_holds_nothing(n1, rd);
     drop(holder);
 }
+
+#[test]
+fn a_diskless_client_joins_and_leaves_in_place_with_a_stand_in_drbd_module() {
+    if !require(host::USER_SEAT) {
+        return;
+    }
+    let rd = "acc-client";
+    let nodes = Nodes::start(3, true);
+    nodes.config(&drbd_rd(rd, "", r#"nodes = ["n1", "n2"]"#));
+    nodes.tf.init().assert_success();
+    nodes.tf.apply().assert_success();
+    let two = assert_replicas(&nodes, rd, &set(&["n1", "n2"]), &ResFacts::default());
+
+    nodes.config(&drbd_rd(
+        rd,
+        "",
+        r#"nodes = ["n1", "n2"]
+  diskless_nodes = ["n3"]"#,
+    ));
+    assert_planned_in_place(&nodes.tf.plan());
+    nodes.tf.apply().assert_success();
+    let all = set(&["n1", "n2", "n3"]);
+    let mut seen: Option<ResFacts> = None;
+    for node in &all {
+        let text = dump(&res_of(&nodes.agent(node).state_dir(), rd));
+        let f = facts(&text);
+        assert_eq!(
+            f.hosts.keys().cloned().collect::<BTreeSet<_>>(),
+            all,
+            "{node}: {f:?}"
+        );
+        for (host, before) in &two.hosts {
+            assert_eq!(&f.hosts[host], before, "{host} changed, seen from {node}");
+        }
+        if let Some(other) = &seen {
+            assert_eq!(&f, other, "{node}'s .res disagrees with its peers'");
+        }
+        seen = Some(f);
+        assert!(
+            section_of(&text, "n3").contains("disk none;"),
+            "{node} must render n3 without a disk:\n{text}"
+        );
+    }
+    assert_eq!(
+        nodes.agent("n3").pool_files(rd),
+        Vec::<PathBuf>::new(),
+        "a diskless client holds no volume"
+    );
+    assert!(nodes.agent("n3").drbd_standin().unwrap().is_up(rd));
+    let state = nodes
+        .tf
+        .state_resource("blockstor_resource_definition.moving")
+        .expect("in state");
+    let client = state["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .find(|r| r["node"] == "n3")
+        .unwrap_or_else(|| panic!("no replica on n3: {state}"))
+        .clone();
+    assert_eq!(client["diskless"], true, "{client}");
+    assert_eq!(state["nodes"], serde_json::json!(["n1", "n2"]));
+    // A diskless client is no drift: refresh reads it and nothing is left to do.
+    nodes.tf.plan().assert_code(0);
+
+    nodes.config(&drbd_rd(rd, "", r#"nodes = ["n1", "n2"]"#));
+    assert_planned_in_place(&nodes.tf.plan());
+    nodes.tf.apply().assert_success();
+    assert_replicas(&nodes, rd, &set(&["n1", "n2"]), &two);
+    nodes.tf.plan().assert_code(0);
+}
+
+/// The `on <host> { … }` section of a `drbdadm dump`, whitespace folded to single spaces.
+fn section_of(dump: &str, host: &str) -> String {
+    let lines: Vec<&str> = dump
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !(l.starts_with("on ") && l.trim_matches(['{', ' ']).ends_with(host)))
+        .skip(1)
+        .take_while(|l| !l.starts_with("on ") && !l.starts_with("connection"))
+        .collect();
+    lines
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -352,7 +352,11 @@ impl Engine {
         record: &mut ResourceRecord,
         scan: Option<Arc<PoolScan>>,
     ) -> Result<Walk> {
-        let layers = self.layers(&record.spec.layer_stack, &record.spec.pool, scan)?;
+        let mut layers = self.layers(&record.spec.layer_stack, &record.spec.pool, scan)?;
+        if record.spec.drbd.as_ref().is_some_and(|x| x.diskless) {
+            // A diskless client has nothing below DRBD here (as its apply walks it).
+            layers.retain(|l| l.kind() == L::Drbd);
+        }
         let mut vols = initial_vols(record);
         let mut cx = self.cx(record, None, true);
         for layer in &layers {

@@ -75,6 +75,10 @@ pub struct StoredDrbd {
     pub peers: Vec<DrbdPeer>,
     pub protocol: String,
     pub address: String,
+    /// This node is a diskless client: observed through DRBD alone (no backing volume).
+    /// Absent in records written before diskless clients existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diskless: bool,
 }
 
 impl StoredSpec {
@@ -99,6 +103,7 @@ impl StoredSpec {
                 peers: x.peers.clone(),
                 protocol: x.protocol.clone(),
                 address: x.address.clone(),
+                diskless: x.diskless,
             }),
         }
     }
@@ -481,6 +486,7 @@ mod tests {
             peers: vec![],
             protocol: "C".into(),
             address: "10.0.0.1".into(),
+            diskless: false,
         });
         let mut r = ResourceRecord::new(with);
         r.intent("DRBD", "drbdadm adjust db".into());

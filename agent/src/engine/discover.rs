@@ -193,6 +193,8 @@ impl Engine {
                     .cloned()
                     .unwrap_or_else(|| "C".into()),
                 address: local.address.clone().unwrap_or_default(),
+                // A LINSTOR replica with a disk (a diskless one has no volume to find).
+                diskless: false,
             }),
             luks_below_drbd,
         }))

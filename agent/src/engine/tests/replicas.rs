@@ -416,6 +416,27 @@ async fn a_diskless_replica_of_a_luks_stack_needs_no_passphrase() {
 }
 
 #[tokio::test]
+async fn a_diskless_client_is_observed_through_drbd_alone_and_stays_diskless() {
+    let r = drbd_rig_of(V9);
+    let res = res_path(&r);
+    // Whatever the kernel's dstate says, the record says this node has no disk.
+    r.runner.on(
+        &["drbdadm", "-c", res.as_str(), "dstate"],
+        Output::ok("UpToDate\n"),
+    );
+    let mut d = drbd_desired(0, 1);
+    d.drbd.as_mut().unwrap().diskless = true;
+    r.engine.apply(d).await.unwrap();
+    let o = r.engine.get(&rd()).await.unwrap();
+    let drbd = o.drbd.unwrap();
+    assert!(drbd.diskless, "{drbd:?}");
+    assert_eq!(o.volumes[0].device_path.as_deref(), Some("/dev/drbd1000"));
+    assert_eq!(o.volumes[0].backing_device, None);
+    let listed = r.engine.list().await.unwrap();
+    assert!(listed[0].drbd.as_ref().unwrap().diskless);
+}
+
+#[tokio::test]
 async fn a_diskless_peer_is_rendered_with_disk_none_in_its_section() {
     let r = drbd_rig_of(V9);
     let res = res_path(&r);

@@ -279,7 +279,7 @@ impl Layer for Drbd {
             res_file: Self::res_arg(&res),
             up,
             role,
-            diskless: disk_state.as_deref() == Some(DISKLESS),
+            diskless: spec.diskless || disk_state.as_deref() == Some(DISKLESS),
             disk_state,
         });
         Ok(())

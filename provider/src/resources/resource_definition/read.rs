@@ -70,9 +70,11 @@ pub async fn read(cluster: &Cluster, state: &Value) -> (Value, Diagnostics) {
             .iter()
             .all(|v| {
                 let n = v.get("number").as_i64();
+                // A diskless client has no backing volume of its own to size.
+                let client = obs.drbd.as_ref().is_some_and(|d| d.diskless);
                 obs.volumes
                     .iter()
-                    .any(|o| Some(i64::from(o.number)) == n && o.size_kib.is_some())
+                    .any(|o| Some(i64::from(o.number)) == n && (client || o.size_kib.is_some()))
             })
     });
     let mut replicas: Vec<Value> = observed.iter().map(replica).collect();
