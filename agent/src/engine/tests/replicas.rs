@@ -437,6 +437,46 @@ async fn a_diskless_client_is_observed_through_drbd_alone_and_stays_diskless() {
 }
 
 #[tokio::test]
+async fn a_diskless_client_turned_diskful_gets_a_disk_and_metadata_and_never_forces_a_sync() {
+    let r = drbd_rig_of(V9);
+    let res = res_path(&r);
+    r.runner.on(
+        &["drbdadm", "-c", res.as_str(), "role"],
+        Output::ok("Secondary\n"),
+    );
+    r.runner
+        .on(&["drbdmeta"], Output::fail(255, "No valid meta data found"));
+    // Node id 0, the lowest: the one that would start an initial sync on a create.
+    let mut client = drbd_desired(0, 1);
+    client.drbd.as_mut().unwrap().diskless = true;
+    r.engine.apply(client).await.unwrap();
+    r.runner.clear();
+
+    let o = r.engine.apply(drbd_desired(0, 1)).await.unwrap();
+    let cmds = r.runner.commands();
+    let attached = r
+        .host
+        .after_commands("attach-loop")
+        .expect("backing volume made");
+    let md = position(
+        &cmds,
+        &format!("drbdadm -c {res} --max-peers=7 -- --force create-md db/0"),
+    );
+    assert!(
+        attached <= md,
+        "the disk exists before its metadata: {cmds:#?}"
+    );
+    assert!(md < position(&cmds, &format!("drbdadm -c {res} adjust db")));
+    assert!(
+        cmds.iter().all(|c| !c.contains("primary")),
+        "a disk joining running peers must sync from them: {cmds:#?}"
+    );
+    let text = r.host.texts.lock().unwrap()[&r.state.join("drbd.d/db.res")].clone();
+    assert!(!text.contains("disk none;"), "{text}");
+    assert!(!o.drbd.unwrap().diskless);
+}
+
+#[tokio::test]
 async fn a_diskless_peer_is_rendered_with_disk_none_in_its_section() {
     let r = drbd_rig_of(V9);
     let res = res_path(&r);

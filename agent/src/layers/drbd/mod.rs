@@ -63,6 +63,42 @@ impl Drbd {
         (ours, self.node.as_str().to_owned())
     }
 
+    /// A disk created under a resource that is already up (a diskless client turned
+    /// diskful in place) gets fresh metadata, then `adjust` attaches it and it syncs from its
+    /// UpToDate peers as a target. Its volumes are not marked for the initial sync: the peers
+    /// hold the data, so this node never becomes a sync source (no `primary --force`).
+    /// `drbdmeta` accepts the disk while the minor runs diskless, as LINSTOR's toggle-disk
+    /// relies on.
+    async fn metadata_for_added_disks(
+        &self,
+        cx: &mut Cx<'_>,
+        vols: &[Vol],
+        locals: &[LocalVolume],
+        res_arg: &str,
+        dialect: Dialect,
+    ) -> Result<()> {
+        for (v, l) in vols.iter().zip(locals) {
+            let Some(disk) = l.disk.as_deref() else {
+                continue;
+            };
+            if !v.created_now || tools::has_metadata(cx, l.minor, disk, dialect).await? {
+                continue;
+            }
+            let mut args = vec!["-c".to_owned(), res_arg.to_owned()];
+            if dialect == Dialect::V9 {
+                args.push(format!("--max-peers={}", tools::MAX_PEERS));
+            }
+            args.extend([
+                "--".to_owned(),
+                "--force".into(),
+                "create-md".into(),
+                format!("{}/{}", cx.rd, l.number),
+            ]);
+            cx.act(L::Drbd, &tools::drbdadm(&self.node, args)).await?;
+        }
+        Ok(())
+    }
+
     fn res_arg(path: &Path) -> String {
         path.display().to_string()
     }
@@ -340,7 +376,10 @@ impl Layer for Drbd {
             let up = !cx.dry_run
                 && cx.host.drbd_available()
                 && self.is_up(cx, &res, self.node.as_str()).await?;
-            if !up {
+            if up {
+                self.metadata_for_added_disks(cx, vols, &locals, &res_arg, dialect)
+                    .await?;
+            } else {
                 for (v, l) in vols.iter().zip(&locals) {
                     let fresh = v.created_now && cx.dry_run;
                     let Some(disk) = l.disk.as_deref() else {
