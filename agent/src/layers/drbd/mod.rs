@@ -84,17 +84,9 @@ impl Drbd {
             if !v.created_now || tools::has_metadata(cx, l.minor, disk, dialect).await? {
                 continue;
             }
-            let mut args = vec!["-c".to_owned(), res_arg.to_owned()];
-            if dialect == Dialect::V9 {
-                args.push(format!("--max-peers={}", tools::MAX_PEERS));
-            }
-            args.extend([
-                "--".to_owned(),
-                "--force".into(),
-                "create-md".into(),
-                format!("{}/{}", cx.rd, l.number),
-            ]);
-            cx.act(L::Drbd, &tools::drbdadm(&self.node, args)).await?;
+            let target = format!("{}/{}", cx.rd, l.number);
+            let cmd = tools::create_md(&self.node, res_arg, dialect, target);
+            cx.act(L::Drbd, &cmd).await?;
         }
         Ok(())
     }
@@ -387,17 +379,8 @@ impl Layer for Drbd {
                     };
                     if fresh || !tools::has_metadata(cx, l.minor, disk, dialect).await? {
                         let target = format!("{}/{}", cx.rd, l.number);
-                        let mut args = vec!["-c".to_owned(), res_arg.clone()];
-                        if dialect == Dialect::V9 {
-                            args.push(format!("--max-peers={}", tools::MAX_PEERS));
-                        }
-                        args.extend([
-                            "--".to_owned(),
-                            "--force".into(),
-                            "create-md".into(),
-                            target,
-                        ]);
-                        cx.act(L::Drbd, &tools::drbdadm(&self.node, args)).await?;
+                        let cmd = tools::create_md(&self.node, &res_arg, dialect, target);
+                        cx.act(L::Drbd, &cmd).await?;
                         cx.record.volume(v.number).awaiting_initial_sync = true;
                         cx.persist()?;
                     }

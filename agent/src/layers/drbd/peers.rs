@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::render::{Dialect, LocalVolume};
 use super::status::{self, Snapshot, Source};
-use super::tools::{self, MAX_PEERS};
+use super::tools;
 use crate::error::{Error, Kind, Result};
 use crate::layers::Cx;
 
@@ -107,14 +107,10 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
                 if tools::has_metadata(cx, v.minor, disk, local.dialect).await? {
                     continue;
                 }
+                // The data comes from a peer: this is a sync target's empty metadata.
                 let target = format!("{}/{}", cx.rd, v.number);
-                let mut args = vec!["-c".to_owned(), res.clone()];
-                if local.dialect == Dialect::V9 {
-                    args.push(format!("--max-peers={MAX_PEERS}"));
-                }
-                // `--force` here only skips create-md's question; the data comes from a peer.
-                args.extend(["--".into(), "--force".into(), "create-md".into(), target]);
-                cx.act(L::Drbd, &tools::drbdadm(local.node, args)).await?;
+                let cmd = tools::create_md(local.node, &res, local.dialect, target);
+                cx.act(L::Drbd, &cmd).await?;
             }
             adjust(cx, local, &res).await?;
             let diskless = volumes.iter().all(|v| v.disk.is_none());

@@ -25,6 +25,17 @@ where
     drbdadm_as(node.as_str(), args)
 }
 
+/// `drbdadm create-md <rd>/<volume>` for `res` (DRBD 9: with room for [`MAX_PEERS`]).
+/// `--force` only skips create-md's question; callers decide that no metadata is there.
+pub(crate) fn create_md(node: &NodeName, res: &str, dialect: Dialect, target: String) -> Command {
+    let mut args = vec!["-c".to_owned(), res.to_owned()];
+    if dialect == Dialect::V9 {
+        args.push(format!("--max-peers={MAX_PEERS}"));
+    }
+    args.extend(["--".into(), "--force".into(), "create-md".into(), target]);
+    drbdadm(node, args)
+}
+
 /// [`drbdadm`] for a host named `host` in the `.res` (LINSTOR writes `uname -n`).
 pub(crate) fn drbdadm_as<I, S>(host: &str, args: I) -> Command
 where
