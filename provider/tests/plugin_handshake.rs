@@ -51,6 +51,8 @@ struct Plugin {
     address: SocketAddr,
     server_cert: Option<Vec<u8>>,
     stderr: mpsc::Receiver<String>,
+    /// stderr line by line, as the plugin writes it.
+    stderr_lines: mpsc::Receiver<String>,
     /// Receives once our end of the plugin's stdout pipe reads EOF.
     stdout_eof: mpsc::Receiver<()>,
 }
@@ -85,11 +87,17 @@ impl Plugin {
             let _ = eof_tx.send(());
             assert!(rest.is_empty(), "the plugin wrote more to stdout: {rest:?}");
         });
-        let mut stderr = child.stderr.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let (err_tx, err_rx) = mpsc::channel();
+        let (err_line_tx, err_line_rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // Each line as it comes (to wait for one), and the whole text at EOF.
             let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+                let _ = err_line_tx.send(line);
+            }
             let _ = err_tx.send(text);
         });
 
@@ -124,6 +132,7 @@ impl Plugin {
             address,
             server_cert,
             stderr: err_rx,
+            stderr_lines: err_line_rx,
             stdout_eof: eof_rx,
         }
     }
@@ -286,6 +295,20 @@ async fn a_client_without_the_pinned_certificate_is_refused() {
         result.is_err(),
         "a foreign client certificate must not get an answer"
     );
+    // The client may give up before the server has logged its side: wait for the line
+    // (bounded), then stop the plugin.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut logged = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match plugin.stderr_lines.recv_timeout(left) {
+            Ok(line) if line.contains("TLS handshake failed") => break,
+            Ok(line) => logged.push(line),
+            Err(_) => panic!(
+                "the server must log the refused handshake; it logged: {}",
+                logged.join("\n")
+            ),
+        }
+    }
     plugin.child.kill().unwrap();
     plugin.child.wait().unwrap();
     let stderr = plugin.stderr.recv_timeout(Duration::from_secs(2)).unwrap();

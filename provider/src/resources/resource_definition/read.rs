@@ -231,8 +231,20 @@ pub async fn import(cluster: &Cluster, id: &str) -> (Value, Vec<u8>, Diagnostics
     if observed.iter().any(|o| o.origin == Origin::Linstor) {
         linstor_warning(&mut diags, &name, &observed);
     }
-    let nodes: Vec<&str> = observed.iter().map(|o| o.node.as_str()).collect();
-    let mut volumes = first.volumes.clone();
+    // Diskless clients (DRBD) go to `diskless_nodes`; sizes come from a replica with a disk.
+    let is_client = |o: &&ObservedResource| o.drbd.as_ref().is_some_and(|d| d.diskless);
+    let nodes: Vec<&str> = observed
+        .iter()
+        .filter(|o| !is_client(o))
+        .map(|o| o.node.as_str())
+        .collect();
+    let clients: Vec<&str> = observed
+        .iter()
+        .filter(is_client)
+        .map(|o| o.node.as_str())
+        .collect();
+    let sized = observed.iter().find(|o| !is_client(o)).unwrap_or(&first);
+    let mut volumes = sized.volumes.clone();
     volumes.sort_by_key(|v| v.number);
     let volume = Value::List(
         volumes
@@ -248,7 +260,9 @@ pub async fn import(cluster: &Cluster, id: &str) -> (Value, Vec<u8>, Diagnostics
             })
             .collect(),
     );
-    let pool = sole_pool(cluster, &observed).await;
+    let diskful: Vec<ObservedResource> =
+        observed.iter().filter(|o| !is_client(o)).cloned().collect();
+    let pool = sole_pool(cluster, &diskful).await;
     let state = Value::object([
         ("id", Value::string(name.as_str())),
         ("name", Value::string(name.as_str())),
@@ -260,12 +274,19 @@ pub async fn import(cluster: &Cluster, id: &str) -> (Value, Vec<u8>, Diagnostics
             pool.map_or(Value::Null, Value::String),
         ),
         ("nodes", Value::strings(nodes.iter())),
+        (
+            "diskless_nodes",
+            match clients.is_empty() {
+                true => Value::Null,
+                false => Value::strings(clients.iter()),
+            },
+        ),
         ("volume", volume),
         (
             "effective_layer_stack",
             Value::strings(first.layer_stack.names()),
         ),
-        ("effective_place_count", Value::int(observed.len() as i64)),
+        ("effective_place_count", Value::int(nodes.len() as i64)),
         (
             "replicas",
             Value::List(observed.iter().map(replica).collect()),

@@ -1336,6 +1336,21 @@ async fn a_diskless_client_joins_in_place_and_is_read_back_without_drift() {
         !p.state.get("replicas").is_unknown(),
         "a diskless client is no drift"
     );
+
+    // An import tells the client from the disks, and sizes come from a disk.
+    let (imported, _, diags) = read::import(&cluster, "db").await;
+    assert!(!diags.has_errors(), "{diags:?}");
+    assert_eq!(imported.get("nodes"), &Value::strings(["n1", "n2"]));
+    assert_eq!(imported.get("diskless_nodes"), &Value::strings(["n3"]));
+    assert_eq!(imported.get("effective_place_count"), &Value::int(2));
+    assert_eq!(
+        imported.get("volume").get_index(0).get("size").as_str(),
+        Some("64MiB")
+    );
+    assert_eq!(
+        imported.get("effective_storage_pool").as_str(),
+        Some("files")
+    );
 }
 
 #[tokio::test]
