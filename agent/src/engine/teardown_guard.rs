@@ -76,6 +76,8 @@ impl Engine {
             res_file: &res_file,
             dialect,
             minors: &observed.minors,
+            // A leaving replica is only waited for and taken down, never adjusted.
+            client_volumes: None,
         };
         let bound = options
             .wait_seconds

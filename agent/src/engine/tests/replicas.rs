@@ -476,6 +476,62 @@ async fn a_diskless_client_turned_diskful_gets_a_disk_and_metadata_and_never_for
     assert!(!o.drbd.unwrap().diskless);
 }
 
+/// A diskless client request for DRBD 8.4 (node id 1, peer n2 with a disk).
+fn client_84() -> DesiredResource {
+    let mut d = drbd_desired(1, 0);
+    d.drbd.as_mut().unwrap().diskless = true;
+    d
+}
+
+#[tokio::test]
+async fn a_diskless_client_on_drbd_8_4_comes_up_without_an_attach() {
+    let r = drbd_rig_of(V84);
+    let res = res_path(&r);
+    r.runner.on(
+        &["drbdadm", "-c", res.as_str(), "role"],
+        Output::fail(10, "'db' not defined"),
+    );
+    r.engine.apply(client_84()).await.unwrap();
+    let cmds = r.runner.commands();
+    let new_resource = position(&cmds, &format!("drbdadm -c {res} new-resource db"));
+    let new_minor = position(&cmds, &format!("drbdadm -c {res} new-minor db/0"));
+    let connect = position(&cmds, &format!("drbdadm -c {res} connect db"));
+    assert!(new_resource < new_minor && new_minor < connect, "{cmds:#?}");
+    // drbdadm 8.4 reads `disk none;` as a device: its adjust or up would `attach none`.
+    assert!(
+        cmds.iter()
+            .all(|c| !c.contains(" adjust ") && !c.contains(" up ") && !c.contains("attach")),
+        "{cmds:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_running_diskless_client_on_drbd_8_4_reconnects_only_when_its_res_changed() {
+    let r = drbd_rig_of(V84);
+    let res = res_path(&r);
+    r.runner.on(
+        &["drbdadm", "-c", res.as_str(), "role"],
+        Output::ok("Secondary/Primary\n"),
+    );
+    // Up, and the .res is new here: the running client takes its peer by reconnecting.
+    r.engine.apply(client_84()).await.unwrap();
+    let cmds = r.runner.commands();
+    let disconnect = position(&cmds, &format!("drbdadm -c {res} disconnect db"));
+    assert!(disconnect < position(&cmds, &format!("drbdadm -c {res} connect db")));
+    assert!(cmds.iter().all(|c| !c.contains(" adjust ")), "{cmds:#?}");
+
+    r.runner.clear();
+    r.engine.apply(client_84()).await.unwrap();
+    let cmds = r.runner.commands();
+    assert!(
+        cmds.iter().all(|c| !c.contains(" adjust ")
+            && !c.contains(" disconnect ")
+            && !c.contains(" connect ")
+            && !c.contains("new-")),
+        "an unchanged client is left alone: {cmds:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_diskless_peer_is_rendered_with_disk_none_in_its_section() {
     let r = drbd_rig_of(V9);

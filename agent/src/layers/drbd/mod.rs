@@ -205,6 +205,9 @@ impl Drbd {
             res_file: res,
             dialect,
             minors: &x.minors,
+            client_volumes: x
+                .diskless
+                .then(|| locals.iter().map(|l| l.number).collect()),
         };
         let bound = x
             .wait_seconds
@@ -351,7 +354,8 @@ impl Layer for Drbd {
             .read_to_string(&res)
             .map_err(|e| Error::internal(format!("cannot read {}: {e}", res.display())))?;
         let joined_text = text.clone();
-        if current.as_deref() != Some(text.as_str()) {
+        let res_changed = current.as_deref() != Some(text.as_str());
+        if res_changed {
             // The content holds the shared secret: the plan and journal show only the path.
             let path = res.clone();
             cx.act_host(
@@ -392,12 +396,16 @@ impl Layer for Drbd {
                     )));
                 }
             }
-            cx.act(
-                L::Drbd,
-                &tools::drbdadm(
-                    &self.node,
-                    ["-c", res_arg.as_str(), "adjust", cx.rd.as_str()],
-                ),
+            let client: Option<Vec<u32>> = x
+                .diskless
+                .then(|| locals.iter().map(|l| l.number).collect());
+            tools::adjust(
+                cx,
+                &self.node,
+                &res_arg,
+                dialect,
+                client.as_deref(),
+                res_changed,
             )
             .await?;
             let lowest = x.peers.iter().all(|p| p.node_id > x.node_id);

@@ -83,6 +83,8 @@ pub struct Local<'a> {
     pub dialect: Dialect,
     /// This node's minors, per volume.
     pub minors: &'a [u32],
+    /// The volume numbers, when this node is a diskless client.
+    pub client_volumes: Option<Vec<u32>>,
 }
 
 /// Runs this node's step of a change.
@@ -90,8 +92,8 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
     let res = local.res_file.display().to_string();
     match step {
         NodeStep::Staying { res_text } => {
-            write_res(cx, local.res_file, res_text)?;
-            adjust(cx, local, &res).await
+            let changed = write_res(cx, local.res_file, res_text)?;
+            adjust(cx, local, &res, changed).await
         }
         NodeStep::Added {
             res_text,
@@ -99,7 +101,7 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
             peers,
             until_up_to_date,
         } => {
-            write_res(cx, local.res_file, res_text)?;
+            let changed = write_res(cx, local.res_file, res_text)?;
             for v in volumes {
                 let Some(disk) = v.disk.as_deref() else {
                     continue;
@@ -112,7 +114,7 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
                 let cmd = tools::create_md(local.node, &res, local.dialect, target);
                 cx.act(L::Drbd, &cmd).await?;
             }
-            adjust(cx, local, &res).await?;
+            adjust(cx, local, &res, changed).await?;
             let diskless = volumes.iter().all(|v| v.disk.is_none());
             if diskless {
                 // A client reads through its peers; it has no disk to sync.
@@ -141,13 +143,14 @@ pub async fn run(cx: &mut Cx<'_>, local: &Local<'_>, step: &NodeStep, wait: Wait
     }
 }
 
-fn write_res(cx: &mut Cx<'_>, res_file: &Path, text: &str) -> Result<()> {
+/// Writes the `.res` when it differs; returns whether it did.
+fn write_res(cx: &mut Cx<'_>, res_file: &Path, text: &str) -> Result<bool> {
     let current = cx
         .host
         .read_to_string(res_file)
         .map_err(|e| Error::internal(format!("cannot read {}: {e}", res_file.display())))?;
     if current.as_deref() == Some(text) {
-        return Ok(());
+        return Ok(false);
     }
     // The content holds the shared secret: the plan and journal show only the path.
     let path = res_file.to_owned();
@@ -156,12 +159,22 @@ fn write_res(cx: &mut Cx<'_>, res_file: &Path, text: &str) -> Result<()> {
         L::Drbd,
         vec!["(agent) write".into(), res_file.display().to_string()],
         move |h| h.write_private(&path, &text),
-    )
+    )?;
+    Ok(true)
 }
 
-async fn adjust(cx: &mut Cx<'_>, local: &Local<'_>, res: &str) -> Result<()> {
-    let cmd = tools::drbdadm(local.node, ["-c", res, "adjust", cx.rd.as_str()]);
-    cx.act(L::Drbd, &cmd).await.map(|_| ())
+/// `adjust` as [`tools::adjust`] does it for this node (a diskless client on 8.4 differs).
+async fn adjust(cx: &mut Cx<'_>, local: &Local<'_>, res: &str, changed: bool) -> Result<()> {
+    let client: Option<Vec<u32>> = local.client_volumes.clone();
+    tools::adjust(
+        cx,
+        local.node,
+        res,
+        local.dialect,
+        client.as_deref(),
+        changed,
+    )
+    .await
 }
 
 /// What a wait is for.

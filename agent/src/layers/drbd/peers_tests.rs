@@ -185,6 +185,7 @@ async fn run_change(old: &[&str], new: &[&str], dialect: Dialect) -> Vec<String>
             res_file: Path::new(RES),
             dialect,
             minors: &[1000],
+            client_volumes: None,
         };
         run(&mut c, &local, &step, wait_ms(2000)).await.unwrap();
         log.extend(
@@ -386,6 +387,7 @@ async fn the_added_replica_of_a_drbd9_move_waits_until_up_to_date() {
         res_file: Path::new(RES),
         dialect: Dialect::V9,
         minors: &[1000],
+        client_volumes: None,
     };
     run(&mut c, &local, &step, wait_ms(2000)).await.unwrap();
     let reads = fake
@@ -431,6 +433,7 @@ async fn removal_waits_for_a_replica_that_stays_to_be_up_to_date() {
         res_file: Path::new(RES),
         dialect: Dialect::V9,
         minors: &[1000],
+        client_volumes: None,
     };
     // Only n1 stays (n3 leaves next): n2 must wait for n1, although n3 is UpToDate.
     let step = NodeStep::Removed {
@@ -487,6 +490,7 @@ async fn removal_fails_at_the_deadline_naming_the_node_and_the_states_it_saw() {
             res_file: Path::new(RES),
             dialect,
             minors: &[1000],
+            client_volumes: None,
         };
         let step = NodeStep::Removed {
             remaining: set(&["n1"]),
@@ -535,6 +539,7 @@ async fn a_new_replica_that_became_sync_source_stops_at_once() {
         res_file: Path::new(RES),
         dialect: Dialect::V9,
         minors: &[1000],
+        client_volumes: None,
     };
     let err = run(&mut c, &local, &step, wait_ms(2000)).await.unwrap_err();
     assert_eq!(err.code, "invalid_drbd");
@@ -562,6 +567,7 @@ async fn a_diskless_replica_gets_no_metadata_and_does_not_wait_for_a_sync() {
         res_file: Path::new(RES),
         dialect: Dialect::V9,
         minors: &[1000],
+        client_volumes: None,
     };
     run(&mut c, &local, &step, wait_ms(10)).await.unwrap();
     assert_eq!(runner.commands(), [format!("drbdadm -c {RES} adjust db")]);
@@ -579,6 +585,7 @@ async fn a_staying_node_whose_res_is_already_current_only_adjusts() {
         res_file: Path::new(RES),
         dialect: Dialect::V9,
         minors: &[1000],
+        client_volumes: None,
     };
     let step = NodeStep::Staying {
         res_text: "same\n".into(),
@@ -609,6 +616,7 @@ async fn a_removed_replica_already_down_is_left_to_the_teardown_and_planning_nev
         res_file: Path::new(RES),
         dialect: Dialect::V9,
         minors: &[1000],
+        client_volumes: None,
     };
     let step = NodeStep::Removed {
         remaining: set(&["n1"]),
@@ -675,6 +683,7 @@ async fn a_waiting_removal_logs_the_sync_progress_at_info() {
         res_file: Path::new(RES),
         dialect: Dialect::V9,
         minors: &[1000],
+        client_volumes: None,
     };
     let step = NodeStep::Removed {
         remaining: set(&["n1"]),

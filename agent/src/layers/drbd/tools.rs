@@ -2,7 +2,7 @@
 //! whether a disk already carries DRBD metadata. Kept apart from the layer so that `peers` and
 //! `status` can use them without importing the layer back.
 
-use blockstor_proto::NodeName;
+use blockstor_proto::{Layer as L, NodeName};
 
 use super::render::Dialect;
 use crate::error::{Error, ErrorCode, Kind, Result};
@@ -80,4 +80,48 @@ pub(crate) async fn has_metadata(
             out.stderr.trim()
         ),
     ))
+}
+
+/// Brings the resource here to what its `.res` says: `drbdadm adjust`, except for a diskless
+/// client on DRBD 8.4, whose drbdadm has no diskless volume (it reads `disk none;` as a device
+/// path and both `adjust` and `up` run `attach none`). Such a client is set up without the
+/// attach: `new-resource`, `new-minor` per volume, `connect`; once up, a changed `.res` (a new
+/// peer) is taken by `disconnect` and `connect`, and an unchanged one needs nothing.
+/// `client_volumes` holds the volume numbers when this node is a diskless client.
+pub(crate) async fn adjust(
+    cx: &mut Cx<'_>,
+    node: &NodeName,
+    res: &str,
+    dialect: Dialect,
+    client_volumes: Option<&[u32]>,
+    res_changed: bool,
+) -> Result<()> {
+    let rd = cx.rd.to_string();
+    let Some(volumes) = client_volumes.filter(|_| dialect == Dialect::V84) else {
+        let cmd = drbdadm(node, ["-c", res, "adjust", rd.as_str()]);
+        return cx.act(L::Drbd, &cmd).await.map(|_| ());
+    };
+    let up = cx
+        .observe(&drbdadm(node, ["-c", res, "role", rd.as_str()]))
+        .await?
+        .success();
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    if !up {
+        steps.push(vec!["new-resource".into(), rd.clone()]);
+        steps.extend(
+            volumes
+                .iter()
+                .map(|v| vec!["new-minor".into(), format!("{rd}/{v}")]),
+        );
+        steps.push(vec!["connect".into(), rd.clone()]);
+    } else if res_changed {
+        steps.push(vec!["disconnect".into(), rd.clone()]);
+        steps.push(vec!["connect".into(), rd.clone()]);
+    }
+    for step in steps {
+        let mut args = vec!["-c".to_owned(), res.to_owned()];
+        args.extend(step);
+        cx.act(L::Drbd, &drbdadm(node, args)).await?;
+    }
+    Ok(())
 }
