@@ -1,7 +1,9 @@
 //! Issue #6, tier 4 (docs/design.md §8): the whole chain on Debian's real kernel, in three QEMU
 //! VMs (TCG) reached over SSH by the real terraform binary and the built provider. This is where
 //! dm-crypt, LVM-thin and DRBD 8.4 actually run: data is written, replicated, encrypted at
-//! rest, grown in place, failed over, survives a power cut, and is gone after destroy.
+//! rest, grown in place, failed over, survives a power cut, and is gone after destroy. A DRBD
+//! replica set also moves in place (vm1+vm2 -> vm1+vm3, then one disk and a diskless client)
+//! with its data in use ([`replicas_move_in_place`], issue 18).
 //!
 //! One test boots one cluster of VMs and runs every scenario on it in turn, because booting
 //! under TCG is the expensive part. Each step prints `::: vm phase <name>: ok in <s>s`.
@@ -224,6 +226,7 @@ fn three_vms_run_the_whole_chain_on_the_real_kernel() {
     );
     chain(&cluster, "luks+storage", "vmluks", &["LUKS", "STORAGE"]);
     chain(&cluster, "storage", "vmplain", &["STORAGE"]);
+    replicas_move_in_place(&cluster);
     if std::env::var("BLOCKSTOR_VM_POWER_CUT").is_ok_and(|v| v == "0") {
         eprintln!("::: vm power cut scenario: left out (BLOCKSTOR_VM_POWER_CUT=0)");
     } else {
@@ -649,19 +652,414 @@ fn power_cut_mid_apply(cluster: &mut Cluster) {
 
 /// Waits until vm1 sees both disks UpToDate (DRBD 8.4 `dstate` prints `UpToDate/UpToDate`).
 fn wait_uptodate(cluster: &Cluster, res: &str, rd: &str) {
+    wait_dstate(
+        cluster,
+        0,
+        res,
+        rd,
+        "UpToDate/UpToDate",
+        Duration::from_secs(600),
+    );
+}
+
+/// Waits until VM `i` (0 is vm1) sees `want` as the DRBD 8.4 `dstate` (local/peer) of `rd`,
+/// for at most `limit`; prints its /proc/drbd once there.
+fn wait_dstate(cluster: &Cluster, i: usize, res: &str, rd: &str, want: &str, limit: Duration) {
     let started = std::time::Instant::now();
     loop {
-        let state = cluster.ssh_ok(0, &format!("drbdadm -c {res} dstate {rd}"));
-        if state.trim() == "UpToDate/UpToDate" {
+        let state = cluster.ssh_ok(i, &format!("drbdadm -c {res} dstate {rd}"));
+        if state.trim() == want {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "replicas not in sync: {state}; /proc/drbd: {}\n{}",
-            cluster.ssh(0, "cat /proc/drbd").stdout,
+            started.elapsed() < limit,
+            "{}: dstate {} after {limit:?}, want {want}; /proc/drbd: {}\n{}",
+            cluster.vms[i].spec.name,
+            state.trim(),
+            cluster.ssh(i, "cat /proc/drbd").stdout,
             cluster.console_hint()
         );
         std::thread::sleep(Duration::from_secs(3));
     }
-    eprintln!("{}", cluster.ssh_ok(0, "cat /proc/drbd"));
+    eprintln!("{}", cluster.ssh_ok(i, "cat /proc/drbd"));
+}
+
+/// Issue 18 on the real kernel: a DRBD+STORAGE replica set changes in place while its data is
+/// in use, driven by `terraform apply` alone.
+///
+/// 1. On vm1+vm2; vm1 Primary with an ext4 holding a marker file and 8 MiB of random data
+///    (checksum kept), both UpToDate. vm1 stays Primary and mounted through the move.
+/// 2. `nodes` vm1+vm2 -> vm1+vm3: the plan is one update in place (nothing replaced), one
+///    apply. DRBD 8.4 holds two replicas, so the provider removes vm2 first (once vm1 is
+///    UpToDate), then vm1 re-renders to vm3 and vm3 joins as sync target: redundancy is one
+///    copy until vm3 is UpToDate (bounded wait). vm2 then holds nothing: no `.res`, no LV, no
+///    DRBD minor or resource in the kernel.
+/// 3. Fail over vm1 -> vm3: the checksum reads back on vm3.
+/// 4. Grow 64 -> 128 MiB after the move, vm3 Primary (8.4 resizes only with a Primary): the
+///    filesystem grows on vm3, data intact, vm1's DRBD device grew too.
+/// 5. Diskless (only when the provider has `diskless_nodes`): `nodes = ["vm3"]`,
+///    `diskless_nodes = ["vm2"]`. DRBD 8.4 allows two nodes per resource, a diskless client
+///    included, so a third node cannot join diskless beside two disks: the only 8.4 shape is
+///    one disk and one client, i.e. vm1 leaves while vm2 joins diskless. vm2 then holds no LV,
+///    sees `Diskless/UpToDate`, and after vm3 steps down reads the checksum as Primary through
+///    the network.
+/// 6. Destroy leaves nothing on any VM.
+fn replicas_move_in_place(cluster: &Cluster) {
+    let (label, rd) = ("move", "vmmove");
+    let stack = ["DRBD", "STORAGE"];
+    let res = format!("/var/lib/blockstor/drbd.d/{rd}.res");
+    let ws = Workspace::new();
+    let tf = terraform_for(cluster, &ws);
+    let write = |size: &str, placement: &str| {
+        ws.write(
+            "main.tf",
+            &format!(
+                "{}{}",
+                provider_hcl(),
+                rd_hcl_on(rd, &stack, size, placement)
+            ),
+        );
+    };
+    write("64MiB", r#"nodes = ["vm1", "vm2"]"#);
+    let hint = cluster.console_hint();
+    tf.init().assert_success();
+    let apply = phase(&format!("{label}: apply on vm1+vm2"), || tf.apply());
+    assert!(apply.status.success(), "{apply}\n{hint}");
+    let dev1 = device(&replicas(&tf), "vm1");
+    let files = format!("/mnt/{rd}/data /mnt/{rd}/random");
+    let sum = phase(
+        &format!("{label}: write on vm1 (stays Primary and mounted), both UpToDate"),
+        || {
+            let sum = cluster.ssh_ok(
+                0,
+                &format!(
+                    "set -e; drbdadm -c {res} primary {rd}; mkfs.ext4 -q {dev1}; \
+                     mkdir -p /mnt/{rd}; mount {dev1} /mnt/{rd}; \
+                     for i in $(seq 1 2000); do echo {MARKER}; done > /mnt/{rd}/data; \
+                     dd if=/dev/urandom of=/mnt/{rd}/random bs=1M count=8 status=none; sync; \
+                     cat {files} | sha256sum | cut -d' ' -f1"
+                ),
+            );
+            wait_uptodate(cluster, &res, rd);
+            sum.trim().to_owned()
+        },
+    );
+    // The probes that must find nothing on vm2 after the move find its replica now.
+    let before = holdings(cluster, 1, rd, &res);
+    assert!(
+        before.len() == 5 && before.iter().all(|c| c != "0"),
+        "vm2 before the move: every probe should see its replica (LVs, mappers, .res, DRBD \
+         minors, kernel resources): {before:?}\n{hint}"
+    );
+
+    write("64MiB", r#"nodes = ["vm1", "vm3"]"#);
+    phase(
+        &format!("{label}: plan vm1+vm2 -> vm1+vm3 is an update in place"),
+        || assert_in_place(&tf.plan(), &hint),
+    );
+    let apply = phase(
+        &format!("{label}: apply vm1+vm2 -> vm1+vm3 (8.4: vm2 leaves, then vm3 joins)"),
+        || tf.apply(),
+    );
+    assert!(apply.status.success(), "{apply}\n{hint}");
+    let warnings = apply.warnings();
+    eprintln!(
+        "::: vm {label}: the move's apply warned {} time(s): {warnings:?}",
+        warnings.len()
+    );
+    let redundancy = warnings.iter().any(|w| {
+        let w = w.to_lowercase();
+        w.contains("redundan") || w.contains("one copy") || w.contains("single copy")
+    });
+    eprintln!("::: vm {label}: redundancy-drop warning present: {redundancy}");
+    let devs = replicas(&tf);
+    assert_eq!(
+        devs.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["vm1", "vm3"],
+        "replicas in state after the move: {devs:?}"
+    );
+    let dev3 = device(&devs, "vm3");
+    phase(&format!("{label}: vm3 UpToDate, vm2 holds nothing"), || {
+        for i in [0, 2] {
+            assert_eq!(
+                res_hosts(cluster, i, &res),
+                ["vm1", "vm3"],
+                "{}: {res} hosts after the move\n{hint}",
+                cluster.vms[i].spec.name
+            );
+        }
+        wait_dstate(
+            cluster,
+            2,
+            &res,
+            rd,
+            "UpToDate/UpToDate",
+            Duration::from_secs(300),
+        );
+        assert_nothing_left(cluster, 1, rd, &res);
+        // vm1 served the data all along: still Primary with the filesystem mounted.
+        let role = cluster.ssh_ok(
+            0,
+            &format!("drbdadm -c {res} role {rd}; mountpoint -q /mnt/{rd} && echo mounted"),
+        );
+        assert_eq!(
+            role.split_whitespace().collect::<Vec<_>>(),
+            ["Primary/Secondary", "mounted"],
+            "vm1 after the move\n{hint}"
+        );
+    });
+
+    phase(
+        &format!("{label}: fail over vm1 -> vm3, same checksum"),
+        || {
+            cluster.ssh_ok(
+                0,
+                &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
+            );
+            let got = cluster.ssh_ok(
+                2,
+                &format!(
+                    "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
+                 mount {dev3} /mnt/{rd}; cat {files} | sha256sum | cut -d' ' -f1"
+                ),
+            );
+            assert_eq!(got.trim(), sum, "vm3 read different data\n{hint}");
+        },
+    );
+
+    phase(
+        &format!("{label}: grow 64MiB -> 128MiB after the move (vm3 Primary)"),
+        || {
+            write("128MiB", r#"nodes = ["vm1", "vm3"]"#);
+            let apply = tf.apply();
+            assert!(apply.status.success(), "{apply}\n{hint}");
+            let out = cluster.ssh_ok(
+                2,
+                &format!(
+                    "set -e; resize2fs {dev3} >/dev/null 2>&1; \
+                     df --output=size -k /mnt/{rd} | tail -n1; \
+                     cat {files} | sha256sum | cut -d' ' -f1"
+                ),
+            );
+            let mut lines = out.lines();
+            let kib: u64 = lines.next().unwrap_or("").trim().parse().unwrap_or(0);
+            assert!(
+                kib > 80 * 1024,
+                "filesystem on vm3 did not grow: {kib} KiB\n{hint}"
+            );
+            assert_eq!(
+                lines.next().unwrap_or("").trim(),
+                sum,
+                "data changed by grow"
+            );
+            // 64 MiB is 131072 sectors; vm1's replica grew with vm3's.
+            let sysfs = format!("/sys/block/{}/size", dev1.trim_start_matches("/dev/"));
+            let sectors: u64 = cluster
+                .ssh_ok(0, &format!("cat {sysfs}"))
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            assert!(
+                sectors > 131072,
+                "vm1's {dev1} did not grow: {sectors} sectors\n{hint}"
+            );
+            eprintln!("::: vm {label}: vm3 filesystem now {kib} KiB, vm1 {sectors} sectors");
+        },
+    );
+
+    if provider_has_attribute(&tf, "diskless_nodes") {
+        diskless_client_reads(cluster, &tf, &write, rd, &res, &sum);
+    } else {
+        eprintln!(
+            "::: vm {label}: diskless step left out: this provider has no diskless_nodes yet"
+        );
+        cluster.ssh_ok(
+            2,
+            &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
+        );
+    }
+
+    phase(
+        &format!("{label}: destroy leaves nothing on any VM"),
+        || {
+            let destroy = tf.destroy();
+            assert!(destroy.status.success(), "{destroy}\n{hint}");
+            for i in 0..cluster.vms.len() {
+                assert_nothing_left(cluster, i, rd, &res);
+            }
+        },
+    );
+}
+
+/// Step 5 of [`replicas_move_in_place`]: from vm1+vm3 (vm3 Primary, mounted) to one disk on
+/// vm3 and a diskless client on vm2, which then reads the data as Primary over the network.
+fn diskless_client_reads(
+    cluster: &Cluster,
+    tf: &Terraform,
+    write: &dyn Fn(&str, &str),
+    rd: &str,
+    res: &str,
+    sum: &str,
+) {
+    let label = "move";
+    let hint = cluster.console_hint();
+    write("128MiB", "nodes = [\"vm3\"]\n  diskless_nodes = [\"vm2\"]");
+    phase(
+        &format!("{label}: plan vm1+vm3 -> vm3 + diskless vm2 is an update in place"),
+        || assert_in_place(&tf.plan(), &hint),
+    );
+    let apply = phase(
+        &format!("{label}: apply vm3 + diskless vm2 (vm1 leaves, vm2 joins diskless)"),
+        || tf.apply(),
+    );
+    assert!(apply.status.success(), "{apply}\n{hint}");
+    let devs = replicas(tf);
+    assert_eq!(
+        devs.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["vm2", "vm3"],
+        "replicas in state after the diskless change: {devs:?}"
+    );
+    assert!(
+        devs["vm2"]["diskless"] == true && devs["vm3"]["diskless"] == false,
+        "state: vm2 should be the diskless one: {devs:?}"
+    );
+    let dev2 = device(&devs, "vm2");
+    phase(
+        &format!("{label}: vm2 diskless and connected, vm1 holds nothing"),
+        || {
+            wait_dstate(
+                cluster,
+                1,
+                res,
+                rd,
+                "Diskless/UpToDate",
+                Duration::from_secs(120),
+            );
+            let lvs = cluster.ssh_ok(
+                1,
+                &format!("lvs --noheadings -o lv_name vg0 | grep -c {rd} || true"),
+            );
+            assert_eq!(lvs.trim(), "0", "vm2 is diskless but holds an LV\n{hint}");
+            assert_nothing_left(cluster, 0, rd, res);
+        },
+    );
+    phase(
+        &format!("{label}: vm3 steps down, diskless vm2 Primary reads the checksum"),
+        || {
+            cluster.ssh_ok(
+                2,
+                &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
+            );
+            let got = cluster.ssh_ok(
+                1,
+                &format!(
+                    "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
+                     mount {dev2} /mnt/{rd}; cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum \
+                     | cut -d' ' -f1; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
+                ),
+            );
+            assert_eq!(got.trim(), sum, "diskless vm2 read different data\n{hint}");
+        },
+    );
+}
+
+/// The state's replicas of `blockstor_resource_definition.rd`, by node.
+fn replicas(tf: &Terraform) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let replicas = tf
+        .state_resource("blockstor_resource_definition.rd")
+        .expect("rd in state")["replicas"]
+        .clone();
+    eprintln!("::: vm replicas: {replicas}");
+    replicas
+        .as_array()
+        .unwrap_or_else(|| panic!("replicas is not a list: {replicas}"))
+        .iter()
+        .map(|r| {
+            (
+                r["node"].as_str().expect("replica node").to_owned(),
+                r.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The `device_path` of `node`'s replica in `replicas`.
+fn device(replicas: &std::collections::BTreeMap<String, serde_json::Value>, node: &str) -> String {
+    replicas
+        .get(node)
+        .and_then(|r| r["device_path"].as_str())
+        .unwrap_or_else(|| panic!("no device_path for {node} in {replicas:?}"))
+        .to_owned()
+}
+
+/// A plan (`-detailed-exitcode`) that changes the definition in place: one update, nothing
+/// added, destroyed or replaced.
+fn assert_in_place(plan: &acceptance_tests::Outcome, hint: &str) {
+    let text = plan.combined();
+    assert!(
+        plan.code() == 2
+            && text.contains("will be updated in-place")
+            && text.contains("0 to add, 1 to change, 0 to destroy")
+            && !text.contains("must be replaced"),
+        "expected one update in place, nothing replaced:\n{plan}\n{hint}"
+    );
+}
+
+/// The hosts (`on "NAME" {`) of the `.res` at `res` on VM `i`, sorted.
+fn res_hosts(cluster: &Cluster, i: usize, res: &str) -> Vec<String> {
+    let out = cluster.ssh_ok(
+        i,
+        &format!("awk '$1 == \"on\" {{ gsub(/\"/, \"\", $2); print $2 }}' {res}"),
+    );
+    let mut hosts: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
+    hosts.sort();
+    hosts
+}
+
+/// What VM `i` holds of `rd`, as counts: LVs, device-mapper entries, `.res` files, DRBD minors
+/// in /proc/drbd (no other resource exists while the move runs) and resources in the kernel
+/// (`drbdsetup show`).
+fn holdings(cluster: &Cluster, i: usize, rd: &str, res: &str) -> Vec<String> {
+    let out = cluster.ssh_ok(
+        i,
+        &format!(
+            "lvs --noheadings -o lv_name vg0 | grep -c {rd} || true; \
+             ls /dev/mapper | grep -c {rd} || true; \
+             ls {res} 2>/dev/null | wc -l; \
+             grep -c '^ *[0-9]*: cs:' /proc/drbd || true; \
+             drbdsetup show 2>/dev/null | grep -c '^resource {rd} ' || true"
+        ),
+    );
+    out.split_whitespace().map(str::to_owned).collect()
+}
+
+/// VM `i` holds nothing of `rd` (see [`holdings`]).
+fn assert_nothing_left(cluster: &Cluster, i: usize, rd: &str, res: &str) {
+    let left = holdings(cluster, i, rd, res);
+    assert_eq!(
+        left,
+        ["0", "0", "0", "0", "0"],
+        "{}: leftovers of {rd} (LVs, mappers, .res, DRBD minors, kernel resources)\n\
+         /proc/drbd: {}\n{}",
+        cluster.vms[i].spec.name,
+        cluster.ssh(i, "cat /proc/drbd").stdout,
+        cluster.console_hint()
+    );
+}
+
+/// Whether the built provider's `blockstor_resource_definition` has attribute `name`
+/// (`terraform providers schema -json`).
+fn provider_has_attribute(tf: &Terraform, name: &str) -> bool {
+    let out = tf.run(&["providers", "schema", "-json"]);
+    out.assert_success();
+    let schema: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("providers schema is not JSON ({e}):\n{out}"));
+    schema["provider_schemas"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+        .any(|p| {
+            !p["resource_schemas"]["blockstor_resource_definition"]["block"]["attributes"][name]
+                .is_null()
+        })
 }
