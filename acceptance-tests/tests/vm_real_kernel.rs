@@ -715,11 +715,10 @@ const RESYNC_PROPS: &str =
 /// 3. Fail over vm1 -> vm3: the checksum reads back on vm3.
 /// 4. Grow 64 -> 128 MiB after the move, vm3 Primary (8.4 resizes only with a Primary): the
 ///    filesystem grows on vm3, data intact, vm1's DRBD device grew too.
-/// 5. Diskless (with `BLOCKSTOR_VM_DISKLESS=1`, when the provider has `diskless_nodes`; off by
-///    default: the agent cannot bring up a DRBD 8.4 client yet, see the step):
-///    `nodes = ["vm3"]`, `diskless_nodes = ["vm2"]`. DRBD 8.4 allows two nodes per resource, a
-///    diskless client included, so a third node cannot join diskless beside two disks: the
-///    only 8.4 shape is one disk and one client, i.e. vm1 leaves while vm2 joins diskless.
+/// 5. Diskless (when the provider has `diskless_nodes`): `nodes = ["vm3"]`,
+///    `diskless_nodes = ["vm2"]`. DRBD 8.4 allows two nodes per resource, a diskless client
+///    included, so a third node cannot join diskless beside two disks: the only 8.4 shape is
+///    one disk and one client, i.e. vm1 leaves while vm2 joins diskless.
 ///    vm2 then holds no LV, sees `Diskless/UpToDate`, and after vm3 steps down reads the
 ///    checksum as Primary through the network.
 /// 6. Destroy leaves nothing on any VM.
@@ -897,18 +896,12 @@ fn replicas_move_in_place(cluster: &Cluster) {
         },
     );
 
-    // Opt-in until the agent brings up a diskless client on DRBD 8.4: drbdadm-84 `adjust`
-    // on a `.res` whose local volume says `disk none;` schedules `drbdmeta … none internal
-    // apply-al` and `attach … none`, which fail ("open(none) failed"); 8.4 has no diskless
-    // volume in its config, a client is `new-resource`, `new-minor`, `connect` without attach.
-    let diskless = std::env::var("BLOCKSTOR_VM_DISKLESS").is_ok_and(|v| v == "1");
-    if diskless && provider_has_attribute(&tf, "diskless_nodes") {
+    // drbdadm-84 knows no diskless volume (`disk none;` made `adjust` attach "none"), so the
+    // agent brings an 8.4 client up as new-resource, new-minor, connect; this step shows it.
+    if provider_has_attribute(&tf, "diskless_nodes") {
         diskless_client_reads(cluster, &tf, &write, rd, &res, &sum);
     } else {
-        eprintln!(
-            "::: vm {label}: diskless step left out (BLOCKSTOR_VM_DISKLESS=1 runs it once the \
-             provider has diskless_nodes; DRBD 8.4 clients do not come up yet)"
-        );
+        eprintln!("::: vm {label}: diskless step left out: this provider has no diskless_nodes");
         cluster.ssh_ok(
             2,
             &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
