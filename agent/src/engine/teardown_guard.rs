@@ -13,7 +13,33 @@ use crate::inuse::{self, InUse, User};
 use crate::layers::drbd::{peers, version, DEFAULT_WAIT, WAIT_POLL};
 use crate::layers::Cx;
 
+/// How long a device held open only by processes is looked at again before the delete is
+/// refused, and how often.
+const PROBE_SETTLE: Duration = Duration::from_secs(2);
+const PROBE_POLL: Duration = Duration::from_millis(100);
+
+/// Whether every user found is a process holding the device open (no mount, holder, Primary).
+fn only_processes(found: &InUse) -> bool {
+    found.users.iter().all(|u| matches!(u, User::Opened { .. }))
+}
+
 impl Engine {
+    /// Who uses `device`, without the chain's own holders below the top: `None` when nobody.
+    fn users_of(&self, device: &str, topmost: &[String]) -> Result<Option<InUse>> {
+        let found = self
+            .host
+            .device_users(Path::new(device))
+            .map_err(|e| Error::internal(format!("cannot tell whether {device} is in use: {e}")))?;
+        let Some(mut found) = found else {
+            return Ok(None);
+        };
+        if !topmost.iter().any(|t| t == device) {
+            // A lower device is held by the layer above it: that is the chain itself.
+            found.users.retain(|u| !matches!(u, User::Holder { .. }));
+        }
+        Ok((!found.users.is_empty()).then_some(found))
+    }
+
     /// Refuses with `device_in_use` when any of `devices` (each layer's device, bottom-up;
     /// `topmost` the ones a user mounts) is mounted, open, held by something outside the chain,
     /// or is a DRBD replica in the Primary role here.
@@ -24,15 +50,16 @@ impl Engine {
         topmost: &[String],
     ) -> Result<()> {
         for device in devices {
-            let found = self.host.device_users(Path::new(device)).map_err(|e| {
-                Error::internal(format!("cannot tell whether {device} is in use: {e}"))
-            })?;
-            let Some(mut found) = found else { continue };
-            if !topmost.contains(device) {
-                // A lower device is held by the layer above it: that is the chain itself.
-                found.users.retain(|u| !matches!(u, User::Holder { .. }));
+            let mut found = self.users_of(device, topmost)?;
+            // A process that only probes the device (udev's blkid, another `losetup -a`) has
+            // it open for a moment: look again for a while before calling that a user.
+            let settle = tokio::time::Instant::now() + PROBE_SETTLE;
+            while found.as_ref().is_some_and(only_processes) && tokio::time::Instant::now() < settle
+            {
+                tokio::time::sleep(PROBE_POLL).await;
+                found = self.users_of(device, topmost)?;
             }
-            if !found.users.is_empty() {
+            if let Some(found) = found {
                 return Err(found.error(&self.config.node_name));
             }
         }

@@ -82,6 +82,29 @@ async fn a_device_in_use_is_not_torn_down_and_force_tears_it_down() {
 }
 
 #[tokio::test]
+async fn a_process_that_only_probes_the_device_for_a_moment_does_not_stop_the_delete() {
+    let r = storage_resource().await;
+    in_use(
+        &r,
+        LOOP,
+        vec![User::Opened {
+            pid: 7,
+            comm: "losetup".into(),
+        }],
+    );
+    // Like udev's blkid or another `losetup -a`: it lets go a moment later.
+    let host = r.host.clone();
+    let probe = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        host.in_use.lock().unwrap().clear();
+    });
+    let deleted = r.engine.delete(&rd()).await.unwrap();
+    probe.await.unwrap();
+    assert!(deleted.deleted);
+    assert!(r.host.after_commands("detach-loop").is_some(), "torn down");
+}
+
+#[tokio::test]
 async fn a_mounted_top_device_is_refused_but_a_lower_device_held_by_the_chain_is_not() {
     let r = rig();
     r.runner
