@@ -378,29 +378,13 @@ fn storage_only_node_change_plans_a_replacement_that_warns_whose_data_goes() {
         return;
     }
     let nodes = Nodes::start(2, false);
-    let rd_on = |node: &str| {
-        format!(
-            r#"
-resource "blockstor_resource_definition" "local" {{
-  name           = "acc-local"
-  resource_group = {{ name = "acc-local-group", storage_pool = "files" }}
-  layer_stack    = ["STORAGE"]
-  nodes          = ["{node}"]
-  volume {{
-    number = 0
-    size   = "64MiB"
-  }}
-}}
-"#
-        )
-    };
-    nodes.config(&rd_on("n1"));
+    nodes.config(&local_rd_on("acc-local", "n1", ""));
     nodes.tf.init().assert_success();
     nodes.tf.apply().assert_success();
     let before = nodes.agent("n1").pool_files("acc-local");
     assert_eq!(before.len(), 1, "n1 holds the volume");
 
-    nodes.config(&rd_on("n2"));
+    nodes.config(&local_rd_on("acc-local", "n2", ""));
     let plan = nodes.tf.plan();
     plan.assert_code(2)
         .assert_contains("must be replaced")
@@ -418,13 +402,18 @@ resource "blockstor_resource_definition" "local" {{
 
 /// `nodes = ["n1"]`, a STORAGE-only definition with `extra` attributes.
 fn local_rd(rd: &str, extra: &str) -> String {
+    local_rd_on(rd, "n1", extra)
+}
+
+/// A STORAGE-only definition on `node` with `extra` attributes.
+fn local_rd_on(rd: &str, node: &str, extra: &str) -> String {
     format!(
         r#"
 resource "blockstor_resource_definition" "local" {{
   name           = "{rd}"
   resource_group = {{ name = "{rd}-group", storage_pool = "files" }}
   layer_stack    = ["STORAGE"]
-  nodes          = ["n1"]
+  nodes          = ["{node}"]
   {extra}
   volume {{
     number = 0

@@ -386,19 +386,8 @@ fn chain(cluster: &Cluster, label: &str, rd: &str, stack: &[&str]) {
 
     if drbd {
         phase(&format!("{label}: fail over to vm2, same checksum"), || {
-            cluster.ssh_ok(
-                0,
-                &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
-            );
-            let got = cluster.ssh_ok(
-                1,
-                &format!(
-                    "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
-                     mount {dev2} /mnt/{rd}; cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum \
-                     | cut -d' ' -f1; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
-                ),
-            );
-            assert_eq!(got.trim(), sum, "vm2 read different data\n{hint}");
+            let got = checksum_after_failover(cluster, 0, 1, rd, &res, &dev2);
+            assert_eq!(got, sum, "vm2 read different data\n{hint}");
         });
     } else {
         cluster.ssh_ok(0, &format!("umount /mnt/{rd}"));
@@ -979,21 +968,37 @@ fn diskless_client_reads(
     phase(
         &format!("{label}: vm3 steps down, diskless vm2 Primary reads the checksum"),
         || {
-            cluster.ssh_ok(
-                2,
-                &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
-            );
-            let got = cluster.ssh_ok(
-                1,
-                &format!(
-                    "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
-                     mount {dev2} /mnt/{rd}; cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum \
-                     | cut -d' ' -f1; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
-                ),
-            );
-            assert_eq!(got.trim(), sum, "diskless vm2 read different data\n{hint}");
+            let got = checksum_after_failover(cluster, 2, 1, rd, res, &dev2);
+            assert_eq!(got, sum, "diskless vm2 read different data\n{hint}");
         },
     );
+}
+
+/// Fails over from VM `from` (unmount, Secondary) to VM `to` (Primary, mount `dev`), returns
+/// the checksum of `data` and `random` read there, and leaves `to` Secondary again.
+fn checksum_after_failover(
+    cluster: &Cluster,
+    from: usize,
+    to: usize,
+    rd: &str,
+    res: &str,
+    dev: &str,
+) -> String {
+    cluster.ssh_ok(
+        from,
+        &format!("set -e; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"),
+    );
+    cluster
+        .ssh_ok(
+            to,
+            &format!(
+                "set -e; drbdadm -c {res} primary {rd}; mkdir -p /mnt/{rd}; \
+                 mount {dev} /mnt/{rd}; cat /mnt/{rd}/data /mnt/{rd}/random | sha256sum \
+                 | cut -d' ' -f1; umount /mnt/{rd}; drbdadm -c {res} secondary {rd}"
+            ),
+        )
+        .trim()
+        .to_owned()
 }
 
 /// The state's replicas of `blockstor_resource_definition.rd`, by node.
